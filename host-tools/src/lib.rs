@@ -1,0 +1,1 @@
+//! Shared helpers of the command-line tools (argument parsing of tpu-mlir's list syntaxes).

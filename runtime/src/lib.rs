@@ -1,0 +1,2 @@
+//! The bmodel runtime (no_std, no allocation on the run path).
+#![no_std]
