@@ -6,6 +6,7 @@
 //! (kind string + attribute dictionary) so that the textual `.mlir` form round-trips exactly;
 //! typed access goes through the attribute getters below.
 
+pub mod text;
 pub mod weights;
 
 use std::collections::BTreeMap;
