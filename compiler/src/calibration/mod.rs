@@ -1,1 +1,38 @@
-//! (work in progress)
+//! Activation calibration as tpu-mlir's `run_calibration.py` does it (flow reference 2.1-2.6):
+//! per-tensor statistics streamed over the dataset, KL / max / percentile / MSE thresholds,
+//! the threshold tuning pass, and the calibration table file.
+
+pub mod dataset;
+pub mod histogram;
+pub mod kl;
+pub mod table;
+
+pub use dataset::{python_shuffle, select_dataset, Mt19937};
+pub use histogram::{AbsHistogram, TensorStats};
+pub use kl::kl_threshold;
+pub use table::{CalibEntry, CalibrationTable, TableHeader};
+
+use std::path::PathBuf;
+
+/// Errors of calibration; each names the file, line, tensor or op concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibError {
+    /// A file could not be read or written.
+    #[error("{path}: {msg}")]
+    Io { path: PathBuf, msg: String },
+    /// A malformed line in a calibration table.
+    #[error("{path}:{line}: {msg}")]
+    Table { path: PathBuf, line: usize, msg: String },
+    /// A problem with the dataset (empty, mixed kinds, missing files).
+    #[error("dataset: {0}")]
+    Dataset(String),
+    /// A sample that cannot be loaded (unreadable image, wrong shape).
+    #[error("{path}: {msg}")]
+    Sample { path: PathBuf, msg: String },
+    /// The model cannot be run.
+    #[error("model: {0}")]
+    Model(String),
+    /// Bad options.
+    #[error("{0}")]
+    Config(String),
+}
