@@ -1,2 +1,19 @@
 //! The bmodel runtime (no_std, no allocation on the run path).
-#![no_std]
+//!
+//! [`load`] verifies a bmodel once (`bmodel_format::verify`) and binds a caller-given arena;
+//! [`Loaded::run`] copies inputs in, dispatches every instruction to the chip's kernels
+//! ([`kernels::bm1684x`], [`kernels::cv18xx`], [`kernels::float`]) on raw slices of the arena, and
+//! copies outputs out. Features: `std` (error trait, host helpers in [`host`]), `defmt` (reserved
+//! for embedded logging).
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub mod arena;
+pub mod dispatch;
+pub mod error;
+#[cfg(feature = "std")]
+pub mod host;
+pub mod kernels;
+pub mod loader;
+
+pub use error::RuntimeError;
+pub use loader::{arena_size, load, Loaded};

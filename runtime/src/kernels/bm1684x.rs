@@ -1,0 +1,87 @@
+//! BM1684X integer arithmetic: multiplier/shift requant with a rounding right shift, the
+//! multiplier/shift leaky ReLU, MulShift, Add, average pooling, and the boundary casts.
+
+use super::conv::{conv_int8, ConvGeom, IntConv};
+use super::data::PoolGeom;
+use super::num::{code8, load_float, load_i32, rshift_round, round_f32, sat8, store_float};
+use super::{map_bytes, zip_bytes, Src};
+use bmodel_format::{DType, RoundMode};
+
+/// Output side of an int8 conv on BM1684X.
+pub struct BmRequant<'s> {
+    /// i32 pairs (multiplier, rshift) per output channel
+    pub table: &'s [u8],
+    /// output zero point
+    pub zero_point: i32,
+    /// rounding of the shift
+    pub round: RoundMode,
+    /// clamp below at the zero point
+    pub relu: bool,
+    /// output is u8
+    pub unsigned: bool,
+}
+
+/// `y = sat(RightShiftRound(acc·M_c, r_c, round) + zp)` per output channel `c`.
+pub fn conv(a: &IntConv<'_>, y: &mut [u8], g: &ConvGeom, scratch: &mut [u8], q: &BmRequant<'_>) {
+    conv_int8(a, y, g, scratch, |oc, acc| {
+        let m = load_i32(q.table, 2 * oc) as i64;
+        let r = load_i32(q.table, 2 * oc + 1);
+        let mut v = rshift_round(acc * m, r, q.round) + q.zero_point as i64;
+        if q.relu {
+            v = v.max(q.zero_point as i64);
+        }
+        sat8(v, q.unsigned)
+    });
+}
+
+/// Leaky ReLU: `x >= 0 ? x : sat(RightShiftRound(x·m, r, round))`.
+pub fn leaky_relu(x: Src<'_>, y: &mut [u8], x_unsigned: bool, y_unsigned: bool, m: i32, r: i32, round: RoundMode) {
+    map_bytes(x, y, |b| {
+        let v = code8(b, x_unsigned) as i64;
+        let o = if v >= 0 { v } else { rshift_round(v * m as i64, r, round) };
+        sat8(o, y_unsigned)
+    });
+}
+
+/// MulShift requant: `sat(RightShiftRound(x·m, r, round) + zp)`.
+#[allow(clippy::too_many_arguments)]
+pub fn mul_shift(x: Src<'_>, y: &mut [u8], x_unsigned: bool, y_unsigned: bool, m: i32, r: i32, round: RoundMode, zp: i32) {
+    map_bytes(x, y, |b| {
+        let v = code8(b, x_unsigned) as i64;
+        sat8(rshift_round(v * m as i64, r, round) + zp as i64, y_unsigned)
+    });
+}
+
+/// Add: `sat(RightShiftRound(a·m0, r0, HalfUp) + RightShiftRound(b·m1, r1, HalfUp))`.
+pub fn add(a: Src<'_>, b: Src<'_>, y: &mut [u8], signs: [bool; 3], m: [i32; 2], r: [i32; 2]) {
+    zip_bytes(a, b, y, |va, vb| {
+        let ta = rshift_round(code8(va, signs[0]) as i64 * m[0] as i64, r[0], RoundMode::HalfUp);
+        let tb = rshift_round(code8(vb, signs[1]) as i64 * m[1] as i64, r[1], RoundMode::HalfUp);
+        sat8(ta + tb, signs[2])
+    });
+}
+
+/// Integer average pooling: `sat(RightShiftRound(Σ window · m, r, round))`, padded cells add 0.
+pub fn avg_pool(x: &[u8], y: &mut [u8], unsigned: [bool; 2], g: &PoolGeom, m: i32, r: i32, round: RoundMode) {
+    g.for_each(|out, cells| {
+        let s: i64 = cells.map(|i| code8(x[i], unsigned[0]) as i64).sum();
+        y[out] = sat8(rshift_round(s * m as i64, r, round), unsigned[1]);
+    });
+}
+
+/// float -> int8: `sat(round(x · inv_scale) + zp)`, product in f32.
+#[allow(clippy::too_many_arguments)]
+pub fn quantize(x: &[u8], xt: DType, y: &mut [u8], unsigned: bool, inv_scale: f32, zp: i32, round: RoundMode) {
+    for (i, o) in y.iter_mut().enumerate() {
+        let v = load_float(x, xt, i) * inv_scale;
+        *o = sat8(round_f32(v, round) + zp as i64, unsigned);
+    }
+}
+
+/// int8 -> float: `scale · (q − zp)` in f32, rounded (RNE) to the output type.
+pub fn dequantize(x: &[u8], unsigned: bool, y: &mut [u8], yt: DType, scale: f32, zp: i32) {
+    for (i, &b) in x.iter().enumerate() {
+        let v = scale * (code8(b, unsigned) - zp) as f32;
+        store_float(y, yt, i, v, false);
+    }
+}
