@@ -1,0 +1,595 @@
+//! Per-op kernels of the simulator.
+
+use super::conv::{self, ConvGeom};
+use super::tensor::{from_codes, from_f32, SimData, SimTensor};
+use super::SimError;
+use crate::ir::{Op, Quant, TensorType};
+use crate::quant::round::{right_shift_round, RoundMode};
+use crate::quant::{cv18xx, float};
+use ndarray::{ArrayD, Axis, IxDyn, Slice};
+
+macro_rules! each_data {
+    ($d:expr, $a:ident => $e:expr) => {
+        match $d {
+            SimData::F32($a) => SimData::F32($e),
+            SimData::I8($a) => SimData::I8($e),
+            SimData::U8($a) => SimData::U8($e),
+            SimData::I32($a) => SimData::I32($e),
+            SimData::F16($a) => SimData::F16($e),
+            SimData::BF16($a) => SimData::BF16($e),
+        }
+    };
+}
+
+type Res = Result<Vec<SimTensor>, SimError>;
+
+struct Ctx<'a> {
+    op: &'a Op,
+    name: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, msg: impl Into<String>) -> SimError {
+        SimError::Op { op: self.name.to_string(), kind: self.op.kind.clone(), msg: msg.into() }
+    }
+    fn ints(&self, k: &str) -> Result<Vec<i64>, SimError> {
+        self.op.attr_ints(k).map_err(|e| self.err(e.to_string()))
+    }
+    fn ints_or(&self, k: &str, d: &[i64]) -> Result<Vec<i64>, SimError> {
+        self.op.attr_ints_or(k, d).map_err(|e| self.err(e.to_string()))
+    }
+    fn int(&self, k: &str, d: i64) -> Result<i64, SimError> {
+        self.op.attr_i64_or(k, d).map_err(|e| self.err(e.to_string()))
+    }
+    fn f64(&self, k: &str, d: f64) -> Result<f64, SimError> {
+        self.op.attr_f64_or(k, d).map_err(|e| self.err(e.to_string()))
+    }
+    fn opd<'b>(&self, ops: &'b [Option<&'b SimTensor>], i: usize) -> Result<&'b SimTensor, SimError> {
+        ops.get(i).copied().flatten().ok_or_else(|| self.err(format!("operand {i} missing")))
+    }
+}
+
+fn is_int8(ty: &TensorType) -> bool {
+    matches!(ty.quant(), Some(Quant::Uniform { .. }))
+}
+
+fn qparams(ty: &TensorType) -> (f64, i64, bool) {
+    match ty.quant() {
+        Some(Quant::Uniform { scale, zero_point, signed, .. }) => (scale, zero_point, signed),
+        _ => (1.0, 0, true),
+    }
+}
+
+fn codes(c: &Ctx, t: &SimTensor) -> Result<ArrayD<i32>, SimError> {
+    t.codes_i32().ok_or_else(|| c.err("expected an integer operand"))
+}
+
+/// Evaluate one op.
+pub(super) fn eval(op: &Op, name: &str, ops: &[Option<&SimTensor>], outs: &[&TensorType], cv: bool) -> Res {
+    let c = Ctx { op, name };
+    let out = outs.first().copied().ok_or_else(|| c.err("op without result"))?;
+    let one = |t: SimTensor| Ok(vec![t]);
+    match op.kind.as_str() {
+        "top.Input" => {
+            let x = c.opd(ops, 0)?.to_f32();
+            one(SimTensor { data: SimData::F32(x), ty: out.clone() })
+        }
+        "tpu.Cast" => one(cast(&c, c.opd(ops, 0)?, out, cv)?),
+        "tpu.GenericCpu" => {
+            let x = c.opd(ops, 0)?.to_f32();
+            let s = c.f64("param_scale", 1.0)? as f32;
+            let (_, zp, signed) = qparams(out);
+            let v = x.mapv(|v| ((v * s) as f64).round_ties_even() as i64);
+            let _ = signed;
+            let _ = zp;
+            one(from_codes(v, out))
+        }
+        "tpu.Conv2D" => one(conv2d(&c, ops, out, cv, false)?),
+        "tpu.Deconv" => one(conv2d(&c, ops, out, cv, true)?),
+        "tpu.LeakyRelu" => one(leaky(&c, c.opd(ops, 0)?, out, cv)?),
+        "tpu.Relu" => {
+            let x = c.opd(ops, 0)?;
+            if is_int8(out) {
+                let v = codes(&c, x)?.mapv(|q| q.max(0) as i64);
+                one(from_codes(v, out))
+            } else {
+                let lim = c.f64("relu_limit", -1.0)? as f32;
+                let v = x.to_f32().mapv(|v| if lim >= 0.0 { v.max(0.0).min(lim) } else { v.max(0.0) });
+                one(from_f32(v, out, cv))
+            }
+        }
+        "tpu.Pool2D" => one(pool(&c, c.opd(ops, 0)?, out, cv)?),
+        "tpu.Upsample" => {
+            let x = c.opd(ops, 0)?;
+            let sh = c.int("scale_h", 2)? as usize;
+            let sw = c.int("scale_w", 2)? as usize;
+            let s = out.shape().to_vec();
+            let d = each_data!(&x.data, a => upsample(a, sh, sw, &s));
+            one(SimTensor { data: d, ty: out.clone() })
+        }
+        "tpu.MulShift" => {
+            let x = codes(&c, c.opd(ops, 0)?)?;
+            let m = c.int("multiplier", 1)?;
+            let r = c.int("rshift", 0)?;
+            one(from_codes(x.mapv(|q| right_shift_round(q as i64 * m, r, RoundMode::HalfUp)), out))
+        }
+        "tpu.Concat" => one(concat(&c, ops, out, cv)?),
+        "tpu.Add" => one(add(&c, ops, out, cv)?),
+        "tpu.Mul" if is_int8(out) => {
+            let a = codes(&c, c.opd(ops, 0)?)?;
+            let b = codes(&c, c.opd(ops, 1)?)?;
+            let (a, b) = broadcast2(&c, &a, &b, out.shape())?;
+            let m = c.int("multiplier", 1)?;
+            let r = c.int("rshift", 0)?;
+            let relu = op.attr_bool("do_relu");
+            let v = ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| {
+                let v = right_shift_round(x as i64 * y as i64 * m, r, RoundMode::HalfUp);
+                if relu { v.max(0) } else { v }
+            });
+            one(from_codes(v, out))
+        }
+        "tpu.Lut" => {
+            let x = c.opd(ops, 0)?;
+            let t = c.opd(ops, 1)?;
+            let table: Vec<i64> = match &t.data {
+                SimData::I8(a) => a.iter().map(|&v| v as i64).collect(),
+                SimData::U8(a) => a.iter().map(|&v| v as i64).collect(),
+                _ => return Err(c.err("LUT table must be int8")),
+            };
+            if table.len() != 256 {
+                return Err(c.err("LUT table must have 256 entries"));
+            }
+            let idx: ArrayD<usize> = match &x.data {
+                SimData::I8(a) => a.mapv(|v| v as u8 as usize),
+                SimData::U8(a) => a.mapv(|v| v as usize),
+                _ => return Err(c.err("LUT input must be int8")),
+            };
+            let (_, zp, _) = qparams(out);
+            one(from_codes(idx.mapv(|i| table[i] - zp), out))
+        }
+        "tpu.Reshape" | "tpu.Squeeze" | "tpu.Unsqueeze" => {
+            let x = c.opd(ops, 0)?;
+            let s = out.shape().to_vec();
+            if x.shape().iter().product::<usize>() != s.iter().product::<usize>() {
+                return Err(c.err("reshape changes the element count"));
+            }
+            let d = each_data!(&x.data, a => reshape_any(a, &s));
+            one(retype(d, out, x, cv))
+        }
+        "tpu.Permute" => {
+            let x = c.opd(ops, 0)?;
+            let order: Vec<usize> = c.ints("order")?.iter().map(|&v| v as usize).collect();
+            if order.len() != x.shape().len() {
+                return Err(c.err("permute order rank mismatch"));
+            }
+            let d = each_data!(&x.data, a => a.clone().permuted_axes(IxDyn(&order)).as_standard_layout().into_owned());
+            one(retype(d, out, x, cv))
+        }
+        "tpu.Slice" => {
+            let x = c.opd(ops, 0)?;
+            let offs = c.ints("offset")?;
+            let steps = c.ints_or("steps", &vec![1; offs.len()])?;
+            let ends = c.ints("ends")?;
+            let d = each_data!(&x.data, a => slice_any(a, &offs, &steps, &ends));
+            one(retype(d, out, x, cv))
+        }
+        _ => float_op(&c, ops, outs, cv),
+    }
+}
+
+/// Keep integer data for integer results; re-round floats to the result type.
+fn retype(d: SimData, out: &TensorType, _x: &SimTensor, cv: bool) -> SimTensor {
+    let t = SimTensor { data: d, ty: out.clone() };
+    if is_int8(out) {
+        t
+    } else {
+        match &t.data {
+            SimData::F16(_) | SimData::BF16(_) | SimData::F32(_) if out.elem() == float_elem(&t.data) => t,
+            _ => from_f32(t.dequantize(), out, cv),
+        }
+    }
+}
+
+fn float_elem(d: &SimData) -> Option<crate::ir::ElemType> {
+    use crate::ir::ElemType;
+    Some(match d {
+        SimData::F16(_) => ElemType::F16,
+        SimData::BF16(_) => ElemType::BF16,
+        SimData::F32(_) => ElemType::F32,
+        _ => return None,
+    })
+}
+
+fn upsample<T: Clone + Default>(a: &ArrayD<T>, sh: usize, sw: usize, out: &[usize]) -> ArrayD<T> {
+    let s = a.shape();
+    let (n, ch, h, w) = (s[0], s[1], s[2], s[3]);
+    let mut o = ArrayD::<T>::default(IxDyn(out));
+    for b in 0..n {
+        for c in 0..ch {
+            for y in 0..h * sh {
+                for x in 0..w * sw {
+                    o[[b, c, y, x]] = a[[b, c, y / sh, x / sw]].clone();
+                }
+            }
+        }
+    }
+    o
+}
+
+fn reshape_any<T: Clone>(a: &ArrayD<T>, s: &[usize]) -> ArrayD<T> {
+    let v: Vec<T> = a.iter().cloned().collect();
+    ArrayD::from_shape_vec(IxDyn(s), v).expect("reshape size checked")
+}
+
+fn slice_any<T: Clone>(a: &ArrayD<T>, offs: &[i64], steps: &[i64], ends: &[i64]) -> ArrayD<T> {
+    let mut v = a.view();
+    for ax in 0..offs.len().min(v.ndim()) {
+        let len = v.shape()[ax] as i64;
+        let st = offs[ax].clamp(0, len);
+        let en = ends.get(ax).copied().unwrap_or(len).clamp(st, len);
+        v.slice_axis_inplace(Axis(ax), Slice::new(st as isize, Some(en as isize), steps.get(ax).copied().unwrap_or(1).max(1) as isize));
+    }
+    v.as_standard_layout().into_owned()
+}
+
+fn cast(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor, SimError> {
+    let in_int = is_int8(&x.ty);
+    let out_int = is_int8(out);
+    match (in_int, out_int) {
+        (false, true) => {
+            let v = x.to_f32();
+            let (s, _zp, _) = qparams(out);
+            if cv {
+                let inv = float::cv_bf16_round((1.0 / s) as f32);
+                let q = v.mapv(|x| (float::cv_bf16_mul(float::bf16_bits_to_f32(float::bf16_trunc_bits(x)), inv) as f64).round_ties_even() as i64);
+                Ok(from_codes(q, out))
+            } else {
+                let inv = (1.0 / s) as f32;
+                let q = v.mapv(|x| ((x * inv) as f64).round() as i64);
+                Ok(from_codes(q, out))
+            }
+        }
+        (true, false) => {
+            let (s, _, _) = qparams(&x.ty);
+            let q = codes(c, x)?;
+            let v = if cv {
+                let sb = float::cv_bf16_round(s as f32);
+                q.mapv(|q| float::cv_bf16_round(float::cv_bf16_round(q as f32) * sb))
+            } else {
+                let sf = s as f32;
+                q.mapv(|q| sf * q as f32)
+            };
+            Ok(from_f32(v, out, cv))
+        }
+        (true, true) => {
+            // requant through float (not emitted by the lowering)
+            Ok(from_f32(x.to_f32(), out, cv))
+        }
+        (false, false) => Ok(from_f32(x.to_f32(), out, cv)),
+    }
+}
+
+fn geom(c: &Ctx, xs: &[usize], ws: &[usize], out: &TensorType, deconv: bool) -> Result<ConvGeom, SimError> {
+    if xs.len() != 4 || out.shape().len() != 4 {
+        return Err(c.err("only 2-D (NCHW) convolutions are supported"));
+    }
+    let k = c.ints("kernel_shape")?;
+    let s = c.ints_or("strides", &[1, 1])?;
+    let p = c.ints_or("pads", &[0, 0, 0, 0])?;
+    let d = c.ints_or("dilations", &[1, 1])?;
+    let group = c.int("group", 1)?.max(1) as usize;
+    let os = out.shape();
+    let _ = ws;
+    let _ = deconv;
+    Ok(ConvGeom {
+        n: xs[0],
+        ic: xs[1],
+        ih: xs[2],
+        iw: xs[3],
+        oc: os[1],
+        kh: k[0] as usize,
+        kw: *k.get(1).unwrap_or(&k[0]) as usize,
+        sh: s[0] as usize,
+        sw: *s.get(1).unwrap_or(&s[0]) as usize,
+        pt: p[0] as usize,
+        pl: *p.get(1).unwrap_or(&p[0]) as usize,
+        dh: d[0] as usize,
+        dw: *d.get(1).unwrap_or(&d[0]) as usize,
+        group,
+        oh: os[2],
+        ow: os[3],
+    })
+}
+
+fn conv2d(c: &Ctx, ops: &[Option<&SimTensor>], out: &TensorType, cv: bool, deconv: bool) -> Result<SimTensor, SimError> {
+    let x = c.opd(ops, 0)?;
+    let w = c.opd(ops, 1)?;
+    let bias = ops.get(2).copied().flatten();
+    let g = geom(c, x.shape(), w.shape(), out, deconv)?;
+    let relu = c.op.attr_bool("do_relu");
+    let oc = g.oc;
+    let p = g.oh * g.ow;
+    if is_int8(out) {
+        let xq = codes(c, x)?;
+        let wq = codes(c, w)?;
+        let xv: Vec<i32> = xq.iter().copied().collect();
+        let wv: Vec<i32> = wq.iter().copied().collect();
+        let acc = if deconv { conv::deconv2d(&xv, &wv, &g) } else { conv::conv2d(&xv, &wv, &g) };
+        let bv: Vec<i64> = match bias {
+            Some(b) => codes(c, b)?.iter().map(|&v| v as i64).collect(),
+            None => vec![0; oc],
+        };
+        let mult = c.ints("multiplier")?;
+        let rsh = c.ints("rshift")?;
+        let qdm = matches!(c.op.attrs.get("quant_mode"), Some(crate::ir::Attr::Enum { value, .. }) if value == "QDM");
+        let (_, zp, _) = qparams(out);
+        let mut res = vec![0i64; acc.len()];
+        for (i, (&a, r)) in acc.iter().zip(res.iter_mut()).enumerate() {
+            let ch = (i / p) % oc;
+            let m = *mult.get(ch).or(mult.first()).unwrap_or(&1);
+            let s = *rsh.get(ch).or(rsh.first()).unwrap_or(&0);
+            let v = a as i64 + bv.get(ch).copied().unwrap_or(0);
+            let mut y = if qdm { cv18xx::apply_qdm(v, m, s, RoundMode::HalfAwayFromZero) } else { right_shift_round(v * m, s, RoundMode::HalfUp) };
+            if relu {
+                y = y.max(0);
+            }
+            let _ = zp;
+            *r = y;
+        }
+        Ok(from_codes(conv::to_array(res, &g), out))
+    } else {
+        let xv: Vec<f32> = x.to_f32().iter().copied().collect();
+        let wv: Vec<f32> = w.to_f32().iter().copied().collect();
+        let mut acc = if deconv { conv::deconv2d(&xv, &wv, &g) } else { conv::conv2d(&xv, &wv, &g) };
+        if let Some(b) = bias {
+            let bv: Vec<f32> = b.to_f32().iter().copied().collect();
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a += bv.get((i / p) % oc).copied().unwrap_or(0.0);
+            }
+        }
+        if relu {
+            let lim = c.f64("relu_limit", -1.0)? as f32;
+            for a in acc.iter_mut() {
+                *a = a.max(0.0);
+                if lim >= 0.0 {
+                    *a = a.min(lim);
+                }
+            }
+        }
+        Ok(from_f32(conv::to_array(acc, &g), out, cv))
+    }
+}
+
+fn leaky(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor, SimError> {
+    if is_int8(out) {
+        let q = codes(c, x)?;
+        let m = c.int("multiplier", 1)?;
+        let r = c.int("rshift", 0)?;
+        let v = if cv {
+            let mn = c.int("multiplier_neg", 0)?;
+            let rn = c.int("rshift_neg", 0)?;
+            q.mapv(|v| {
+                let v = v as i64;
+                if v >= 0 {
+                    if m == 1 && r == 0 { v } else { right_shift_round(v * m, r, RoundMode::HalfUp) }
+                } else {
+                    right_shift_round(v * mn, rn, RoundMode::HalfUp)
+                }
+            })
+        } else {
+            q.mapv(|v| {
+                let v = v as i64;
+                if v >= 0 { v } else { right_shift_round(v * m, r, RoundMode::HalfUp) }
+            })
+        };
+        Ok(from_codes(v, out))
+    } else {
+        let a = c.f64("alpha", 0.01)? as f32;
+        Ok(from_f32(x.to_f32().mapv(|v| if v >= 0.0 { v } else { v * a }), out, cv))
+    }
+}
+
+fn pool(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor, SimError> {
+    let k = c.ints("kernel_shape")?;
+    let s = c.ints_or("strides", &k)?;
+    let p = c.ints_or("pads", &[0, 0, 0, 0])?;
+    let is_max = matches!(c.op.attrs.get("pool_mode"), Some(crate::ir::Attr::Enum { value, .. }) if value == "Max");
+    let include_pad = c.op.attr_bool("count_include_pad");
+    let xs = x.shape().to_vec();
+    let os = out.shape().to_vec();
+    if xs.len() != 4 || os.len() != 4 || k.len() != 2 {
+        return Err(c.err("only 2-D pooling is supported"));
+    }
+    let (kh, kw, sh, sw, pt, pl) = (k[0], k[1], s[0], s[1], p[0], p[1]);
+    let (ih, iw) = (xs[2] as i64, xs[3] as i64);
+    let windows = |f: &mut dyn FnMut([usize; 4], &mut dyn Iterator<Item = [usize; 4]>, i64)| {
+        for n in 0..os[0] {
+            for ch in 0..os[1] {
+                for oy in 0..os[2] {
+                    for ox in 0..os[3] {
+                        let y0 = oy as i64 * sh - pt;
+                        let x0 = ox as i64 * sw - pl;
+                        let ye = (y0 + kh).min(ih + p.get(2).copied().unwrap_or(0));
+                        let xe = (x0 + kw).min(iw + p.get(3).copied().unwrap_or(0));
+                        let padded_count = (ye - y0) * (xe - x0);
+                        let mut it = (y0.max(0)..(y0 + kh).min(ih))
+                            .flat_map(move |y| (x0.max(0)..(x0 + kw).min(iw)).map(move |xx| [n, ch, y as usize, xx as usize]));
+                        f([n, ch, oy, ox], &mut it, padded_count);
+                    }
+                }
+            }
+        }
+    };
+    if is_int8(out) {
+        let q = codes(c, x)?;
+        let mut o = ArrayD::<i64>::zeros(IxDyn(&os));
+        if is_max {
+            windows(&mut |oi, it, _| {
+                o[IxDyn(&oi)] = it.map(|i| q[IxDyn(&i)] as i64).max().unwrap_or(0);
+            });
+        } else {
+            let m = c.int("multiplier", 1)?;
+            let r = c.int("rshift", 0)?;
+            windows(&mut |oi, it, _| {
+                let sum: i64 = it.map(|i| q[IxDyn(&i)] as i64).sum();
+                o[IxDyn(&oi)] = if cv {
+                    cv18xx::apply_multiplier_and_rshift(sum, m, r, RoundMode::HalfUp)
+                } else {
+                    right_shift_round(sum * m, r, RoundMode::HalfUp)
+                };
+            });
+        }
+        Ok(from_codes(o, out))
+    } else {
+        let v = x.to_f32();
+        let mut o = ArrayD::<f32>::zeros(IxDyn(&os));
+        windows(&mut |oi, it, padded| {
+            if is_max {
+                o[IxDyn(&oi)] = it.map(|i| v[IxDyn(&i)]).fold(f32::NEG_INFINITY, f32::max);
+            } else {
+                let mut cnt = 0i64;
+                let sum: f32 = it.map(|i| {
+                    cnt += 1;
+                    v[IxDyn(&i)]
+                })
+                .sum();
+                let div = if include_pad { padded } else { cnt };
+                o[IxDyn(&oi)] = sum / div.max(1) as f32;
+            }
+        });
+        Ok(from_f32(o, out, cv))
+    }
+}
+
+fn concat(c: &Ctx, ops: &[Option<&SimTensor>], out: &TensorType, cv: bool) -> Result<SimTensor, SimError> {
+    let axis = c.int("axis", 1)?;
+    let rank = out.shape().len() as i64;
+    let axis = if axis < 0 { axis + rank } else { axis } as usize;
+    if is_int8(out) {
+        let ms = c.ints_or("multipliers", &[])?;
+        let rs = c.ints_or("rshifts", &[])?;
+        let mut parts = Vec::new();
+        for i in 0..ops.len() {
+            let q = codes(c, c.opd(ops, i)?)?.mapv(|v| v as i64);
+            let (m, r) = (ms.get(i).copied().unwrap_or(1), rs.get(i).copied().unwrap_or(0));
+            let q = if m == 1 && r == 0 { q } else { q.mapv(|v| right_shift_round(v * m, r, RoundMode::HalfUp).clamp(-128, 127)) };
+            parts.push(q);
+        }
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        let o = ndarray::concatenate(Axis(axis), &views).map_err(|e| c.err(e.to_string()))?;
+        Ok(from_codes(o, out))
+    } else {
+        let parts: Vec<ArrayD<f32>> = (0..ops.len()).map(|i| c.opd(ops, i).map(|t| t.to_f32())).collect::<Result<_, _>>()?;
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        let o = ndarray::concatenate(Axis(axis), &views).map_err(|e| c.err(e.to_string()))?;
+        Ok(from_f32(o, out, cv))
+    }
+}
+
+fn broadcast2<T: Clone>(c: &Ctx, a: &ArrayD<T>, b: &ArrayD<T>, shape: &[usize]) -> Result<(ArrayD<T>, ArrayD<T>), SimError> {
+    let a2 = a.broadcast(IxDyn(shape)).ok_or_else(|| c.err(format!("cannot broadcast {:?} to {:?}", a.shape(), shape)))?.to_owned();
+    let b2 = b.broadcast(IxDyn(shape)).ok_or_else(|| c.err(format!("cannot broadcast {:?} to {:?}", b.shape(), shape)))?.to_owned();
+    Ok((a2, b2))
+}
+
+fn add(c: &Ctx, ops: &[Option<&SimTensor>], out: &TensorType, cv: bool) -> Result<SimTensor, SimError> {
+    let shape = out.shape().to_vec();
+    let relu = c.op.attr_bool("do_relu");
+    if is_int8(out) {
+        let ms = c.ints_or("multipliers", &[])?;
+        let mut acc = ArrayD::<i64>::zeros(IxDyn(&shape));
+        if cv {
+            let r = c.int("rshift", 0)?;
+            for i in 0..ops.len() {
+                let q = codes(c, c.opd(ops, i)?)?;
+                let q = q.broadcast(IxDyn(&shape)).ok_or_else(|| c.err("broadcast"))?.to_owned();
+                let m = ms.get(i).copied().unwrap_or(1);
+                acc.zip_mut_with(&q, |a, &v| *a += v as i64 * m);
+            }
+            acc.mapv_inplace(|v| right_shift_round(v, r, RoundMode::HalfUp));
+        } else {
+            let rs = c.ints_or("rshifts", &[])?;
+            for i in 0..ops.len() {
+                let q = codes(c, c.opd(ops, i)?)?;
+                let q = q.broadcast(IxDyn(&shape)).ok_or_else(|| c.err("broadcast"))?.to_owned();
+                let (m, r) = (ms.get(i).copied().unwrap_or(1), rs.get(i).copied().unwrap_or(0));
+                acc.zip_mut_with(&q, |a, &v| *a += right_shift_round(v as i64 * m, r, RoundMode::HalfUp));
+            }
+        }
+        if relu {
+            acc.mapv_inplace(|v| v.max(0));
+        }
+        Ok(from_codes(acc, out))
+    } else {
+        let mut acc = ArrayD::<f32>::zeros(IxDyn(&shape));
+        for i in 0..ops.len() {
+            let v = c.opd(ops, i)?.to_f32();
+            let v = v.broadcast(IxDyn(&shape)).ok_or_else(|| c.err("broadcast"))?.to_owned();
+            acc = acc + v;
+        }
+        if relu {
+            acc.mapv_inplace(|v| v.max(0.0));
+        }
+        Ok(from_f32(acc, out, cv))
+    }
+}
+
+/// Float kernels for the remaining ops (inputs decoded to f32, result rounded to its type).
+fn float_op(c: &Ctx, ops: &[Option<&SimTensor>], outs: &[&TensorType], cv: bool) -> Res {
+    let out = outs[0];
+    let shape = out.shape().to_vec();
+    let x = || c.opd(ops, 0).map(|t| t.to_f32());
+    let bin = |f: fn(f32, f32) -> f32| -> Result<ArrayD<f32>, SimError> {
+        let a = c.opd(ops, 0)?.to_f32();
+        let b = c.opd(ops, 1)?.to_f32();
+        let (a, b) = broadcast2(c, &a, &b, &shape)?;
+        Ok(ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y)))
+    };
+    let relu = c.op.attr_bool("do_relu");
+    let v = match c.op.short_kind() {
+        "Sigmoid" => x()?.mapv(|v| 1.0 / (1.0 + (-v).exp())),
+        "Tanh" => x()?.mapv(f32::tanh),
+        "Exp" => x()?.mapv(f32::exp),
+        "SiLU" => x()?.mapv(|v| v / (1.0 + (-v).exp())),
+        "Mul" => bin(|a, b| a * b)?,
+        "Sub" => bin(|a, b| a - b)?,
+        "Div" => bin(|a, b| a / b)?,
+        "MulConst" => {
+            let k = c.f64("const_val", 1.0)? as f32;
+            x()?.mapv(|v| v * k)
+        }
+        "AddConst" => {
+            let k = c.f64("const_val", 0.0)? as f32;
+            x()?.mapv(|v| v + k)
+        }
+        "SubConst" => {
+            let k = c.f64("const_val", 0.0)? as f32;
+            let rev = c.op.attr_bool("is_reverse");
+            x()?.mapv(|v| if rev { k - v } else { v - k })
+        }
+        "Clip" => {
+            let lo = c.f64("min", f64::NEG_INFINITY)? as f32;
+            let hi = c.f64("max", f64::INFINITY)? as f32;
+            x()?.mapv(|v| v.max(lo).min(hi))
+        }
+        "Softmax" => {
+            let a = x()?;
+            let ax = c.int("axis", -1)?;
+            let ax = if ax < 0 { ax + a.ndim() as i64 } else { ax } as usize;
+            let mut o = a.clone();
+            for mut lane in o.lanes_mut(Axis(ax)) {
+                let m = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                lane.mapv_inplace(|v| (v - m).exp());
+                let s: f32 = lane.sum();
+                lane.mapv_inplace(|v| v / s);
+            }
+            o
+        }
+        k => return Err(SimError::Unsupported { op: c.name.to_string(), kind: format!("tpu.{k}") }),
+    };
+    let v = if relu { v.mapv(|x| x.max(0.0)) } else { v };
+    if v.shape() != shape.as_slice() {
+        return Err(c.err(format!("result shape {:?} differs from the type {:?}", v.shape(), shape)));
+    }
+    Ok(vec![from_f32(v, out, cv)])
+}
