@@ -2,15 +2,23 @@
 //! per-tensor statistics streamed over the dataset, KL / max / percentile / MSE thresholds,
 //! the threshold tuning pass, and the calibration table file.
 
+pub mod collect;
 pub mod dataset;
 pub mod histogram;
+pub mod inputs;
 pub mod kl;
+pub mod run;
 pub mod table;
+pub mod tune;
 
-pub use dataset::{python_shuffle, select_dataset, Mt19937};
+pub use collect::{calib_tensors, CaliMethod, CalibTensor, Collector, TensorResult};
+pub use dataset::{python_shuffle, read_data_list, select_dataset, Dataset, Mt19937, SampleKind};
 pub use histogram::{AbsHistogram, TensorStats};
+pub use inputs::{InputLoader, ModelInput};
 pub use kl::kl_threshold;
+pub use run::{run_calibration, CalibEvent, CalibOptions, CalibOutcome};
 pub use table::{CalibEntry, CalibrationTable, TableHeader};
+pub use tune::{fake_quant, fake_quant_weights, tune_thresholds, TuneOptions};
 
 use std::path::PathBuf;
 

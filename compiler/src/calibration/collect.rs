@@ -1,0 +1,417 @@
+//! Streaming collection of every calibrated tensor's statistics over the samples, and the
+//! per-method thresholds computed from them at the end (flow reference 2.3, 2.4).
+
+use super::histogram::{SampleMinMax, TensorStats};
+use super::kl::kl_threshold;
+use super::CalibError;
+use crate::interp::Tensor;
+use crate::ir::{Module, TensorType, ValueId};
+use rayon::prelude::*;
+
+/// Threshold calculation method (`--cali_method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaliMethod {
+    /// KL divergence of the |x| histogram (default; tuned afterwards)
+    Kl,
+    /// max(|min|, |max|)
+    Max,
+    /// the 99.99..99.999999 % percentile of x (min and max become the percentile values)
+    Percentile9999,
+    /// tpu-mlir's iterative MSE-optimal clipping value
+    Mse,
+}
+
+impl CaliMethod {
+    /// Parse `kl`, `max`, `percentile9999`, `mse` (and tpu-mlir's `use_*` aliases).
+    pub fn parse(s: &str) -> Result<Self, CalibError> {
+        match s.trim().strip_prefix("use_").unwrap_or(s.trim()) {
+            "kl" => Ok(CaliMethod::Kl),
+            "max" => Ok(CaliMethod::Max),
+            "percentile9999" => Ok(CaliMethod::Percentile9999),
+            "mse" => Ok(CaliMethod::Mse),
+            other => Err(CalibError::Config(format!(
+                "unknown calibration method '{other}' (expected kl, max, percentile9999 or mse)"
+            ))),
+        }
+    }
+
+    /// tpu-mlir's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            CaliMethod::Kl => "kl",
+            CaliMethod::Max => "max",
+            CaliMethod::Percentile9999 => "percentile9999",
+            CaliMethod::Mse => "mse",
+        }
+    }
+}
+
+/// One tensor that gets a table entry: an op result (including `top.Input`'s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibTensor {
+    /// Value id in the function.
+    pub value: ValueId,
+    /// Index of the producing op.
+    pub op: usize,
+    /// Tensor name (the table key).
+    pub name: String,
+    /// Producing op kind (`top.Conv`, ...).
+    pub kind: String,
+}
+
+/// Every op result except weights and `none`, in op order (tpu-mlir's `get_op_name_list`).
+pub fn calib_tensors(module: &Module) -> Vec<CalibTensor> {
+    let f = &module.func;
+    let mut out = Vec::new();
+    for (i, op) in f.ops.iter().enumerate() {
+        if op.is_weight() || op.is_none() {
+            continue;
+        }
+        for &r in &op.results {
+            if matches!(f.values[r].ty, TensorType::None) {
+                continue;
+            }
+            out.push(CalibTensor { value: r, op: i, name: f.values[r].name.clone(), kind: op.kind.clone() });
+        }
+    }
+    out
+}
+
+/// The final numbers of one tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorResult {
+    /// Tensor name.
+    pub name: String,
+    /// Threshold of the chosen method (before tuning).
+    pub threshold: f64,
+    /// Table `min` (observed min, or the percentile value).
+    pub min: f64,
+    /// Table `max`.
+    pub max: f64,
+    /// The abs-max the tuner searches up to (`thresholds_map_absmax`).
+    pub abs_max: f64,
+    /// Whether the tensor never had a non-zero sample.
+    pub all_zero: bool,
+}
+
+/// The L extreme values kept for the percentile method (tpu-mlir's `sort_distr_per` lists,
+/// merged as they arrive so memory does not grow with the number of samples).
+#[derive(Debug, Clone, Default)]
+struct Extremes {
+    /// The L smallest of all values contributed so far, ascending.
+    low: Vec<f32>,
+    /// The L largest, ascending.
+    high: Vec<f32>,
+}
+
+/// Method-specific running state of one tensor.
+#[derive(Debug, Clone)]
+struct Extra {
+    /// percentile: number of extreme values kept per sample (`res_length`)
+    res_length: usize,
+    /// percentile: the op's percentile `99.99 + i * step`
+    percent: f64,
+    /// percentile (signed values) or MSE last-five tensors (|x|)
+    extremes: Extremes,
+    /// MSE: sum of the per-sample clipping values and their count
+    mse_sum: f64,
+    mse_n: usize,
+    /// elements per sample
+    size: usize,
+}
+
+/// Collects statistics sample by sample.
+pub struct Collector {
+    method: CaliMethod,
+    tensors: Vec<CalibTensor>,
+    slot_of: Vec<Option<usize>>,
+    stats: Vec<TensorStats>,
+    extra: Vec<Extra>,
+    /// MSE: slots of the last five tensors (reversed order), whose |x| tails are kept
+    last_five: Vec<usize>,
+    total_samples: usize,
+}
+
+/// Keep the `l` smallest (`low`) or largest values of the multiset union, sorted ascending.
+fn merge_keep(cur: &mut Vec<f32>, new: &[f32], l: usize, low: bool) {
+    let mut all: Vec<f32> = Vec::with_capacity(cur.len() + new.len());
+    all.extend_from_slice(cur);
+    all.extend_from_slice(new);
+    all.sort_by(|a, b| a.total_cmp(b));
+    if all.len() > l {
+        if low {
+            all.truncate(l);
+        } else {
+            all.drain(..all.len() - l);
+        }
+    }
+    *cur = all;
+}
+
+/// The `l` smallest and `l` largest values of `data`, each ascending.
+fn sample_extremes(data: &[f32], l: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut v = data.to_vec();
+    if l >= v.len() {
+        v.sort_by(|a, b| a.total_cmp(b));
+        return (v.clone(), v);
+    }
+    v.select_nth_unstable_by(l - 1, |a, b| a.total_cmp(b));
+    let mut low = v[..l].to_vec();
+    low.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    v.select_nth_unstable_by(n - l, |a, b| a.total_cmp(b));
+    let mut high = v[n - l..].to_vec();
+    high.sort_by(|a, b| a.total_cmp(b));
+    (low, high)
+}
+
+/// tpu-mlir's MSE clipping value of one sample (8 bit).
+fn mse_clip(data: &[f32]) -> f64 {
+    let mn = data.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let unsigned = if (mn as f64).abs() < 1e-6 { 4.0 } else { 1.0 };
+    let abs: Vec<f64> = data.iter().map(|&x| (x as f64).abs()).collect();
+    let nz = abs.iter().filter(|&&a| a > 0.0).count();
+    if nz == 0 {
+        return 0.0;
+    }
+    let mut s_n = abs.iter().sum::<f64>() / nz as f64;
+    let coef = 1.0 / 4f64.powi(8) / 3.0 / unsigned;
+    for _ in 0..20 {
+        let (mut sum_hi, mut n_hi, mut n_lo) = (0.0, 0usize, 0usize);
+        for &a in &abs {
+            if a > s_n {
+                sum_hi += a;
+                n_hi += 1;
+            } else {
+                n_lo += 1;
+            }
+        }
+        let next = sum_hi / (coef * n_lo as f64 + n_hi as f64);
+        if (next - s_n).abs() < 1e-6 {
+            break;
+        }
+        s_n = next;
+    }
+    s_n
+}
+
+/// Parallel min/max of a large slice.
+fn par_min_max(data: &[f32]) -> SampleMinMax {
+    if data.len() < 1 << 16 {
+        return SampleMinMax::of(data);
+    }
+    data.par_chunks(1 << 16).map(SampleMinMax::of).reduce(
+        || SampleMinMax { min: f32::INFINITY, max: f32::NEG_INFINITY },
+        |a, b| SampleMinMax { min: a.min.min(b.min), max: a.max.max(b.max) },
+    )
+}
+
+/// Interpolated percentile from the kept tail, as tpu-mlir computes it.
+fn tail_value(first: f64, second: Option<f64>, ratio: f64, l: usize) -> f64 {
+    match second {
+        Some(s) if l != 1 => first + ratio * (s - first),
+        _ => first,
+    }
+}
+
+impl Collector {
+    /// Statistics for every calibrated tensor of `module`; `total_samples` is the number of
+    /// samples that will be fed (the percentile tail length depends on it).
+    pub fn new(module: &Module, method: CaliMethod, bin_num: usize, total_samples: usize) -> Self {
+        let tensors = calib_tensors(module);
+        let mut slot_of = vec![None; module.func.values.len()];
+        for (s, t) in tensors.iter().enumerate() {
+            slot_of[t.value] = Some(s);
+        }
+        let n = tensors.len().max(1);
+        let step = (99.999999 - 99.99) / n as f64;
+        let extra = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let size = module.func.values[t.value].ty.numel();
+                let percent = 99.99 + i as f64 * step;
+                let res_length = (total_samples as f64 * size as f64 * (1.0 - percent / 100.0)) as usize + 1;
+                Extra { res_length, percent, extremes: Extremes::default(), mse_sum: 0.0, mse_n: 0, size }
+            })
+            .collect();
+        let last_five = (0..tensors.len()).rev().take(5).collect();
+        Collector {
+            method,
+            stats: vec![TensorStats::new(bin_num); tensors.len()],
+            tensors,
+            slot_of,
+            extra,
+            last_five,
+            total_samples,
+        }
+    }
+
+    /// The calibrated tensors, in table order.
+    pub fn tensors(&self) -> &[CalibTensor] {
+        &self.tensors
+    }
+
+    /// Fold one op result of the current sample in (call in program order, samples in order).
+    pub fn observe(&mut self, v: ValueId, t: &Tensor) {
+        let Some(slot) = self.slot_of.get(v).copied().flatten() else { return };
+        let owned;
+        let data: &[f32] = match t.as_slice() {
+            Some(s) => s,
+            None => {
+                owned = t.iter().copied().collect::<Vec<f32>>();
+                &owned
+            }
+        };
+        let mm = par_min_max(data);
+        self.stats[slot].update_with(data, mm);
+        let ex = &mut self.extra[slot];
+        ex.size = data.len();
+        match self.method {
+            CaliMethod::Percentile9999 => {
+                let l = ex.res_length;
+                let (low, high) = sample_extremes(data, l);
+                // the sample's list is low ++ high; both halves can feed either end
+                let mut contrib = low;
+                contrib.extend_from_slice(&high);
+                merge_keep(&mut ex.extremes.low, &contrib, l, true);
+                merge_keep(&mut ex.extremes.high, &contrib, l, false);
+            }
+            CaliMethod::Mse => {
+                ex.mse_sum += mse_clip(data);
+                ex.mse_n += 1;
+                if self.last_five.contains(&slot) {
+                    let abs: Vec<f32> = data.iter().map(|x| x.abs()).collect();
+                    let (_, high) = sample_extremes(&abs, ex.res_length);
+                    merge_keep(&mut ex.extremes.high, &high, ex.res_length, false);
+                }
+            }
+            CaliMethod::Kl | CaliMethod::Max => {}
+        }
+    }
+
+    /// Statistics of one tensor (for tests and reports).
+    pub fn stats(&self, slot: usize) -> &TensorStats {
+        &self.stats[slot]
+    }
+
+    /// Compute every tensor's threshold, min and max for the method (before tuning).
+    pub fn finish(&self) -> Vec<TensorResult> {
+        let kl: Vec<Option<f32>> = if self.method == CaliMethod::Kl {
+            self.stats.par_iter().map(|s| s.hist.as_ref().map(|h| kl_threshold(&h.counts, h.width()))).collect()
+        } else {
+            vec![None; self.stats.len()]
+        };
+        let mut results = Vec::with_capacity(self.tensors.len());
+        let mut mse_tail: Vec<Option<f64>> = vec![None; self.tensors.len()];
+        for (slot, t) in self.tensors.iter().enumerate() {
+            let s = &self.stats[slot];
+            let ex = &self.extra[slot];
+            let mut min = s.min as f64;
+            let mut max = s.max as f64;
+            let mut abs = (s.min.abs().max(s.max.abs())) as f64;
+            let inter = self.total_samples as f64 * ex.size as f64 - 1.0;
+            let pos = ex.percent / 100.0 * inter;
+            let ratio = pos - pos.trunc();
+            match self.method {
+                CaliMethod::Percentile9999 if !ex.extremes.high.is_empty() => {
+                    let l = ex.res_length;
+                    let hi = &ex.extremes.high; // ascending: hi[0] is the L-th largest
+                    let lo = &ex.extremes.low; // ascending: reversed, lo[L-1] is the L-th smallest
+                    let v_max = tail_value(hi[0] as f64, hi.get(1).map(|&x| x as f64), ratio, l);
+                    let lr: Vec<f64> = lo.iter().rev().map(|&x| x as f64).collect();
+                    let v_min = tail_value(lr[0], lr.get(1).copied(), ratio, l);
+                    min = v_min;
+                    max = v_max;
+                    abs = v_max.abs().max(v_min.abs());
+                }
+                CaliMethod::Mse => {
+                    if ex.mse_n > 0 {
+                        abs = (ex.mse_sum / ex.mse_n as f64).min(abs);
+                    }
+                    if self.last_five.contains(&slot) && !ex.extremes.high.is_empty() {
+                        let hi = &ex.extremes.high;
+                        mse_tail[slot] =
+                            Some(tail_value(hi[0] as f64, hi.get(1).map(|&x| x as f64), ratio, ex.res_length));
+                    }
+                }
+                _ => {}
+            }
+            if abs <= 1e-5 {
+                min = if min < 0.0 { -1e-5 } else { 0.0 };
+                max = 1e-5;
+                abs = 1e-5;
+            }
+            let threshold = match self.method {
+                CaliMethod::Kl => match kl[slot] {
+                    Some(k) => (k as f64).min(abs),
+                    None => 1.0f64.min(abs),
+                },
+                _ => abs,
+            };
+            results.push(TensorResult {
+                name: t.name.clone(),
+                threshold,
+                min,
+                max,
+                abs_max: abs,
+                all_zero: s.hist.is_none(),
+            });
+        }
+        if self.method == CaliMethod::Mse {
+            // tail tensors whose percentile equals their abs max keep it (up to the first Conv/MatMul)
+            for &slot in &self.last_five {
+                let r = &results[slot];
+                let full = r.min.abs().max(r.max.abs());
+                match mse_tail[slot] {
+                    Some(v) if v == full => results[slot].threshold = v,
+                    _ => break,
+                }
+                if matches!(self.tensors[slot].kind.as_str(), "top.Conv" | "top.MatMul") {
+                    break;
+                }
+            }
+            for (slot, t) in self.tensors.iter().enumerate() {
+                if t.kind == "top.Input" {
+                    let r = &mut results[slot];
+                    r.threshold = r.min.abs().max(r.max.abs());
+                }
+            }
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_names_parse() {
+        assert_eq!(CaliMethod::parse("kl").unwrap(), CaliMethod::Kl);
+        assert_eq!(CaliMethod::parse("use_percentile9999").unwrap(), CaliMethod::Percentile9999);
+        assert_eq!(
+            CaliMethod::parse("aciq").unwrap_err().to_string(),
+            "unknown calibration method 'aciq' (expected kl, max, percentile9999 or mse)"
+        );
+    }
+
+    #[test]
+    fn extremes_keep_duplicates_like_the_concatenated_lists() {
+        let (lo, hi) = sample_extremes(&[5.0, 1.0, 4.0, 2.0, 3.0], 2);
+        assert_eq!((lo, hi), (vec![1.0, 2.0], vec![4.0, 5.0]));
+        let mut keep = vec![];
+        merge_keep(&mut keep, &[1.0, 2.0, 4.0, 5.0], 3, false);
+        merge_keep(&mut keep, &[0.0, 6.0], 3, false);
+        assert_eq!(keep, vec![4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn mse_clip_matches_numpy_iteration() {
+        // numpy: abs_x=[1,2,3,100]; s=26.5; next = 100/(1/65536/3/1*3 + 1) ...
+        let v = mse_clip(&[-1.0, 2.0, 3.0, 100.0]);
+        let coef = 1.0 / 65536.0 / 3.0;
+        let s1 = 100.0 / (coef * 3.0 + 1.0);
+        assert!((v - s1).abs() < 1e-9, "{v} vs {s1}");
+    }
+}

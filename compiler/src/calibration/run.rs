@@ -1,0 +1,186 @@
+//! The whole calibration run: samples in dataset order through the F32 interpreter, statistics
+//! folded as they stream by, thresholds, optional tuning, and the resulting table.
+
+use super::collect::{CaliMethod, Collector, TensorResult};
+use super::dataset::Dataset;
+use super::inputs::InputLoader;
+use super::table::{now_string, CalibEntry, CalibrationTable, TableHeader};
+use super::tune::{tune_thresholds, TuneOptions};
+use super::CalibError;
+use crate::interp::{Interpreter, Tensor};
+use crate::ir::weights::Weights;
+use crate::ir::Module;
+use std::path::{Path, PathBuf};
+
+/// Version text written into the table header (tpu-mlir writes pymlir's version there).
+pub const TABLE_VERSION: &str = concat!("tpu-mlir-rs ", env!("CARGO_PKG_VERSION"), " cali version 1.0");
+
+/// Options of a calibration run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibOptions {
+    /// Threshold method.
+    pub method: CaliMethod,
+    /// Bins of a fresh histogram (2048).
+    pub histogram_bin_num: usize,
+    /// Samples used by the tuning pass (5; 0 disables tuning). Only `kl` is tuned.
+    pub tune_num: usize,
+    /// Tuning parameters.
+    pub tune: TuneOptions,
+    /// Skip unreadable samples with a warning instead of failing.
+    pub skip_bad: bool,
+    /// The MLIR file name written into the header.
+    pub mlir_name: String,
+}
+
+impl Default for CalibOptions {
+    fn default() -> Self {
+        CalibOptions {
+            method: CaliMethod::Kl,
+            histogram_bin_num: 2048,
+            tune_num: 5,
+            tune: TuneOptions::default(),
+            skip_bad: false,
+            mlir_name: String::new(),
+        }
+    }
+}
+
+/// Progress notifications of a run.
+#[derive(Debug)]
+pub enum CalibEvent<'a> {
+    /// `done` of `total` samples processed.
+    Sample { done: usize, total: usize },
+    /// A sample was skipped (`--skip_bad`).
+    Skipped { path: &'a Path, error: &'a CalibError },
+    /// Tuning: `done` of `total` ops.
+    Tune { done: usize, total: usize },
+}
+
+/// Result of a run.
+#[derive(Debug, Clone)]
+pub struct CalibOutcome {
+    /// The final table.
+    pub table: CalibrationTable,
+    /// Per-tensor numbers before tuning (the `.1` table of tpu-mlir).
+    pub untuned: Vec<TensorResult>,
+    /// Samples that went into the statistics.
+    pub samples_used: usize,
+    /// Samples skipped with their error.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// A float printed and parsed back like the `.1` table tpu-mlir's tuner reads.
+fn through_text(v: f64) -> f64 {
+    format!("{v:.7}").parse().unwrap_or(v)
+}
+
+/// Calibrate `module` on `dataset`.
+pub fn run_calibration(
+    module: &Module,
+    weights: &Weights,
+    dataset: &Dataset,
+    opts: &CalibOptions,
+    on_event: &mut dyn FnMut(CalibEvent<'_>),
+) -> Result<CalibOutcome, CalibError> {
+    if opts.histogram_bin_num < 2 {
+        return Err(CalibError::Config("--histogram_bin_num must be at least 2".into()));
+    }
+    let loader = InputLoader::new(module)?;
+    let interp = Interpreter::new(module, weights).map_err(|e| CalibError::Model(e.to_string()))?;
+    // group samples by the batch size, padding with the last one (tpu-mlir pads the list)
+    let batch = loader.batch();
+    let mut list: Vec<&[PathBuf]> = dataset.samples.iter().map(|s| s.as_slice()).collect();
+    if dataset.kind == super::dataset::SampleKind::Image && batch > 1 {
+        while list.len() % batch != 0 {
+            let last = list[list.len() - 1];
+            list.push(last);
+        }
+    }
+    let groups: Vec<Vec<&[PathBuf]>> = if dataset.kind == super::dataset::SampleKind::Image && batch > 1 {
+        list.chunks(batch).map(|c| c.to_vec()).collect()
+    } else {
+        list.iter().map(|s| vec![*s]).collect()
+    };
+    let total = groups.len();
+    let mut collector = Collector::new(module, opts.method, opts.histogram_bin_num, total);
+    let tune = opts.method == CaliMethod::Kl && opts.tune_num > 0;
+    let mut tune_inputs: Vec<Vec<Tensor>> = Vec::new();
+    let mut skipped = Vec::new();
+    let mut used = 0usize;
+
+    let load = |k: usize| loader.load_batched(dataset.kind, &groups[k]);
+    let mut next = if total > 0 { Some(load(0)) } else { None };
+    for k in 0..total {
+        let current = next.take().unwrap_or_else(|| load(k));
+        // decode the next sample while this one runs
+        let (run_result, prefetched) = rayon::join(
+            || -> Result<Option<Vec<Tensor>>, CalibError> {
+                match current {
+                    Ok(inputs) => {
+                        interp
+                            .run_observe(&inputs, &mut |v, t| collector.observe(v, t))
+                            .map_err(|e| CalibError::Model(e.to_string()))?;
+                        Ok(Some(inputs))
+                    }
+                    Err(e) => Err(e),
+                }
+            },
+            || if k + 1 < total { Some(load(k + 1)) } else { None },
+        );
+        next = prefetched;
+        match run_result {
+            Ok(Some(inputs)) => {
+                used += 1;
+                if tune && tune_inputs.len() < opts.tune_num {
+                    tune_inputs.push(inputs);
+                }
+            }
+            Ok(None) => {}
+            Err(e @ CalibError::Sample { .. }) if opts.skip_bad => {
+                let path = groups[k][0][0].clone();
+                on_event(CalibEvent::Skipped { path: &path, error: &e });
+                skipped.push((path, e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
+        on_event(CalibEvent::Sample { done: k + 1, total });
+    }
+    if used == 0 {
+        return Err(CalibError::Dataset("no sample could be used".into()));
+    }
+    let results = collector.finish();
+    let tensors = collector.tensors().to_vec();
+    let thresholds: Vec<f64> = if tune {
+        let initial: Vec<f64> = results.iter().map(|r| through_text(r.threshold)).collect();
+        let abs_max: Vec<f64> = results.iter().map(|r| r.abs_max).collect();
+        let mut progress = |done, total| on_event(CalibEvent::Tune { done, total });
+        tune_thresholds(module, weights, &tune_inputs, &tensors, &initial, &abs_max, opts.tune, &mut progress)?
+            .into_iter()
+            .map(|t| if t <= 1e-5 || t.is_nan() { 1e-5 } else { t })
+            .collect()
+    } else {
+        results.iter().map(|r| r.threshold).collect()
+    };
+    let header = TableHeader {
+        version: Some(TABLE_VERSION.to_string()),
+        mlir: Some(opts.mlir_name.clone()),
+        generated_time: Some(now_string()),
+        method: Some(if tune { format!("['{}']", opts.method.name()) } else { opts.method.name().to_string() }),
+        histogram_bins: Some(opts.histogram_bin_num),
+        sample_number: Some(total),
+        tune_number: if tune { Some(opts.tune_num) } else { None },
+        fp8: false,
+        other: Vec::new(),
+    };
+    let entries = results
+        .iter()
+        .zip(&thresholds)
+        .map(|(r, &th)| CalibEntry { name: r.name.clone(), threshold: th, min: r.min, max: r.max })
+        .collect();
+    Ok(CalibOutcome {
+        table: CalibrationTable { header, entries, ..Default::default() },
+        untuned: results,
+        samples_used: used,
+        skipped,
+    })
+}

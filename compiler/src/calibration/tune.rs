@@ -1,0 +1,287 @@
+//! tpu-mlir's threshold tuning pass (`SimpleTuner`, flow reference 2.5): for every op, try
+//! thresholds between the KL value and the abs-max of its inputs, evaluating only that op with
+//! fake-quantized weights on fake-quantized F32 reference inputs.
+
+use super::collect::CalibTensor;
+use super::CalibError;
+use crate::interp::{Interpreter, Tensor};
+use crate::ir::weights::{TensorData, Weights};
+use crate::ir::{Module, ValueId};
+use rayon::prelude::*;
+use std::collections::HashSet;
+
+/// Tuning parameters (`--tune_num`, `--debug_cmd tune_steps=N;min_tuned_diff=X`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TuneOptions {
+    /// Number of candidate steps between the KL threshold and the abs-max (21).
+    pub steps: usize,
+    /// Ranges narrower than this are not tuned (0.01).
+    pub min_tuned_diff: f64,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        TuneOptions { steps: 21, min_tuned_diff: 0.01 }
+    }
+}
+
+/// `import_quant_bias`: symmetric int8 fake quantization with threshold `th`, in float32 with
+/// numpy's round-half-to-even.
+pub fn fake_quant(x: &Tensor, th: f64) -> Tensor {
+    let s = (127.0 / th) as f32;
+    x.mapv(|v| (v * s).round_ties_even().clamp(-128.0, 127.0) / s)
+}
+
+/// Weights with every Conv / Deconv / MatMul filter fake-quantized per output channel
+/// (scale = max|W_c| / 127, round half away from zero, clamp to ±127). pymlir's exact
+/// `fake_quant_weight` rule is not documented; this is the usual symmetric per-channel int8 rule.
+pub fn fake_quant_weights(module: &Module, weights: &Weights) -> Weights {
+    let f = &module.func;
+    let producers = f.producers();
+    let mut out = weights.clone();
+    for op in &f.ops {
+        if !matches!(op.kind.as_str(), "top.Conv" | "top.Deconv" | "top.MatMul") {
+            continue;
+        }
+        let Some(&w) = op.operands.get(1) else { continue };
+        let Some(p) = producers.get(w).copied().flatten() else { continue };
+        if !f.ops[p].is_weight() {
+            continue;
+        }
+        let name = &f.values[w].name;
+        let Some(TensorData::F32(a)) = weights.get(name) else { continue };
+        let per_channel = op.kind == "top.Conv" && a.ndim() >= 2;
+        let mut q = a.clone();
+        let quantize = |lane: &mut [f32]| {
+            let m = lane.iter().fold(0f32, |m, &v| m.max(v.abs()));
+            if m > 0.0 {
+                let s = m / 127.0;
+                for v in lane.iter_mut() {
+                    *v = (*v / s).round().clamp(-127.0, 127.0) * s;
+                }
+            }
+        };
+        match q.as_slice_mut() {
+            Some(data) if per_channel => {
+                let oc = a.shape()[0].max(1);
+                let per = data.len() / oc;
+                if per > 0 {
+                    data.chunks_mut(per).for_each(quantize);
+                }
+            }
+            Some(data) => quantize(data),
+            None => continue,
+        }
+        out.insert(name.clone(), TensorData::F32(q));
+    }
+    out
+}
+
+/// ||a - b||_2 / ||a||_1 (the tuner's distance of one sample).
+fn distance(reference: &Tensor, out: &Tensor) -> f64 {
+    let mut d2 = 0f64;
+    let mut n1 = 0f64;
+    for (&r, &o) in reference.iter().zip(out.iter()) {
+        let d = r as f64 - o as f64;
+        d2 += d * d;
+        n1 += (r as f64).abs();
+    }
+    d2.sqrt() / n1
+}
+
+/// Tuning state over the tune samples: live F32 reference activations by value id.
+struct RefStore {
+    env: Vec<Vec<Option<Tensor>>>,
+}
+
+/// Run the tuning pass. `initial[slot]` are the KL thresholds as read back from the `.1`
+/// table, `abs_max[slot]` the abs-max values; returns the tuned thresholds (never below the
+/// initial ones). `progress(done, total)` is called after each op.
+#[allow(clippy::too_many_arguments)]
+pub fn tune_thresholds(
+    module: &Module,
+    weights: &Weights,
+    tune_inputs: &[Vec<Tensor>],
+    tensors: &[CalibTensor],
+    initial: &[f64],
+    abs_max: &[f64],
+    opts: TuneOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f64>, CalibError> {
+    let f = &module.func;
+    let model_err = |e: crate::interp::InterpError| CalibError::Model(e.to_string());
+    let reference = Interpreter::new(module, weights).map_err(model_err)?;
+    let dq_weights = fake_quant_weights(module, weights);
+    let dq = Interpreter::new(module, &dq_weights).map_err(model_err)?;
+
+    let mut slot_of = vec![None; f.values.len()];
+    for (s, t) in tensors.iter().enumerate() {
+        slot_of[t.value] = Some(s);
+    }
+    let mut arg_index = vec![None; f.values.len()];
+    for (i, &a) in f.args.iter().enumerate() {
+        arg_index[a] = Some(i);
+    }
+    let mut last_use = vec![None; f.values.len()];
+    for (i, op) in f.ops.iter().enumerate() {
+        for &v in &op.operands {
+            last_use[v] = Some(i);
+        }
+    }
+    let mut th: Vec<f64> = initial.to_vec();
+    let mut tuned: HashSet<usize> = HashSet::new();
+    let mut store = RefStore { env: vec![vec![None; f.values.len()]; tune_inputs.len()] };
+    let total = f.ops.len();
+
+    for (i, op) in f.ops.iter().enumerate() {
+        if op.is_weight() || op.is_none() {
+            progress(i + 1, total);
+            continue;
+        }
+        // F32 reference output of this op for every tune sample
+        for (s, inputs) in tune_inputs.iter().enumerate() {
+            let env = &store.env[s];
+            let operands: Vec<Option<&Tensor>> = op
+                .operands
+                .iter()
+                .map(|&v| match arg_index[v] {
+                    Some(a) => inputs.get(a),
+                    None => env[v].as_ref(),
+                })
+                .collect();
+            let outs = reference.eval_op(i, &operands).map_err(model_err)?;
+            for (&r, t) in op.results.iter().zip(outs) {
+                store.env[s][r] = Some(t);
+            }
+        }
+        if op.kind != "top.Input" {
+            let mut pre: Vec<usize> = Vec::new();
+            for &v in &op.operands {
+                if let Some(slot) = slot_of[v] {
+                    if !pre.contains(&slot) {
+                        pre.push(slot);
+                    }
+                }
+            }
+            if !pre.is_empty() {
+                let targets: Vec<usize> = if pre.iter().all(|p| tuned.contains(p)) {
+                    vec![pre[0]]
+                } else {
+                    pre.iter().copied().filter(|p| !tuned.contains(p)).collect()
+                };
+                for t in targets {
+                    let best = find_better_threshold(
+                        &dq,
+                        i,
+                        op,
+                        &store,
+                        &arg_index,
+                        tune_inputs,
+                        initial[t],
+                        abs_max[t],
+                        opts,
+                    )?;
+                    if best > th[t] {
+                        th[t] = best;
+                    }
+                    tuned.insert(t);
+                }
+            }
+        }
+        for &v in &op.operands {
+            if last_use[v] == Some(i) {
+                for env in store.env.iter_mut() {
+                    env[v] = None;
+                }
+            }
+        }
+        progress(i + 1, total);
+    }
+    Ok(th)
+}
+
+/// Candidates `th0 + step*k`, k = 0..=steps; the first initialises, a later one wins only with a
+/// strictly smaller mean distance.
+#[allow(clippy::too_many_arguments)]
+fn find_better_threshold(
+    dq: &Interpreter<'_>,
+    op_index: usize,
+    op: &crate::ir::Op,
+    store: &RefStore,
+    arg_index: &[Option<usize>],
+    tune_inputs: &[Vec<Tensor>],
+    th0: f64,
+    abs_max: f64,
+    opts: TuneOptions,
+) -> Result<f64, CalibError> {
+    let diff = (abs_max - th0).abs();
+    let step = (abs_max - th0) / opts.steps as f64;
+    if !(step > 0.0 && diff > opts.min_tuned_diff) {
+        return Ok(th0);
+    }
+    let candidates: Vec<f64> = (0..=opts.steps).map(|k| th0 + step * k as f64).collect();
+    let result_v: ValueId = op.results[0];
+    let dists: Vec<Result<f64, CalibError>> = candidates
+        .par_iter()
+        .map(|&th| {
+            let mut total = 0f64;
+            for (s, inputs) in tune_inputs.iter().enumerate() {
+                let env = &store.env[s];
+                let quantized: Vec<Option<Tensor>> = op
+                    .operands
+                    .iter()
+                    .map(|&v| {
+                        let t = match arg_index[v] {
+                            Some(a) => inputs.get(a),
+                            None => env[v].as_ref(),
+                        };
+                        t.map(|t| fake_quant(t, th))
+                    })
+                    .collect();
+                let refs: Vec<Option<&Tensor>> = quantized.iter().map(|q| q.as_ref()).collect();
+                let out = dq.eval_op(op_index, &refs).map_err(|e| CalibError::Model(e.to_string()))?;
+                let reference = env[result_v]
+                    .as_ref()
+                    .ok_or_else(|| CalibError::Model(format!("tuning: reference of value %{result_v} missing")))?;
+                let o = out.first().ok_or_else(|| CalibError::Model("tuning: op produced no result".into()))?;
+                total += distance(reference, o);
+            }
+            Ok(total / tune_inputs.len().max(1) as f64)
+        })
+        .collect();
+    let mut best = th0;
+    let mut prev: Option<f64> = None;
+    for (th, d) in candidates.iter().zip(dists) {
+        let d = d?;
+        match prev {
+            None => prev = Some(d),
+            Some(p) if d < p => {
+                prev = Some(d);
+                best = *th;
+            }
+            _ => {}
+        }
+    }
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{arr1, IxDyn};
+
+    #[test]
+    fn fake_quant_rounds_half_to_even_and_clips() {
+        // th 127 -> scale 1: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, 200 -> 127, -300 -> -128
+        let x = arr1(&[0.5f32, 1.5, 2.5, 200.0, -300.0]).into_shape_with_order(IxDyn(&[5])).unwrap();
+        let q = fake_quant(&x, 127.0);
+        assert_eq!(q.as_slice().unwrap(), &[0.0, 2.0, 2.0, 127.0, -128.0]);
+    }
+
+    #[test]
+    fn distance_is_l2_over_l1() {
+        let a = arr1(&[3.0f32, -4.0]).into_dyn();
+        let b = arr1(&[0.0f32, 0.0]).into_dyn();
+        assert_eq!(distance(&a, &b), 5.0 / 7.0);
+    }
+}
