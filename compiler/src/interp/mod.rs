@@ -1,8 +1,24 @@
-//! The F32 reference interpreter of the top IR (ndarray, rayon).
+//! The F32 reference interpreter of the top IR (ndarray, rayon, `gemm`).
+//!
+//! [`Interpreter::new`] resolves every `top.Weight` once (borrowing f32 arrays from the weight
+//! store, converting others), so repeated runs (calibration over many images) only compute.
+//! [`Interpreter::run_observe`] executes ops in program order and frees every intermediate as
+//! soon as no later op or output needs it. Op semantics are those of `ir/TOP_OPS.md`.
 
-use crate::ir::weights::Weights;
-use crate::ir::{Module, ValueId};
-use ndarray::ArrayD;
+mod conv;
+mod dispatch;
+mod elementwise;
+mod gemm_util;
+mod pool;
+mod reduce;
+mod resize;
+mod shape;
+#[cfg(test)]
+mod tests;
+
+use crate::ir::weights::{TensorData, Weights};
+use crate::ir::{Func, Module, Op, TensorType, ValueId};
+use ndarray::{ArrayD, IxDyn};
 
 /// A float tensor in NCHW (row-major) layout.
 pub type Tensor = ArrayD<f32>;
@@ -21,16 +37,74 @@ pub enum InterpError {
     Op { name: String, kind: String, msg: String },
 }
 
+/// A resolved constant: borrowed from the weight store when it is already f32 of the right
+/// shape, otherwise converted once.
+enum Const<'a> {
+    Borrowed(&'a Tensor),
+    Owned(Tensor),
+}
+
+impl Const<'_> {
+    fn tensor(&self) -> &Tensor {
+        match self {
+            Const::Borrowed(t) => t,
+            Const::Owned(t) => t,
+        }
+    }
+}
+
+/// Marker in `last_use` for values that must survive the run (function outputs).
+const KEEP: usize = usize::MAX;
+/// Marker in `last_use` for values no op reads (freed right after `observe`).
+const UNUSED: usize = usize::MAX - 1;
+
 /// A prepared interpreter for one module (weights resolved once, reused across samples).
 pub struct Interpreter<'a> {
     module: &'a Module,
+    /// Weight store the constants were resolved from (kept for the lifetime of the borrow).
+    #[allow(dead_code)]
     weights: &'a Weights,
+    /// Resolved `top.Weight` results, by value id.
+    consts: Vec<Option<Const<'a>>>,
+    /// For every value: index of the last op reading it, or `KEEP` / `UNUSED`.
+    last_use: Vec<usize>,
+    /// For every value: the index of the function argument it is, if any.
+    arg_index: Vec<Option<usize>>,
 }
 
 impl<'a> Interpreter<'a> {
     /// Prepare a module for repeated runs.
     pub fn new(module: &'a Module, weights: &'a Weights) -> Result<Self, InterpError> {
-        Ok(Interpreter { module, weights })
+        let func = &module.func;
+        let mut consts: Vec<Option<Const<'a>>> = (0..func.values.len()).map(|_| None).collect();
+        for op in &func.ops {
+            if !op.is_weight() {
+                continue;
+            }
+            for &r in &op.results {
+                consts[r] = Some(resolve_weight(func, op, r, weights)?);
+            }
+        }
+        let mut last_use = vec![UNUSED; func.values.len()];
+        for (i, op) in func.ops.iter().enumerate() {
+            for &v in &op.operands {
+                if v < last_use.len() {
+                    last_use[v] = i;
+                }
+            }
+        }
+        for &v in &func.returns {
+            if v < last_use.len() {
+                last_use[v] = KEEP;
+            }
+        }
+        let mut arg_index = vec![None; func.values.len()];
+        for (i, &a) in func.args.iter().enumerate() {
+            if a < arg_index.len() {
+                arg_index[a] = Some(i);
+            }
+        }
+        Ok(Interpreter { module, weights, consts, last_use, arg_index })
     }
 
     /// Run the whole function; `observe(value, tensor)` sees every op result in program order
@@ -40,8 +114,64 @@ impl<'a> Interpreter<'a> {
         inputs: &[Tensor],
         observe: &mut dyn FnMut(ValueId, &Tensor),
     ) -> Result<Vec<Tensor>, InterpError> {
-        let _ = (inputs, observe, self.module, self.weights);
-        Err(InterpError::Unsupported { name: String::new(), kind: "interpreter not implemented yet".into() })
+        let func = &self.module.func;
+        self.check_inputs(inputs)?;
+        let mut env: Vec<Option<Tensor>> = (0..func.values.len()).map(|_| None).collect();
+        for (i, op) in func.ops.iter().enumerate() {
+            if op.is_weight() || op.is_none() {
+                continue;
+            }
+            // The first operand may be handed over for in-place update when this op is its last
+            // reader and does not read it twice.
+            let mut owned0 = None;
+            if dispatch::may_update_in_place(op) {
+                if let Some(&v0) = op.operands.first() {
+                    let once = op.operands.iter().filter(|&&v| v == v0).count() == 1;
+                    if once && self.last_use[v0] == i {
+                        owned0 = env[v0].take();
+                    }
+                }
+            }
+            let mut refs: Vec<Option<&Tensor>> = Vec::with_capacity(op.operands.len());
+            for (k, &v) in op.operands.iter().enumerate() {
+                if k == 0 && owned0.is_some() {
+                    refs.push(None);
+                    continue;
+                }
+                refs.push(self.lookup(&env, inputs, v));
+                if refs[k].is_none() && !is_none_value(func, v) {
+                    return Err(self.op_error(op, format!("operand {k} (value %{v}) is not available")));
+                }
+            }
+            let results = self.eval(op, &refs, owned0)?;
+            drop(refs);
+            for (&r, t) in op.results.iter().zip(results) {
+                observe(r, &t);
+                if self.last_use[r] != UNUSED {
+                    env[r] = Some(t);
+                }
+            }
+            for &v in &op.operands {
+                if self.last_use[v] == i {
+                    env[v] = None;
+                }
+            }
+        }
+        let mut outputs = Vec::with_capacity(func.returns.len());
+        for (k, &v) in func.returns.iter().enumerate() {
+            let last = func.returns[k + 1..].iter().all(|&w| w != v);
+            let t = if last { env[v].take() } else { env[v].clone() };
+            let t = match t {
+                Some(t) => t,
+                None => self.lookup(&env, inputs, v).cloned().ok_or_else(|| InterpError::Op {
+                    name: func.values.get(v).map(|x| x.name.clone()).unwrap_or_default(),
+                    kind: "return".into(),
+                    msg: format!("output {k} (value %{v}) was not computed"),
+                })?,
+            };
+            outputs.push(t);
+        }
+        Ok(outputs)
     }
 
     /// Run and return the function outputs only.
@@ -59,7 +189,135 @@ impl<'a> Interpreter<'a> {
     /// Evaluate the single op `op_index` of the function on the given operand tensors
     /// (weights are taken from the store; pass `None` for weight and `none` operands).
     pub fn eval_op(&self, op_index: usize, operands: &[Option<&Tensor>]) -> Result<Vec<Tensor>, InterpError> {
-        let _ = (op_index, operands);
-        Err(InterpError::Unsupported { name: String::new(), kind: "interpreter not implemented yet".into() })
+        let func = &self.module.func;
+        let op = func.ops.get(op_index).ok_or_else(|| InterpError::Op {
+            name: format!("#{op_index}"),
+            kind: String::new(),
+            msg: format!("no op with index {op_index} (the function has {})", func.ops.len()),
+        })?;
+        if op.is_none() {
+            return Ok(Vec::new());
+        }
+        if op.is_weight() {
+            return Ok(op.results.iter().filter_map(|&r| self.const_of(r).cloned()).collect());
+        }
+        if operands.len() != op.operands.len() {
+            return Err(
+                self.op_error(op, format!("{} operands given, the op has {}", operands.len(), op.operands.len()))
+            );
+        }
+        let mut refs: Vec<Option<&Tensor>> = Vec::with_capacity(operands.len());
+        for (k, (&given, &v)) in operands.iter().zip(&op.operands).enumerate() {
+            let t = given.or_else(|| self.const_of(v));
+            if t.is_none() && !is_none_value(func, v) {
+                return Err(self.op_error(op, format!("operand {k} (value %{v}) not given and not a weight")));
+            }
+            refs.push(t);
+        }
+        self.eval(op, &refs, None)
     }
+
+    /// The resolved constant of value `v`, if it is a weight.
+    fn const_of(&self, v: ValueId) -> Option<&Tensor> {
+        self.consts.get(v).and_then(|c| c.as_ref()).map(Const::tensor)
+    }
+
+    /// A value's tensor during a run: computed, argument, or constant.
+    fn lookup<'s>(&'s self, env: &'s [Option<Tensor>], inputs: &'s [Tensor], v: ValueId) -> Option<&'s Tensor> {
+        if let Some(Some(t)) = env.get(v) {
+            return Some(t);
+        }
+        if let Some(Some(i)) = self.arg_index.get(v) {
+            return inputs.get(*i);
+        }
+        self.const_of(v)
+    }
+
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<(), InterpError> {
+        let func = &self.module.func;
+        if inputs.len() != func.args.len() {
+            return Err(InterpError::BadInput {
+                index: inputs.len().min(func.args.len()),
+                msg: format!("{} inputs given, the function takes {}", inputs.len(), func.args.len()),
+            });
+        }
+        for (i, (&a, t)) in func.args.iter().zip(inputs).enumerate() {
+            let want = func.values.get(a).map(|v| v.ty.shape()).unwrap_or(&[]);
+            if matches!(func.values.get(a).map(|v| &v.ty), Some(TensorType::Tensor { .. })) && t.shape() != want {
+                return Err(InterpError::BadInput {
+                    index: i,
+                    msg: format!("shape {:?} does not match the argument type {:?}", t.shape(), want),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluate one op and fit its results to the declared result types.
+    fn eval(&self, op: &Op, operands: &[Option<&Tensor>], owned0: Option<Tensor>) -> Result<Vec<Tensor>, InterpError> {
+        let func = &self.module.func;
+        let out_shapes: Vec<&[usize]> =
+            op.results.iter().map(|&r| func.values.get(r).map(|v| v.ty.shape()).unwrap_or(&[])).collect();
+        let results = dispatch::eval_op(op, operands, owned0, &out_shapes).map_err(|e| match e {
+            dispatch::OpError::Unsupported => {
+                InterpError::Unsupported { name: func.op_name(op).to_string(), kind: op.kind.clone() }
+            }
+            dispatch::OpError::Msg(msg) => self.op_error(op, msg),
+        })?;
+        if results.len() != op.results.len() {
+            return Err(
+                self.op_error(op, format!("computed {} results, the op declares {}", results.len(), op.results.len()))
+            );
+        }
+        let mut fitted = Vec::with_capacity(results.len());
+        for (t, (&r, want)) in results.into_iter().zip(op.results.iter().zip(&out_shapes)) {
+            let declared = matches!(func.values.get(r).map(|v| &v.ty), Some(TensorType::Tensor { .. }));
+            if !declared || t.shape() == *want {
+                fitted.push(t);
+            } else if t.len() == want.iter().product::<usize>() {
+                let t = t.as_standard_layout().into_owned();
+                let t = t.into_shape_with_order(IxDyn(want)).map_err(|e| self.op_error(op, e.to_string()))?;
+                fitted.push(t);
+            } else {
+                return Err(self
+                    .op_error(op, format!("computed shape {:?} differs from the result type {:?}", t.shape(), want)));
+            }
+        }
+        Ok(fitted)
+    }
+
+    fn op_error(&self, op: &Op, msg: String) -> InterpError {
+        InterpError::Op { name: self.module.func.op_name(op).to_string(), kind: op.kind.clone(), msg }
+    }
+}
+
+/// True when value `v` has the `none` type (an absent optional operand).
+fn is_none_value(func: &Func, v: ValueId) -> bool {
+    matches!(func.values.get(v).map(|x| &x.ty), Some(TensorType::None))
+}
+
+/// Resolve one `top.Weight` result from the store, converting to f32 and to the declared shape.
+fn resolve_weight<'a>(func: &Func, op: &Op, r: ValueId, weights: &'a Weights) -> Result<Const<'a>, InterpError> {
+    let value = &func.values[r];
+    let err = |msg: String| InterpError::Op { name: value.name.clone(), kind: op.kind.clone(), msg };
+    let data = weights.get(&value.name).ok_or_else(|| err("no such weight in the weight store".into()))?;
+    let want: &[usize] = value.ty.shape();
+    let declared = matches!(value.ty, TensorType::Tensor { .. });
+    if let TensorData::F32(a) = data {
+        if !declared || a.shape() == want {
+            if a.is_standard_layout() {
+                return Ok(Const::Borrowed(a));
+            }
+            return Ok(Const::Owned(a.as_standard_layout().into_owned()));
+        }
+    }
+    let a = data.to_f32();
+    if !declared || a.shape() == want {
+        return Ok(Const::Owned(a.as_standard_layout().into_owned()));
+    }
+    if a.len() != want.iter().product::<usize>() {
+        return Err(err(format!("stored shape {:?} does not match the declared type {:?}", data.shape(), want)));
+    }
+    let a = a.as_standard_layout().into_owned();
+    a.into_shape_with_order(IxDyn(want)).map(Const::Owned).map_err(|e| err(e.to_string()))
 }

@@ -1,0 +1,158 @@
+//! Elementwise ops: activations and constant arithmetic (in place on an owned tensor) and
+//! binary arithmetic with numpy broadcasting. All parallel over chunks with rayon.
+
+use super::Tensor;
+use ndarray::{IxDyn, Zip};
+use rayon::prelude::*;
+
+/// Elements per rayon task of elementwise loops.
+const CHUNK: usize = 1 << 14;
+
+/// A one-input elementwise function.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Unary {
+    /// max(x, 0), then min with the limit when given
+    Relu(Option<f32>),
+    LeakyRelu(f32),
+    Clip(f32, f32),
+    Sigmoid,
+    HardSigmoid(f32, f32),
+    HardSwish,
+    Tanh,
+    Exp,
+    AddConst(f32),
+    MulConst(f32),
+    /// `c - x` when reversed, else `x - c`
+    SubConst(f32, bool),
+}
+
+/// Apply `f` to every element of a contiguous slice, in parallel.
+fn map_in_place<F: Fn(f32) -> f32 + Sync>(s: &mut [f32], f: F) {
+    s.par_chunks_mut(CHUNK).for_each(|ch| ch.iter_mut().for_each(|v| *v = f(*v)));
+}
+
+/// Make a tensor standard-layout so its elements form one slice.
+fn standard(x: Tensor) -> Tensor {
+    if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    }
+}
+
+/// Apply a unary function to `x` in place and return it.
+pub(super) fn unary(x: Tensor, u: Unary) -> Tensor {
+    let mut x = standard(x);
+    let Some(s) = x.as_slice_mut() else { return x };
+    match u {
+        Unary::Relu(None) => map_in_place(s, |v| v.max(0.0)),
+        Unary::Relu(Some(l)) => map_in_place(s, |v| v.max(0.0).min(l)),
+        Unary::LeakyRelu(a) => map_in_place(s, |v| if v >= 0.0 { v } else { v * a }),
+        Unary::Clip(lo, hi) => map_in_place(s, |v| v.max(lo).min(hi)),
+        Unary::Sigmoid => map_in_place(s, |v| 1.0 / (1.0 + (-v).exp())),
+        Unary::HardSigmoid(a, b) => map_in_place(s, |v| (a * v + b).clamp(0.0, 1.0)),
+        Unary::HardSwish => map_in_place(s, |v| v * (v / 6.0 + 0.5).clamp(0.0, 1.0)),
+        Unary::Tanh => map_in_place(s, f32::tanh),
+        Unary::Exp => map_in_place(s, f32::exp),
+        Unary::AddConst(c) => map_in_place(s, |v| v + c),
+        Unary::MulConst(c) => map_in_place(s, |v| v * c),
+        Unary::SubConst(c, true) => map_in_place(s, |v| c - v),
+        Unary::SubConst(c, false) => map_in_place(s, |v| v - c),
+    }
+    x
+}
+
+/// A two-input elementwise function (numpy broadcasting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// `a >= 0 ? a : b·a` (PRelu with slope `b`)
+    PRelu,
+}
+
+/// The numpy broadcast of two shapes.
+pub(super) fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+    let r = a.len().max(b.len());
+    let mut out = vec![0; r];
+    for i in 0..r {
+        let da = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+        let db = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+        out[i] = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(format!("shapes {a:?} and {b:?} do not broadcast"));
+        };
+    }
+    Ok(out)
+}
+
+/// `a op b` with broadcasting; `a` is updated in place when it already has the output shape.
+pub(super) fn binary(a: Tensor, b: &Tensor, op: Binary) -> Result<Tensor, String> {
+    match op {
+        Binary::Add => zip_with(a, b, |x, y| x + y),
+        Binary::Sub => zip_with(a, b, |x, y| x - y),
+        Binary::Mul => zip_with(a, b, |x, y| x * y),
+        Binary::Div => zip_with(a, b, |x, y| x / y),
+        Binary::PRelu => zip_with(a, b, |x, s| if x >= 0.0 { x } else { s * x }),
+    }
+}
+
+fn zip_with<F: Fn(f32, f32) -> f32 + Sync + Send>(a: Tensor, b: &Tensor, f: F) -> Result<Tensor, String> {
+    let shape = broadcast_shape(a.shape(), b.shape())?;
+    if a.shape() == shape.as_slice() {
+        let mut a = standard(a);
+        if b.len() == 1 {
+            let y = b.iter().next().copied().unwrap_or(0.0);
+            if let Some(s) = a.as_slice_mut() {
+                map_in_place(s, |x| f(x, y));
+                return Ok(a);
+            }
+        }
+        if b.shape() == a.shape() {
+            if let (Some(s), Some(t)) = (a.as_slice_mut(), b.as_slice()) {
+                s.par_chunks_mut(CHUNK)
+                    .zip(t.par_chunks(CHUNK))
+                    .for_each(|(x, y)| x.iter_mut().zip(y).for_each(|(x, &y)| *x = f(*x, y)));
+                return Ok(a);
+            }
+        }
+        let bv = b.broadcast(IxDyn(&shape)).ok_or_else(|| format!("cannot broadcast {:?} to {shape:?}", b.shape()))?;
+        Zip::from(&mut a).and(&bv).par_for_each(|x, &y| *x = f(*x, y));
+        return Ok(a);
+    }
+    let av = a.broadcast(IxDyn(&shape)).ok_or_else(|| format!("cannot broadcast {:?} to {shape:?}", a.shape()))?;
+    let bv = b.broadcast(IxDyn(&shape)).ok_or_else(|| format!("cannot broadcast {:?} to {shape:?}", b.shape()))?;
+    let mut out = Tensor::zeros(IxDyn(&shape));
+    Zip::from(&mut out).and(&av).and(&bv).par_for_each(|o, &x, &y| *o = f(x, y));
+    Ok(out)
+}
+
+/// `y = x·s[c] + b[c]` over channel axis 1, in place.
+pub(super) fn scale(x: Tensor, s: &Tensor, b: &Tensor) -> Result<Tensor, String> {
+    if x.ndim() < 2 {
+        return Err(format!("input {:?}: expected a channel axis", x.shape()));
+    }
+    let c = x.shape()[1];
+    if s.len() != c || b.len() != c {
+        return Err(format!("scale {:?} / bias {:?} do not have {c} channels", s.shape(), b.shape()));
+    }
+    let sv: Vec<f32> = s.iter().copied().collect();
+    let bv: Vec<f32> = b.iter().copied().collect();
+    let inner: usize = x.shape()[2..].iter().product();
+    let mut x = standard(x);
+    if inner > 0 {
+        if let Some(data) = x.as_slice_mut() {
+            data.par_chunks_mut(inner).enumerate().for_each(|(p, plane)| {
+                let ch = p % c;
+                let (m, a) = (sv[ch], bv[ch]);
+                plane.iter_mut().for_each(|v| *v = *v * m + a);
+            });
+        }
+    }
+    Ok(x)
+}
