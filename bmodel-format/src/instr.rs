@@ -371,6 +371,43 @@ impl Instr {
         v
     }
 
+    /// Visit every operand mutably (inputs first, the output last), e.g. to relocate offsets.
+    pub fn for_each_operand_mut(&mut self, mut f: impl FnMut(&mut TensorRef)) {
+        match self {
+            Instr::Conv2d { x, w, bias, y, requant, .. } | Instr::Deconv2d { x, w, bias, y, requant, .. } => {
+                f(x);
+                f(w);
+                if let Some(b) = bias {
+                    f(b);
+                }
+                if let ConvRequant::MulShift { table, .. } | ConvRequant::Qdm { table } = requant {
+                    f(table);
+                }
+                f(y);
+            }
+            Instr::Pool2d { x, y, .. }
+            | Instr::Upsample { x, y, .. }
+            | Instr::LeakyRelu { x, y, .. }
+            | Instr::Relu { x, y }
+            | Instr::MulShift { x, y, .. }
+            | Instr::ConcatPart { x, y, .. }
+            | Instr::Cast { x, y, .. } => {
+                f(x);
+                f(y);
+            }
+            Instr::Add { a, b, y, .. } => {
+                f(a);
+                f(b);
+                f(y);
+            }
+            Instr::Lut { x, y, table } => {
+                f(x);
+                f(table);
+                f(y);
+            }
+        }
+    }
+
     /// The output operand.
     pub fn output(&self) -> TensorRef {
         match *self {

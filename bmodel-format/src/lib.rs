@@ -19,6 +19,7 @@ pub mod verify;
 pub mod writer;
 
 pub use header::{Header, FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use heapless;
 pub use instr::{AddParams, CastMode, ConvRequant, Instr, LeakyParams, PoolMode, RoundMode, Window};
 pub use net::{Bmodel, InstrIter, NetMeta};
 pub use plan::MemoryPlan;

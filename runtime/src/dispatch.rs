@@ -29,7 +29,13 @@ pub fn execute(instr: &Instr, chip: Chip, act: &mut [u8], coeff: &[u8], scratch:
             let bs = bias.map(|_| src(bs));
             match requant {
                 ConvRequant::Float => {
-                    let a = FloatConv { x: src(xs), xt: x.dtype, w: src(ws), wt: w.dtype, bias: bias.map(|b| (src(bs), b.dtype)) };
+                    let a = FloatConv {
+                        x: src(xs),
+                        xt: x.dtype,
+                        w: src(ws),
+                        wt: w.dtype,
+                        bias: bias.map(|b| (src(bs), b.dtype)),
+                    };
                     conv_float(&a, ys, y.dtype, &g, scratch, *relu, cv);
                 }
                 ConvRequant::MulShift { zero_point, round, .. } => {
@@ -169,7 +175,14 @@ pub fn execute(instr: &Instr, chip: Chip, act: &mut [u8], coeff: &[u8], scratch:
                 AddParams::Cv { multiplier, rshift } => cv18xx::add(as_, bs, ys, *multiplier, *rshift),
                 AddParams::Float => {
                     let n = y.numel() as usize;
-                    float::add(FSrc { bytes: as_, dtype: a.dtype }, FSrc { bytes: bs, dtype: b.dtype }, ys, y.dtype, n, cv)
+                    float::add(
+                        FSrc { bytes: as_, dtype: a.dtype },
+                        FSrc { bytes: bs, dtype: b.dtype },
+                        ys,
+                        y.dtype,
+                        n,
+                        cv,
+                    )
                 }
             }
         }
@@ -184,7 +197,9 @@ pub fn execute(instr: &Instr, chip: Chip, act: &mut [u8], coeff: &[u8], scratch:
                 CastMode::Quantize { inv_scale, zero_point, round } => {
                     bm1684x::quantize(xs, x.dtype, ys, y.dtype == DType::U8, *inv_scale, *zero_point, *round)
                 }
-                CastMode::QuantizeBf16 { inv_scale, round } => cv18xx::quantize_bf16(xs, x.dtype, ys, *inv_scale, *round),
+                CastMode::QuantizeBf16 { inv_scale, round } => {
+                    cv18xx::quantize_bf16(xs, x.dtype, ys, *inv_scale, *round)
+                }
                 CastMode::Dequantize { scale, zero_point } => {
                     bm1684x::dequantize(xs, x.dtype == DType::U8, ys, y.dtype, *scale, *zero_point)
                 }

@@ -61,7 +61,9 @@ impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RuntimeError::Format(e) => write!(f, "invalid bmodel: {e}"),
-            RuntimeError::ArenaTooSmall { needed, got } => write!(f, "arena too small: needs {needed} bytes, got {got}"),
+            RuntimeError::ArenaTooSmall { needed, got } => {
+                write!(f, "arena too small: needs {needed} bytes, got {got}")
+            }
             RuntimeError::InputCount { expected, got } => write!(f, "network has {expected} inputs, {got} given"),
             RuntimeError::InputSize { index, expected, got } => {
                 write!(f, "input {index} needs {expected} bytes, {got} given")

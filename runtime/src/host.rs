@@ -49,9 +49,7 @@ pub fn decode_output(t: &IoTensor<'_>, raw: &[u8]) -> Vec<f32> {
             DType::F32 => f32::from_le_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]]),
             DType::F16 => f16_to_f32(u16::from_le_bytes([raw[2 * i], raw[2 * i + 1]])),
             DType::BF16 => bf16_to_f32(u16::from_le_bytes([raw[2 * i], raw[2 * i + 1]])),
-            DType::I8 | DType::U8 => {
-                t.scale * (code8(raw[i], t.storage.dtype == DType::U8) - t.zero_point) as f32
-            }
+            DType::I8 | DType::U8 => t.scale * (code8(raw[i], t.storage.dtype == DType::U8) - t.zero_point) as f32,
             DType::I16 => i16::from_le_bytes([raw[2 * i], raw[2 * i + 1]]) as f32 * t.scale,
             DType::I32 => {
                 i32::from_le_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]]) as f32 * t.scale

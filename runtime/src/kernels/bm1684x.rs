@@ -3,7 +3,7 @@
 
 use super::conv::{conv_int8, ConvGeom, IntConv};
 use super::data::PoolGeom;
-use super::num::{code8, load_float, load_i32, rshift_round, round_f32, sat8, store_float};
+use super::num::{code8, load_float, load_i32, round_f32, rshift_round, sat8, store_float};
 use super::{map_bytes, zip_bytes, Src};
 use bmodel_format::{DType, RoundMode};
 
@@ -45,7 +45,16 @@ pub fn leaky_relu(x: Src<'_>, y: &mut [u8], x_unsigned: bool, y_unsigned: bool, 
 
 /// MulShift requant: `sat(RightShiftRound(x·m, r, round) + zp)`.
 #[allow(clippy::too_many_arguments)]
-pub fn mul_shift(x: Src<'_>, y: &mut [u8], x_unsigned: bool, y_unsigned: bool, m: i32, r: i32, round: RoundMode, zp: i32) {
+pub fn mul_shift(
+    x: Src<'_>,
+    y: &mut [u8],
+    x_unsigned: bool,
+    y_unsigned: bool,
+    m: i32,
+    r: i32,
+    round: RoundMode,
+    zp: i32,
+) {
     map_bytes(x, y, |b| {
         let v = code8(b, x_unsigned) as i64;
         sat8(rshift_round(v * m as i64, r, round) + zp as i64, y_unsigned)

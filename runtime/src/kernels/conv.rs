@@ -128,7 +128,13 @@ pub struct IntConv<'s> {
 }
 
 /// Integer conv: `acc = Σ w·(x − zp) + bias` per output, then `requant(oc, acc)` gives the stored byte.
-pub fn conv_int8(a: &IntConv<'_>, y: &mut [u8], g: &ConvGeom, scratch: &mut [u8], mut requant: impl FnMut(usize, i64) -> u8) {
+pub fn conv_int8(
+    a: &IntConv<'_>,
+    y: &mut [u8],
+    g: &ConvGeom,
+    scratch: &mut [u8],
+    mut requant: impl FnMut(usize, i64) -> u8,
+) {
     let icg = g.ic / g.group;
     let ocg = g.oc / g.group;
     let k_len = icg * g.kh * g.kw;
@@ -324,7 +330,8 @@ pub fn conv_float(a: &FloatConv<'_>, y: &mut [u8], yt: DType, g: &ConvGeom, scra
                     for o in 0..OC_STRIP {
                         let oc = gi * ocg + s0 + o;
                         for k in 0..k_len {
-                            strip[k * OC_STRIP + o] = if o < rows { load_float(a.w, a.wt, oc * k_len + k) } else { 0.0 };
+                            strip[k * OC_STRIP + o] =
+                                if o < rows { load_float(a.w, a.wt, oc * k_len + k) } else { 0.0 };
                         }
                     }
                     for c in 0..chunks {
@@ -359,7 +366,8 @@ pub fn conv_float(a: &FloatConv<'_>, y: &mut [u8], yt: DType, g: &ConvGeom, scra
 fn micro_f32_body(panel: &[f32], strip: &[f32], k_len: usize) -> [[f32; PIXEL_STEP]; OC_STRIP] {
     let mut acc = [[0f32; PIXEL_STEP]; OC_STRIP];
     for k in 0..k_len {
-        let xs: &[f32; PIXEL_STEP] = panel[k * PIXEL_STEP..(k + 1) * PIXEL_STEP].try_into().unwrap_or(&[0.0; PIXEL_STEP]);
+        let xs: &[f32; PIXEL_STEP] =
+            panel[k * PIXEL_STEP..(k + 1) * PIXEL_STEP].try_into().unwrap_or(&[0.0; PIXEL_STEP]);
         let ws = &strip[k * OC_STRIP..(k + 1) * OC_STRIP];
         for o in 0..OC_STRIP {
             let w = ws[o];
@@ -411,13 +419,13 @@ pub fn deconv_gather<A: Copy>(
                         let ic = gi * icg + ci;
                         for ky in 0..g.kh {
                             let ny = (oy + g.pt) as isize - (ky * g.dh) as isize;
-                            if ny < 0 || ny as usize % g.sh != 0 || ny as usize / g.sh >= g.ih {
+                            if ny < 0 || !(ny as usize).is_multiple_of(g.sh) || ny as usize / g.sh >= g.ih {
                                 continue;
                             }
                             let iy = ny as usize / g.sh;
                             for kx in 0..g.kw {
                                 let nx = (ox + g.pl) as isize - (kx * g.dw) as isize;
-                                if nx < 0 || nx as usize % g.sw != 0 || nx as usize / g.sw >= g.iw {
+                                if nx < 0 || !(nx as usize).is_multiple_of(g.sw) || nx as usize / g.sw >= g.iw {
                                     continue;
                                 }
                                 let ix = nx as usize / g.sw;

@@ -3,7 +3,7 @@
 //! (`cvi_f32_to_bf16` rules).
 
 use super::conv::{conv_int8, deconv_gather, ConvGeom, IntConv};
-use super::num::{bf16_to_f32, code8, f32_to_bf16, load_float, load_i32, rshift_round, round_f32, sat8, store_float};
+use super::num::{bf16_to_f32, code8, f32_to_bf16, load_float, load_i32, round_f32, rshift_round, sat8, store_float};
 use super::{map_bytes, zip_bytes, Src};
 use bmodel_format::{DType, RoundMode};
 

@@ -50,11 +50,13 @@ impl PoolGeom {
                 for ox in 0..self.ow {
                     let out = (pl_i * self.oh + oy) * self.ow + ox;
                     let (ih, iw) = (self.ih as isize, self.iw as isize);
-                    let mut it = (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (ky, kx))).filter_map(move |(ky, kx)| {
-                        let iy = (oy * sh + ky * dh) as isize - pt;
-                        let ix = (ox * sw + kx * dw) as isize - pl;
-                        (iy >= 0 && ix >= 0 && iy < ih && ix < iw).then(|| base + iy as usize * self.iw + ix as usize)
-                    });
+                    let mut it =
+                        (0..kh).flat_map(move |ky| (0..kw).map(move |kx| (ky, kx))).filter_map(move |(ky, kx)| {
+                            let iy = (oy * sh + ky * dh) as isize - pt;
+                            let ix = (ox * sw + kx * dw) as isize - pl;
+                            (iy >= 0 && ix >= 0 && iy < ih && ix < iw)
+                                .then(|| base + iy as usize * self.iw + ix as usize)
+                        });
                     f(out, &mut it);
                 }
             }
@@ -125,7 +127,17 @@ pub fn upsample(x: &[u8], y: &mut [u8], x_shape: [u32; 4], scale: [u16; 2], es: 
 
 /// Place `x` into `y` at `start` along `axis`, mapping each byte run through `f` (identity copy or
 /// an 8-bit requant).
-pub fn concat_part(x: &[u8], y: &mut [u8], xs: [u32; 4], ys: [u32; 4], axis: usize, start: usize, es: usize, f: Option<&dyn Fn(u8) -> u8>) {
+#[allow(clippy::too_many_arguments)]
+pub fn concat_part(
+    x: &[u8],
+    y: &mut [u8],
+    xs: [u32; 4],
+    ys: [u32; 4],
+    axis: usize,
+    start: usize,
+    es: usize,
+    f: Option<&dyn Fn(u8) -> u8>,
+) {
     let outer: usize = xs[..axis].iter().map(|&d| d as usize).product();
     let inner: usize = xs[axis + 1..].iter().map(|&d| d as usize).product::<usize>() * es;
     let xb = xs[axis] as usize * inner;

@@ -67,7 +67,18 @@ pub fn avg_pool(x: &[u8], xt: DType, y: &mut [u8], yt: DType, g: &PoolGeom, coun
 
 /// Float transposed conv (gather form), bias added after the accumulation.
 #[allow(clippy::too_many_arguments)]
-pub fn deconv(x: &[u8], xt: DType, w: &[u8], wt: DType, bias: Option<(&[u8], DType)>, y: &mut [u8], yt: DType, g: &ConvGeom, relu: bool, cv: bool) {
+pub fn deconv(
+    x: &[u8],
+    xt: DType,
+    w: &[u8],
+    wt: DType,
+    bias: Option<(&[u8], DType)>,
+    y: &mut [u8],
+    yt: DType,
+    g: &ConvGeom,
+    relu: bool,
+    cv: bool,
+) {
     deconv_gather(
         g,
         0f32,
