@@ -87,3 +87,8 @@ pub fn file_prefix(name: &str, chip: Chip, mode: Mode, asymmetric: bool) -> Stri
         format!("{name}_{}_{m}", chip.name())
     }
 }
+
+#[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
+mod test_npz;

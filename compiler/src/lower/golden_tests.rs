@@ -1,0 +1,249 @@
+//! Golden tests against tpu-mlir v1.30.2 outputs (assets/reference): lowered op sequence, types,
+//! multipliers / shifts, int8 weights / int32 biases, and the simulator's raw tensors.
+
+use super::*;
+use crate::calibration::CalibrationTable;
+use crate::ir::text::parse_module;
+use crate::ir::weights::TensorData;
+use crate::ir::{Attr, Op, Quant, TensorType};
+use super::test_npz::read as read_npz_raw;
+use crate::sim;
+use ndarray::ArrayD;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub(crate) fn asset(p: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/")).join(p)
+}
+
+pub(crate) fn load_module(p: &str) -> Module {
+    let text = std::fs::read_to_string(asset(p)).unwrap();
+    parse_module(&text).unwrap()
+}
+
+pub(crate) fn load_weights(p: &str) -> Weights {
+    let mut w = Weights::default();
+    for (k, v) in read_npz_raw(&asset(p)) {
+        w.insert(k, v);
+    }
+    w
+}
+
+pub(crate) fn load_table(p: &str) -> CaliMap {
+    let text = std::fs::read_to_string(asset(p)).unwrap();
+    let t = CalibrationTable::parse(&text).unwrap();
+    calib::cali_map_from_table(&t)
+}
+
+fn npz_f32(p: &str) -> HashMap<String, ArrayD<f32>> {
+    read_npz_raw(&asset(p)).into_iter().map(|(k, v)| (k, v.to_f32())).collect()
+}
+
+fn quant_close(a: &TensorType, b: &TensorType) -> bool {
+    if a.shape() != b.shape() {
+        return false;
+    }
+    match (a.quant(), b.quant()) {
+        (Some(Quant::Uniform { signed: s1, scale: c1, zero_point: z1, .. }), Some(Quant::Uniform { signed: s2, scale: c2, zero_point: z2, .. })) => {
+            s1 == s2 && z1 == z2 && ((c1 - c2).abs() <= 1e-12 * c2.abs())
+        }
+        (Some(Quant::Calibrated { min: a1, max: b1 }), Some(Quant::Calibrated { min: a2, max: b2 })) => {
+            (a1 - a2).abs() <= 1e-9 && (b1 - b2).abs() <= 1e-9
+        }
+        (None, None) => a.elem() == b.elem(),
+        _ => false,
+    }
+}
+
+const CHECKED_ATTRS: &[&str] = &[
+    "multiplier",
+    "rshift",
+    "multiplier_neg",
+    "rshift_neg",
+    "multipliers",
+    "rshifts",
+    "only_merge",
+    "param_scale",
+    "group",
+    "kernel_shape",
+    "strides",
+    "pads",
+    "pool_mode",
+    "quant_mode",
+    "scale_h",
+    "scale_w",
+];
+
+fn attr_ints(a: &Attr) -> Option<Vec<i64>> {
+    match a {
+        Attr::Int(v, _) => Some(vec![*v]),
+        Attr::IntArray(v) => Some(v.clone()),
+        Attr::Bool(b) => Some(vec![*b as i64]),
+        _ => None,
+    }
+}
+
+/// Compare our lowered module with tpu-mlir's: op sequence (names, kinds), result types and the
+/// quantization attributes. Returns the number of ops compared.
+pub(crate) fn compare_modules(ours: &Module, theirs: &Module) -> usize {
+    let name_of = |m: &Module, op: &Op| m.func.op_name(op).to_string();
+    let seq = |m: &Module| -> Vec<(String, String)> {
+        m.func.ops.iter().filter(|o| !o.is_weight() && !o.is_none()).map(|o| (name_of(m, o), o.kind.clone())).collect()
+    };
+    assert_eq!(seq(ours), seq(theirs), "op sequence differs");
+    let ours_by: HashMap<String, &Op> = ours.func.ops.iter().map(|o| (name_of(ours, o), o)).collect();
+    let mut n = 0;
+    for op in &theirs.func.ops {
+        if op.is_none() {
+            continue;
+        }
+        let name = name_of(theirs, op);
+        let mine = ours_by.get(&name).unwrap_or_else(|| panic!("missing op {name}"));
+        assert_eq!(mine.kind, op.kind, "{name}");
+        let t_ty = &theirs.func.values[op.results[0]].ty;
+        let o_ty = &ours.func.values[mine.results[0]].ty;
+        if op.is_weight() {
+            assert_eq!(o_ty.shape().iter().product::<usize>(), t_ty.shape().iter().product::<usize>(), "{name} weight size");
+            continue;
+        }
+        assert!(quant_close(o_ty, t_ty), "{name}: type {o_ty:?} vs {t_ty:?}");
+        for k in CHECKED_ATTRS {
+            match (mine.attrs.get(*k), op.attrs.get(*k)) {
+                (_, None) => {}
+                (None, Some(t)) => panic!("{name}: attribute {k} missing (theirs {t:?})"),
+                (Some(Attr::Float(a, _)), Some(Attr::Float(b, _))) => assert!((a - b).abs() <= 1e-6 * b.abs(), "{name}.{k}: {a} vs {b}"),
+                (Some(Attr::Enum { value: a, .. }), Some(Attr::Enum { value: b, .. })) => assert_eq!(a, b, "{name}.{k}"),
+                (Some(a), Some(b)) => assert_eq!(attr_ints(a), attr_ints(b), "{name}.{k}"),
+            }
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Compare weight arrays by name (flattened), exactly.
+pub(crate) fn compare_weights(ours: &Weights, theirs: &Weights) {
+    for (k, t) in &theirs.map {
+        let o = ours.get(k).unwrap_or_else(|| panic!("weight {k} missing"));
+        let (ov, tv): (Vec<f32>, Vec<f32>) = (o.to_f32().iter().copied().collect(), t.to_f32().iter().copied().collect());
+        let diff = ov.iter().zip(&tv).filter(|(a, b)| a != b).count();
+        assert_eq!(ov.len(), tv.len(), "{k} size");
+        assert_eq!(diff, 0, "{k}: {diff} of {} elements differ", tv.len());
+    }
+}
+
+fn opts(chip: Chip, table: &CaliMap) -> LowerOptions<'_> {
+    LowerOptions { chip, mode: Mode::Int8, asymmetric: false, table: Some(table), qtable: None }
+}
+
+fn tnet(chip: Chip) {
+    let top = load_module("reference/tpu-mlir-vectors/tnet.mlir");
+    let w = load_weights("reference/tpu-mlir-vectors/tnet_top_f32_all_weight.npz");
+    let table = load_table("reference/tpu-mlir-vectors/tnet_cali");
+    let (m, lw) = lower(&top, &w, &opts(chip, &table)).unwrap();
+    let theirs = load_module(&format!("reference/tpu-mlir-vectors/tnet_{}_int8.mlir", chip.name()));
+    compare_modules(&m, &theirs);
+    compare_weights(&lw, &load_weights(&format!("reference/tpu-mlir-vectors/tnet_{}_w.npz", chip.name())));
+    let res = npz_f32("reference/tpu-mlir-vectors/res.npz");
+    let x = res["x"].clone();
+    let out = sim::run(&m, &lw, &[x]).unwrap();
+    let mut checked = 0;
+    for (name, t) in &out {
+        let Some(r) = res.get(&format!("{}__{name}", chip.name())) else { continue };
+        let ours = if matches!(t.ty.quant(), Some(Quant::Uniform { .. })) { t.codes_i32().unwrap().mapv(|v| v as f32) } else { t.dequantize() };
+        assert_eq!(ours.shape(), r.shape(), "{name}");
+        let diff = ours.iter().zip(r.iter()).filter(|(a, b)| a != b).count();
+        assert_eq!(diff, 0, "{name}: {diff} elements differ");
+        checked += 1;
+    }
+    assert_eq!(checked, 6);
+}
+
+#[test]
+fn tnet_bm1684x_bit_exact() {
+    tnet(Chip::Bm1684x);
+}
+
+#[test]
+fn tnet_cv183x_bit_exact() {
+    tnet(Chip::Cv183x);
+}
+
+fn cnet(chip: Chip) {
+    let top = load_module("reference/tpu-mlir-vectors/cnet.mlir");
+    let w = load_weights("reference/tpu-mlir-vectors/cnet_top_f32_all_weight.npz");
+    let table = load_table("reference/tpu-mlir-vectors/c_cali");
+    let (m, lw) = lower(&top, &w, &opts(chip, &table)).unwrap();
+    let theirs = load_module(&format!("reference/tpu-mlir-vectors/c_{}.mlir", chip.name()));
+    compare_modules(&m, &theirs);
+    compare_weights(&lw, &load_weights(&format!("reference/tpu-mlir-vectors/c_{}_w.npz", chip.name())));
+    // the simulator runs the lowered graph
+    let x = npz_f32("reference/tpu-mlir-vectors/res.npz")["x"].clone();
+    let out = sim::run_outputs(&m, &lw, &[x]).unwrap();
+    assert_eq!(out[0].shape(), &[1, 8, 8, 8]);
+}
+
+#[test]
+fn cnet_bm1684x_matches() {
+    cnet(Chip::Bm1684x);
+}
+
+#[test]
+fn cnet_cv183x_matches() {
+    cnet(Chip::Cv183x);
+}
+
+#[test]
+fn missing_table_entry_is_named() {
+    let top = load_module("reference/tpu-mlir-vectors/tnet.mlir");
+    let w = load_weights("reference/tpu-mlir-vectors/tnet_top_f32_all_weight.npz");
+    let mut table = load_table("reference/tpu-mlir-vectors/tnet_cali");
+    table.remove("conv_Conv");
+    table.remove("lrelu_LeakyRelu");
+    table.remove("pool_MaxPool");
+    let e = lower(&top, &w, &opts(Chip::Bm1684x, &table)).unwrap_err();
+    assert_eq!(e.to_string(), "calibration table has no entry for tensor 'conv_Conv' (needed by its INT8 lowering)");
+}
+
+#[test]
+fn qtable_errors() {
+    let top = load_module("reference/tpu-mlir-vectors/tnet.mlir");
+    let w = load_weights("reference/tpu-mlir-vectors/tnet_top_f32_all_weight.npz");
+    let table = load_table("reference/tpu-mlir-vectors/tnet_cali");
+    let qt = parse_qtable("conv_Con F32\n", Chip::Bm1684x).unwrap();
+    let o = LowerOptions { qtable: Some(&qt), ..opts(Chip::Bm1684x, &table) };
+    let e = lower(&top, &w, &o).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "quantize table names 'conv_Con', which is not a layer of the model (closest: conv_Conv, input, pool_MaxPool)"
+    );
+    let o = LowerOptions { mode: Mode::F16, ..opts(Chip::Cv183x, &table) };
+    let e = lower(&top, &w, &o).unwrap_err();
+    assert_eq!(e.to_string(), "mode F16 is not supported on cv183x (float modes: BF16)");
+}
+
+#[test]
+fn tnet_mixed_conv_f32_runs() {
+    let top = load_module("reference/tpu-mlir-vectors/tnet.mlir");
+    let w = load_weights("reference/tpu-mlir-vectors/tnet_top_f32_all_weight.npz");
+    let table = load_table("reference/tpu-mlir-vectors/tnet_cali");
+    let qt = parse_qtable("conv_Conv F32\n", Chip::Bm1684x).unwrap();
+    let o = LowerOptions { qtable: Some(&qt), ..opts(Chip::Bm1684x, &table) };
+    let (m, lw) = lower(&top, &w, &o).unwrap();
+    let names: Vec<String> = m.func.ops.iter().filter(|o| !o.is_weight()).map(|o| format!("{}:{}", o.kind, m.func.op_name(o))).collect();
+    assert_eq!(
+        names,
+        vec![
+            "top.Input:input",
+            "tpu.Conv2D:conv_Conv",
+            "tpu.Cast:conv_Convlrelu_LeakyRelu_si8",
+            "tpu.LeakyRelu:lrelu_LeakyRelu",
+            "tpu.Pool2D:pool_MaxPool",
+            "tpu.Cast:pool_MaxPool_f32"
+        ]
+    );
+    assert!(matches!(lw.get("w"), Some(TensorData::F32(_))));
+    let x = npz_f32("reference/tpu-mlir-vectors/res.npz")["x"].clone();
+    let out = sim::run_outputs(&m, &lw, &[x]).unwrap();
+    assert_eq!(out[0].shape(), &[1, 4, 4, 4]);
+}
