@@ -11,6 +11,7 @@ pub mod compare;
 pub mod interp;
 pub mod ir;
 pub mod lower;
+pub mod model_file;
 pub mod npz;
 pub mod onnx;
 pub mod preprocess;
