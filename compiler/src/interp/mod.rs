@@ -10,6 +10,8 @@ mod dispatch;
 mod elementwise;
 mod gemm_util;
 mod pool;
+#[cfg(test)]
+mod real_model_tests;
 mod reduce;
 mod resize;
 mod shape;
@@ -35,6 +37,12 @@ pub enum InterpError {
     /// Anything else wrong with one op (missing weight, bad attribute, shape mismatch).
     #[error("op '{name}' ({kind}): {msg}")]
     Op { name: String, kind: String, msg: String },
+}
+
+/// Size the global rayon pool the interpreter computes on (call before the first run; later
+/// calls are ignored). Returns false when the pool already existed.
+pub fn init_thread_pool(threads: usize) -> bool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global().is_ok()
 }
 
 /// A resolved constant: borrowed from the weight store when it is already f32 of the right

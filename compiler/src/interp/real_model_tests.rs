@@ -1,0 +1,63 @@
+//! Real-model test: tiny-yolov3 imported from the bundled ONNX, run on tpu-mlir's preprocessed
+//! input, against ONNX Runtime's heads and tpu-mlir's own F32 run of every tensor.
+
+use super::*;
+use crate::onnx::{import, ImportOptions};
+use ndarray_npy::NpzReader;
+use std::fs::File;
+
+const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/reference/tiny-yolov3");
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/models/tiny-yolov3-11.onnx");
+
+fn npz(path: &str) -> NpzReader<File> {
+    NpzReader::new(File::open(path).unwrap()).unwrap()
+}
+
+fn cosine(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b.iter()) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+#[test]
+fn tiny_yolov3_matches_onnx_runtime_and_tpu_mlir() {
+    let opts = ImportOptions {
+        model_name: "yolov3_tiny".into(),
+        output_names: vec!["convolution_output1".into(), "convolution_output".into()],
+        ..Default::default()
+    };
+    let (module, weights) = import(std::path::Path::new(MODEL), &opts).unwrap();
+    let input: Tensor = npz(&format!("{REF}/yolov3_tiny_in_f32.npz")).by_name("input_1").unwrap();
+    let interp = Interpreter::new(&module, &weights).unwrap();
+
+    let mut tpu = npz(&format!("{REF}/tpu-mlir/yolov3_top_outputs.npz"));
+    let names = tpu.names().unwrap();
+    let mut compared = Vec::new();
+    let outputs = interp
+        .run_observe(std::slice::from_ref(&input), &mut |v, t| {
+            let name = &module.func.values[v].name;
+            if names.contains(name) {
+                let want: Tensor = tpu.by_name(name).unwrap();
+                let c = cosine(t, &want);
+                assert!(c >= 0.9999, "{name}: cosine {c} against tpu-mlir");
+                compared.push(name.clone());
+            }
+        })
+        .unwrap();
+    // every tensor tpu-mlir dumped (33, input included) has a counterpart
+    assert_eq!(compared.len(), names.len(), "compared {compared:?}");
+
+    let mut ort = npz(&format!("{REF}/ort_outputs.npz"));
+    for (out, head) in outputs.iter().zip(["convolution_output1", "convolution_output"]) {
+        let want: Tensor = ort.by_name(head).unwrap();
+        let c = cosine(out, &want);
+        assert!(c >= 0.99999, "{head}: cosine {c} against ONNX Runtime");
+        let max_err = out.iter().zip(want.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(max_err < 1e-2, "{head}: max abs error {max_err}");
+    }
+}
