@@ -1,0 +1,123 @@
+//! `bench_calibration`: wall time and peak RSS of calibrating tiny-yolov3 on the 100 COCO
+//! images (tpu-mlir: 27.0 s), plus a per-tensor comparison with tpu-mlir's own table.
+
+use anyhow::{anyhow, Result};
+use clap::Parser;
+use compiler::calibration::{run_calibration, select_dataset, CaliMethod, CalibOptions, CalibrationTable};
+use compiler::onnx::ImportOptions;
+use compiler::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
+use std::path::PathBuf;
+use std::time::Instant;
+
+const ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets");
+/// tpu-mlir v1.30.2's run_calibration.py time for the same job on this kind of machine.
+const TPU_MLIR_SECONDS: f64 = 27.0;
+
+/// Benchmark calibration of tiny-yolov3 (imported from the bundled ONNX).
+#[derive(Parser, Debug)]
+#[command(name = "bench_calibration", about, rename_all = "snake_case")]
+struct Args {
+    /// Samples (0 = all 100)
+    #[arg(long, default_value_t = 0)]
+    input_num: usize,
+    /// Threshold method
+    #[arg(long, default_value = "kl")]
+    cali_method: String,
+    /// Tuning samples
+    #[arg(long, default_value_t = 5)]
+    tune_num: usize,
+    /// Also write the table here
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// Print the per-tensor comparison with tpu-mlir's table
+    #[arg(long)]
+    compare: bool,
+}
+
+/// Peak resident set size in MiB (VmHWM of /proc/self/status).
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn rel(a: f64, b: f64) -> f64 {
+    if a == b {
+        0.0
+    } else {
+        (a - b).abs() / b.abs().max(1e-12)
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let opts = ImportOptions {
+        model_name: "yolov3_tiny".into(),
+        input_shapes: Some(vec![vec![1, 3, 416, 416]]),
+        output_names: vec!["convolution_output1".into(), "convolution_output".into()],
+        preprocess: Some(PreprocessConfig {
+            mean: vec![0.0; 3],
+            scale: vec![0.0039216; 3],
+            pixel_format: PixelFormat::Rgb,
+            channel_format: ChannelFormat::Nchw,
+            keep_aspect_ratio: true,
+            pad_value: 128,
+            pad_type: PadType::Center,
+            resize_dims: vec![416, 416],
+        }),
+    };
+    let onnx = PathBuf::from(ASSETS).join("models/tiny-yolov3-11.onnx");
+    let (module, weights) = compiler::onnx::import(&onnx, &opts).map_err(|e| anyhow!("{e}"))?;
+    let dataset = select_dataset(&PathBuf::from(ASSETS).join("images/COCO2017"), args.input_num)?;
+    let copts = CalibOptions {
+        method: CaliMethod::parse(&args.cali_method)?,
+        tune_num: args.tune_num,
+        mlir_name: "yolov3_tiny.mlir".into(),
+        ..CalibOptions::default()
+    };
+    let start = Instant::now();
+    let out = run_calibration(&module, &weights, &dataset, &copts, &mut |_| {})?;
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(o) = &args.output {
+        out.table.write(o)?;
+    }
+    println!(
+        "calibration of tiny-yolov3, {} images, method {}, tune_num {}: {:.2} s (tpu-mlir {:.1} s), peak RSS {:.0} MiB",
+        out.samples_used,
+        copts.method.name(),
+        copts.tune_num,
+        secs,
+        TPU_MLIR_SECONDS,
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    if args.compare {
+        let reference =
+            CalibrationTable::read(&PathBuf::from(ASSETS).join("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table"))?;
+        println!(
+            "{:<28} {:>11} {:>11} {:>9} | {:>11} {:>11} {:>9} | {:>11} {:>11} {:>9} | {:>11}",
+            "tensor", "min", "ref min", "rel", "max", "ref max", "rel", "th", "ref th", "rel", "untuned th"
+        );
+        for (e, u) in out.table.entries.iter().zip(&out.untuned) {
+            let Some(r) = reference.get(&e.name) else {
+                println!("{:<28} not in tpu-mlir's table", e.name);
+                continue;
+            };
+            println!(
+                "{:<28} {:>11.5} {:>11.5} {:>9.2e} | {:>11.5} {:>11.5} {:>9.2e} | {:>11.5} {:>11.5} {:>9.2e} | {:>11.5}",
+                e.name,
+                e.min,
+                r.min,
+                rel(e.min, r.min),
+                e.max,
+                r.max,
+                rel(e.max, r.max),
+                e.threshold,
+                r.threshold,
+                rel(e.threshold, r.threshold),
+                u.threshold
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+//! Calibration on the real tiny-yolov3 (imported from the bundled ONNX) and the
+//! `run_calibration` command line: table contents, method semantics, error messages.
+
+use compiler::calibration::{
+    run_calibration, select_dataset, CaliMethod, CalibOptions, CalibrationTable, Dataset, SampleKind,
+};
+use compiler::interp::Interpreter;
+use compiler::ir::weights::Weights;
+use compiler::ir::{Attr, Module};
+use compiler::onnx::ImportOptions;
+use compiler::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets");
+
+fn coco() -> PathBuf {
+    Path::new(ASSETS).join("images/COCO2017")
+}
+
+/// tiny-yolov3 imported as the walkthrough does (`--output_names convolution_output1,convolution_output`,
+/// scale 1/255, rgb, letterbox with pad 128).
+fn yolo() -> &'static (Module, Weights) {
+    static M: OnceLock<(Module, Weights)> = OnceLock::new();
+    M.get_or_init(|| {
+        let opts = ImportOptions {
+            model_name: "yolov3_tiny".into(),
+            input_shapes: Some(vec![vec![1, 3, 416, 416]]),
+            output_names: vec!["convolution_output1".into(), "convolution_output".into()],
+            preprocess: Some(PreprocessConfig {
+                mean: vec![0.0; 3],
+                scale: vec![0.0039216; 3],
+                pixel_format: PixelFormat::Rgb,
+                channel_format: ChannelFormat::Nchw,
+                keep_aspect_ratio: true,
+                pad_value: 128,
+                pad_type: PadType::Center,
+                resize_dims: vec![416, 416],
+            }),
+        };
+        compiler::onnx::import(&Path::new(ASSETS).join("models/tiny-yolov3-11.onnx"), &opts).unwrap()
+    })
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("calib_it_{tag}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Write the module as `<dir>/yolov3_tiny.mlir` + its weight npz, for the command line.
+fn write_model(dir: &Path) -> PathBuf {
+    let (module, weights) = yolo();
+    let wf = match module.attrs.get("weight_file") {
+        Some(Attr::Str(s)) => s.clone(),
+        _ => "yolov3_tiny_top_f32_all_weight.npz".into(),
+    };
+    let arrays: Vec<_> = weights.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    compiler::npz::write_npz(&dir.join(&wf), &arrays).unwrap();
+    let mlir = dir.join("yolov3_tiny.mlir");
+    std::fs::write(&mlir, compiler::ir::text::print_module(module)).unwrap();
+    mlir
+}
+
+fn f7(v: f32) -> f64 {
+    format!("{:.7}", v as f64).parse().unwrap()
+}
+
+#[test]
+fn max_method_on_ten_images_gives_the_f32_run_min_max_and_abs_max_thresholds() {
+    let (module, weights) = yolo();
+    let ds = select_dataset(&coco(), 10).unwrap();
+    let opts = CalibOptions { method: CaliMethod::Max, tune_num: 5, mlir_name: "m.mlir".into(), ..Default::default() };
+    let out = run_calibration(module, weights, &ds, &opts, &mut |_| {}).unwrap();
+    let t = CalibrationTable::parse(&out.table.to_text()).unwrap();
+    assert_eq!(t.header.method.as_deref(), Some("max"));
+    assert_eq!(t.header.sample_number, Some(10));
+    assert_eq!(t.header.tune_number, None, "max is never tuned");
+    // every op result (Input included), in op order, same names as tpu-mlir's table
+    let reference =
+        CalibrationTable::read(&Path::new(ASSETS).join("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table")).unwrap();
+    let names: Vec<&str> = t.entries.iter().map(|e| e.name.as_str()).collect();
+    let ref_names: Vec<&str> = reference.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ref_names);
+
+    // independent F32 run over the same 10 images
+    let interp = Interpreter::new(module, weights).unwrap();
+    let loader = compiler::calibration::InputLoader::new(module).unwrap();
+    let mut mins = vec![f32::INFINITY; module.func.values.len()];
+    let mut maxs = vec![f32::NEG_INFINITY; module.func.values.len()];
+    for s in &ds.samples {
+        let inputs = loader.load(SampleKind::Image, s).unwrap();
+        interp
+            .run_observe(&inputs, &mut |v, t| {
+                for &x in t.iter() {
+                    mins[v] = mins[v].min(x);
+                    maxs[v] = maxs[v].max(x);
+                }
+            })
+            .unwrap();
+    }
+    for e in &t.entries {
+        let v = module.func.value_by_name(&e.name).unwrap();
+        assert_eq!(e.min, f7(mins[v]), "{} min", e.name);
+        assert_eq!(e.max, f7(maxs[v]), "{} max", e.name);
+        assert_eq!(e.threshold, f7(mins[v].abs().max(maxs[v].abs())), "{} threshold", e.name);
+    }
+    // the image input is in [0, 1] (pad 128/255 and pixels /255)
+    assert_eq!(t.entries[0].min, 0.0);
+    assert!((t.entries[0].max - 1.000008).abs() < 1e-6, "{}", t.entries[0].max);
+}
+
+#[test]
+fn kl_with_tuning_never_lowers_thresholds_and_writes_the_tuned_header() {
+    let (module, weights) = yolo();
+    let ds = select_dataset(&coco(), 2).unwrap();
+    let opts = CalibOptions { tune_num: 1, mlir_name: "yolov3_tiny.mlir".into(), ..Default::default() };
+    let out = run_calibration(module, weights, &ds, &opts, &mut |_| {}).unwrap();
+    let t = &out.table;
+    assert_eq!(t.header.method.as_deref(), Some("['kl']"));
+    assert_eq!(t.header.tune_number, Some(1));
+    assert_eq!(t.header.histogram_bins, Some(2048));
+    let mut raised = 0;
+    for (e, u) in t.entries.iter().zip(&out.untuned) {
+        let abs = e.min.abs().max(e.max.abs());
+        let kl7: f64 = format!("{:.7}", u.threshold).parse().unwrap();
+        assert!(e.threshold >= kl7, "{}: tuned {} < KL {}", e.name, e.threshold, kl7);
+        assert!(e.threshold <= abs * (1.0 + 1e-6), "{}: {} > abs max {}", e.name, e.threshold, abs);
+        assert!(u.threshold <= abs * (1.0 + 1e-6));
+        if e.threshold > kl7 {
+            raised += 1;
+        }
+    }
+    assert!(raised >= 5, "tuning raised only {raised} thresholds");
+    // the network outputs have no consumer: never tuned
+    let last = t.entries.last().unwrap();
+    assert_eq!(last.threshold, format!("{:.7}", out.untuned.last().unwrap().threshold).parse::<f64>().unwrap());
+}
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_run_calibration"))
+}
+
+#[test]
+fn command_line_writes_a_table_and_reports_bad_inputs() {
+    let dir = tmpdir("cli");
+    let mlir = write_model(&dir);
+    // a small dataset: two real images
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for n in ["000000124798.jpg", "000000366711.jpg"] {
+        std::fs::copy(coco().join(n), data.join(n)).unwrap();
+    }
+    let table = dir.join("yolov3_cali_table");
+    let o = cli()
+        .args([mlir.to_str().unwrap(), "--dataset", data.to_str().unwrap(), "--cali_method", "max", "-o"])
+        .arg(&table)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = CalibrationTable::read(&table).unwrap();
+    assert_eq!(t.entries.len(), 33);
+    assert_eq!(t.header.sample_number, Some(2));
+    assert_eq!(t.header.mlir.as_deref(), Some(mlir.to_str().unwrap()));
+    for e in &t.entries {
+        assert_eq!(e.threshold, e.min.abs().max(e.max.abs()), "{}", e.name);
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left behind");
+
+    // a corrupt image: the error names the file; --skip_bad warns and goes on
+    let bad = data.join("000000000001.jpg");
+    std::fs::write(&bad, b"not a jpeg").unwrap();
+    let o = cli()
+        .args([mlir.to_str().unwrap(), "--dataset", data.to_str().unwrap(), "--cali_method", "max", "-o"])
+        .arg(dir.join("t2"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with(&format!("error: {}: ", bad.display())), "{err}");
+    assert!(!dir.join("t2").exists());
+    let o = cli()
+        .args([mlir.to_str().unwrap(), "--dataset", data.to_str().unwrap(), "--cali_method", "max", "--skip_bad", "-o"])
+        .arg(dir.join("t3"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("warning: skipped: {}: ", bad.display())), "{err}");
+    let t3 = CalibrationTable::read(&dir.join("t3")).unwrap();
+    assert_eq!(t3.entries, t.entries, "the bad image contributes nothing");
+
+    // an empty dataset, a data list naming a missing file, an unknown method
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = cli().args([mlir.to_str().unwrap(), "--dataset", empty.to_str().unwrap(), "-o", "x"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim_end(),
+        format!("error: dataset: {}: no image (jpg/jpeg/png/bmp), npy or npz files found", empty.display())
+    );
+    let list = dir.join("list.txt");
+    std::fs::write(&list, format!("{}\n{}/missing.jpg\n", data.join("000000124798.jpg").display(), data.display()))
+        .unwrap();
+    let o = cli().args([mlir.to_str().unwrap(), "--data_list", list.to_str().unwrap(), "-o", "x"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim_end(),
+        format!("error: dataset: {}:2: {}/missing.jpg: no such file", list.display(), data.display())
+    );
+    let o = cli()
+        .args([mlir.to_str().unwrap(), "--data_list", list.to_str().unwrap(), "--cali_method", "aciq", "-o", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim_end(),
+        "error: unknown calibration method 'aciq' (expected kl, max, percentile9999 or mse)"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_input_shape_that_does_not_fit_is_an_error_naming_the_file() {
+    let (module, weights) = yolo();
+    let dir = tmpdir("shape");
+    let npy = dir.join("x.npy");
+    // a 1x3x8x8 float32 npy: does not fit 1x3x416x416
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 8, 8), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(std::iter::repeat(0u8).take(4 * 3 * 64));
+    std::fs::write(&npy, bytes).unwrap();
+    let ds = Dataset { samples: vec![vec![npy.clone()]], kind: SampleKind::Npy };
+    let opts = CalibOptions { method: CaliMethod::Max, ..Default::default() };
+    let err = run_calibration(module, weights, &ds, &opts, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{}: ", npy.display())), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
