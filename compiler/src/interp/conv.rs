@@ -8,6 +8,7 @@
 //! grouped convolutions use a direct kernel parallel over output planes.
 
 use super::gemm_util::{matmul, matmul_raw, MatRef};
+use super::sgemm::{self, BSource, PackedA};
 use super::Tensor;
 use ndarray::IxDyn;
 use rayon::prelude::*;
@@ -68,7 +69,15 @@ fn valid_range(o0: usize, n: usize, s: usize, off: isize, len: usize) -> (usize,
 }
 
 /// Convolution of `x` [N, C, H, W] (or [N, C, L]) with `w` [OC, C/g, kh, kw] plus `bias`.
-pub(super) fn conv(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) -> Result<Tensor, String> {
+///
+/// `packed` is the filter already packed for [`sgemm`] (dense convolutions only).
+pub(super) fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    g: &ConvGeom,
+    packed: Option<&PackedA>,
+) -> Result<Tensor, String> {
     let one_d = x.ndim() == 3;
     if !(x.ndim() == 4 || one_d) || w.ndim() != x.ndim() {
         return Err(format!("input {:?} / filter {:?}: expected 4-D (or 3-D) tensors", x.shape(), w.shape()));
@@ -104,27 +113,51 @@ pub(super) fn conv(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, g: &ConvGeom) 
     let xs = contiguous(x);
     let ws = contiguous(w);
     let (hw, ohw, k) = (h * wd, oh * ow, icg * kh * kw);
-    let mut out = vec![0f32; n * oc * ohw];
     let dense_enough = icg * kh * kw >= 32 && ocg >= 8;
-    if group > 1 && !dense_enough {
-        direct_conv(&mut out, &xs, &ws, bias.as_deref(), g, [n, c, h, wd, oc, oh, ow]);
+    let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pads == [0; 4];
+    let out = if group == 1 && sgemm::available() {
+        let own;
+        let pa = match packed {
+            Some(pa) if pa.m == oc && pa.k == k => pa,
+            _ => {
+                own = PackedA::new(&ws, oc, k);
+                &own
+            }
+        };
+        let p = PlaneGeom { h, w: wd, oh, ow, icg };
+        let mut out: Vec<f32> = Vec::with_capacity(n * oc * ohw);
+        let spare = &mut out.spare_capacity_mut()[..n * oc * ohw];
+        for (b, dst) in spare.chunks_mut(oc * ohw).enumerate() {
+            let src = Im2col { x: &xs[b * c * hw..(b + 1) * c * hw], g: *g, p, pointwise };
+            sgemm::gemm_packed(pa, &src, ohw, bias.as_deref(), dst);
+        }
+        // SAFETY: gemm_packed wrote every element of the n·oc·ohw destination.
+        unsafe { out.set_len(n * oc * ohw) };
+        out
     } else {
-        let geom = PlaneGeom { h, w: wd, oh, ow, icg };
-        for b in 0..n {
-            for gi in 0..group {
-                let x_planes = &xs[(b * c + gi * icg) * hw..(b * c + (gi + 1) * icg) * hw];
-                let wmat = MatRef { data: &ws, offset: gi * ocg * k, rows: ocg, cols: k, rs: k, cs: 1 };
-                let dst = &mut out[(b * oc + gi * ocg) * ohw..(b * oc + (gi + 1) * ocg) * ohw];
-                let bias_g = bias.as_deref().map(|bb| &bb[gi * ocg..(gi + 1) * ocg]);
-                gemm_conv(dst, x_planes, wmat, bias_g, g, &geom);
+        let mut out = vec![0f32; n * oc * ohw];
+        if group > 1 && !dense_enough {
+            direct_conv(&mut out, &xs, &ws, bias.as_deref(), g, [n, c, h, wd, oc, oh, ow]);
+        } else {
+            let geom = PlaneGeom { h, w: wd, oh, ow, icg };
+            for b in 0..n {
+                for gi in 0..group {
+                    let x_planes = &xs[(b * c + gi * icg) * hw..(b * c + (gi + 1) * icg) * hw];
+                    let wmat = MatRef { data: &ws, offset: gi * ocg * k, rows: ocg, cols: k, rs: k, cs: 1 };
+                    let dst = &mut out[(b * oc + gi * ocg) * ohw..(b * oc + (gi + 1) * ocg) * ohw];
+                    let bias_g = bias.as_deref().map(|bb| &bb[gi * ocg..(gi + 1) * ocg]);
+                    gemm_conv(dst, x_planes, wmat, bias_g, g, &geom);
+                }
             }
         }
-    }
+        out
+    };
     let shape = if one_d { vec![n, oc, ow] } else { vec![n, oc, oh, ow] };
     Tensor::from_shape_vec(IxDyn(&shape), out).map_err(|e| e.to_string())
 }
 
 /// Spatial sizes of one convolution group.
+#[derive(Clone, Copy)]
 struct PlaneGeom {
     h: usize,
     w: usize,
@@ -204,36 +237,65 @@ fn im2col_channel(dst: &mut [f32], ncols: usize, plane: &[f32], g: &ConvGeom, p:
     for ky in 0..g.kh {
         for kx in 0..g.kw {
             let row = &mut dst[(ky * g.kw + kx) * ncols..(ky * g.kw + kx + 1) * ncols];
-            let xoff = (kx * g.dw) as isize - g.pads[1] as isize;
-            let mut pos = c0;
-            let mut j = 0;
-            while pos < c1 {
-                let oy = pos / p.ow;
-                let ox0 = pos % p.ow;
-                let seg = (p.ow - ox0).min(c1 - pos);
-                let out = &mut row[j..j + seg];
-                let iy = (oy * g.sh + ky * g.dh) as isize - g.pads[0] as isize;
-                if iy < 0 || iy >= p.h as isize {
-                    out.fill(0.0);
-                } else {
-                    let src = &plane[iy as usize * p.w..(iy as usize + 1) * p.w];
-                    let (lo, hi) = valid_range(ox0, seg, g.sw, xoff, p.w);
-                    out[..lo].fill(0.0);
-                    out[hi..].fill(0.0);
-                    let start = ((ox0 + lo) * g.sw) as isize + xoff;
-                    if g.sw == 1 {
-                        let s = start as usize;
-                        out[lo..hi].copy_from_slice(&src[s..s + (hi - lo)]);
-                    } else {
-                        for (t, v) in out[lo..hi].iter_mut().enumerate() {
-                            *v = src[start as usize + t * g.sw];
-                        }
-                    }
+            im2col_row(&mut row[..c1 - c0], plane, g, p, (ky, kx), c0);
+        }
+    }
+}
+
+/// One im2col row (input plane `plane`, tap `(ky, kx)`) for output columns `c0 ..`.
+fn im2col_row(row: &mut [f32], plane: &[f32], g: &ConvGeom, p: &PlaneGeom, tap: (usize, usize), c0: usize) {
+    let (ky, kx) = tap;
+    let c1 = c0 + row.len();
+    let xoff = (kx * g.dw) as isize - g.pads[1] as isize;
+    let mut pos = c0;
+    let mut j = 0;
+    while pos < c1 {
+        let oy = pos / p.ow;
+        let ox0 = pos % p.ow;
+        let seg = (p.ow - ox0).min(c1 - pos);
+        let out = &mut row[j..j + seg];
+        let iy = (oy * g.sh + ky * g.dh) as isize - g.pads[0] as isize;
+        if iy < 0 || iy >= p.h as isize {
+            out.fill(0.0);
+        } else {
+            let src = &plane[iy as usize * p.w..(iy as usize + 1) * p.w];
+            let (lo, hi) = valid_range(ox0, seg, g.sw, xoff, p.w);
+            out[..lo].fill(0.0);
+            out[hi..].fill(0.0);
+            let start = ((ox0 + lo) * g.sw) as isize + xoff;
+            if g.sw == 1 {
+                let s = start as usize;
+                out[lo..hi].copy_from_slice(&src[s..s + (hi - lo)]);
+            } else {
+                for (t, v) in out[lo..hi].iter_mut().enumerate() {
+                    *v = src[start as usize + t * g.sw];
                 }
-                pos += seg;
-                j += seg;
             }
         }
+        pos += seg;
+        j += seg;
+    }
+}
+
+/// The im2col matrix of one (batch, group) as a B source for the packed GEMM.
+struct Im2col<'x> {
+    x: &'x [f32],
+    g: ConvGeom,
+    p: PlaneGeom,
+    pointwise: bool,
+}
+
+impl BSource for Im2col<'_> {
+    fn row(&self, kk: usize, c0: usize, row: &mut [f32]) {
+        let hw = self.p.h * self.p.w;
+        if self.pointwise {
+            row.copy_from_slice(&self.x[kk * hw + c0..kk * hw + c0 + row.len()]);
+            return;
+        }
+        let taps = self.g.kh * self.g.kw;
+        let (ci, t) = (kk / taps, kk % taps);
+        let plane = &self.x[ci * hw..(ci + 1) * hw];
+        im2col_row(row, plane, &self.g, &self.p, (t / self.g.kw, t % self.g.kw), c0);
     }
 }
 

@@ -5,6 +5,7 @@ use super::elementwise::{self, Binary, Unary};
 use super::pool::{self, PoolGeom, PoolKind};
 use super::reduce::{self, ReduceKind};
 use super::resize::{self, CoordMode, InterpMode};
+use super::sgemm::PackedA;
 use super::shape::{self, PadMode};
 use super::Tensor;
 use crate::ir::{IrError, Op};
@@ -146,12 +147,14 @@ fn relu_limit(op: &Op) -> Result<Option<f32>, OpError> {
 }
 
 /// Evaluate `op` on resolved operands; `owned0` is the first operand handed over for in-place
-/// update (then `operands[0]` is `None`). `out_shapes` are the declared result shapes.
+/// update (then `operands[0]` is `None`). `out_shapes` are the declared result shapes; `packed`
+/// is the op's prepacked constant filter.
 pub(super) fn eval_op(
     op: &Op,
     operands: &[Option<&Tensor>],
     owned0: Option<Tensor>,
     out_shapes: &[&[usize]],
+    packed: Option<&PackedA>,
 ) -> Result<Vec<Tensor>, OpError> {
     let kind = op.short_kind();
     let one = |t: Tensor| Ok(vec![t]);
@@ -160,7 +163,7 @@ pub(super) fn eval_op(
         "Conv" => {
             let (x, w) = (req(operands, 0)?, req(operands, 1)?);
             let g = conv_geom(op, x, w)?;
-            one(conv::conv(x, w, opt(operands, 2), &g)?)
+            one(conv::conv(x, w, opt(operands, 2), &g, packed)?)
         }
         "Deconv" => {
             let (x, w) = (req(operands, 0)?, req(operands, 1)?);

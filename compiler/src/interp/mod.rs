@@ -14,6 +14,7 @@ mod pool;
 mod real_model_tests;
 mod reduce;
 mod resize;
+mod sgemm;
 mod shape;
 #[cfg(test)]
 mod tests;
@@ -78,6 +79,8 @@ pub struct Interpreter<'a> {
     last_use: Vec<usize>,
     /// For every value: the index of the function argument it is, if any.
     arg_index: Vec<Option<usize>>,
+    /// Per op: its constant filter packed for the convolution GEMM (dense convolutions).
+    packed: Vec<Option<sgemm::PackedA>>,
 }
 
 impl<'a> Interpreter<'a> {
@@ -112,7 +115,9 @@ impl<'a> Interpreter<'a> {
                 arg_index[a] = Some(i);
             }
         }
-        Ok(Interpreter { module, weights, consts, last_use, arg_index })
+        let mut interp = Interpreter { module, weights, consts, last_use, arg_index, packed: Vec::new() };
+        interp.packed = func.ops.iter().map(|op| interp.pack_filter(op)).collect();
+        Ok(interp)
     }
 
     /// Run the whole function; `observe(value, tensor)` sees every op result in program order
@@ -225,6 +230,20 @@ impl<'a> Interpreter<'a> {
         self.eval(op, &refs, None)
     }
 
+    /// Pack the constant filter of a dense `top.Conv` once (None for other ops).
+    fn pack_filter(&self, op: &Op) -> Option<sgemm::PackedA> {
+        if op.kind != "top.Conv" || op.attr_i64_or("group", 1).ok()? != 1 || !sgemm::available() {
+            return None;
+        }
+        let w = self.const_of(*op.operands.get(1)?)?;
+        if w.ndim() < 3 {
+            return None;
+        }
+        let oc = w.shape()[0];
+        let k = w.len() / oc.max(1);
+        Some(sgemm::PackedA::new(w.as_slice()?, oc, k))
+    }
+
     /// The resolved constant of value `v`, if it is a weight.
     fn const_of(&self, v: ValueId) -> Option<&Tensor> {
         self.consts.get(v).and_then(|c| c.as_ref()).map(Const::tensor)
@@ -266,7 +285,15 @@ impl<'a> Interpreter<'a> {
         let func = &self.module.func;
         let out_shapes: Vec<&[usize]> =
             op.results.iter().map(|&r| func.values.get(r).map(|v| v.ty.shape()).unwrap_or(&[])).collect();
-        let results = dispatch::eval_op(op, operands, owned0, &out_shapes).map_err(|e| match e {
+        // the prepacked filter applies only when the filter operand is the stored constant
+        let op_index = func.ops.iter().position(|o| std::ptr::eq(o, op));
+        let packed = op_index.and_then(|i| self.packed.get(i)).and_then(|p| p.as_ref()).filter(|_| {
+            match (operands.get(1).copied().flatten(), op.operands.get(1).and_then(|&v| self.const_of(v))) {
+                (Some(given), Some(stored)) => std::ptr::eq(given, stored),
+                _ => false,
+            }
+        });
+        let results = dispatch::eval_op(op, operands, owned0, &out_shapes, packed).map_err(|e| match e {
             dispatch::OpError::Unsupported => {
                 InterpError::Unsupported { name: func.op_name(op).to_string(), kind: op.kind.clone() }
             }

@@ -1,0 +1,304 @@
+//! Own AVX2/FMA convolution GEMM: filters prepacked once into 6-row panels, the im2col of the
+//! input packed on the fly into 16-column panels (no full im2col matrix), a 6x16 register-tile
+//! micro-kernel, bias fused into the accumulator start. Used for dense (group 1) convolutions
+//! when the CPU has AVX2 and FMA; other cases go through the `gemm` crate.
+
+use rayon::prelude::*;
+
+/// Rows (output channels) of one register tile.
+pub(super) const MR: usize = 6;
+/// Columns (output positions) of one register tile.
+pub(super) const NR: usize = 16;
+/// Depth of one packed block (B micro-panel of KC x NR stays in L1).
+const KC: usize = 256;
+/// Rows of the filter block swept per B micro-panel (A block of MC x KC stays in L2).
+const MC: usize = 16 * MR;
+/// Widest column block one task packs.
+const NC_MAX: usize = 256;
+
+/// True when this CPU can run the micro-kernel.
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A filter matrix [m, k] packed into panels of `MR` rows: panel `i` holds, for every `k`,
+/// rows `i·MR .. i·MR+MR` (zero-padded past `m`).
+#[derive(Debug, Clone)]
+pub(super) struct PackedA {
+    pub m: usize,
+    pub k: usize,
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Pack a row-major [m, k] matrix.
+    pub(super) fn new(a: &[f32], m: usize, k: usize) -> Self {
+        let panels = m.div_ceil(MR);
+        let mut data = vec![0f32; panels * k * MR];
+        for p in 0..panels {
+            let dst = &mut data[p * k * MR..(p + 1) * k * MR];
+            for r in 0..MR.min(m - p * MR) {
+                let row = &a[(p * MR + r) * k..(p * MR + r + 1) * k];
+                for (kk, &v) in row.iter().enumerate() {
+                    dst[kk * MR + r] = v;
+                }
+            }
+        }
+        PackedA { m, k, data }
+    }
+
+    fn panel(&self, p: usize) -> &[f32] {
+        &self.data[p * self.k * MR..(p + 1) * self.k * MR]
+    }
+}
+
+/// Source of the B matrix [k, n]: fills `row` with `B[kk, c0 .. c0 + row.len()]`.
+pub(super) trait BSource: Sync {
+    fn row(&self, kk: usize, c0: usize, row: &mut [f32]);
+}
+
+/// A raw pointer that may cross threads; tasks write disjoint tiles only.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `c` [a.m, n] (row stride `n`) = A · B + bias[row]; every element of `c[..a.m * n]` is
+/// written (never read before), so `c` may start uninitialised.
+pub(super) fn gemm_packed(
+    a: &PackedA,
+    b: &dyn BSource,
+    n: usize,
+    bias: Option<&[f32]>,
+    c: &mut [std::mem::MaybeUninit<f32>],
+) {
+    assert!(c.len() >= a.m * n, "gemm_packed: destination too small");
+    assert!(bias.is_none_or(|bb| bb.len() >= a.m), "gemm_packed: bias too short");
+    if a.m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let nc = n.min(NC_MAX).div_ceil(NR) * NR;
+    let n_blocks = n.div_ceil(nc);
+    let m_panels = a.m.div_ceil(MR);
+    let cp = SendPtr(c.as_mut_ptr().cast::<f32>());
+    if n_blocks >= 2 * threads {
+        // wide output: one task per column block, each packing its own B block
+        (0..n_blocks).into_par_iter().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(bp, row): &mut (Vec<f32>, Vec<f32>), jb| {
+                let cols = (jb * nc, ((jb + 1) * nc).min(n));
+                for k0 in (0..a.k).step_by(KC) {
+                    let kc = KC.min(a.k - k0);
+                    pack_b(b, cols, k0, kc, bp, row);
+                    let cpp = cp;
+                    // SAFETY: block jb writes columns `cols` only, disjoint from other blocks;
+                    // `c` outlives the parallel loop.
+                    unsafe { compute(a, bp, (k0, kc), n, bias, cpp.0, cols, (0, m_panels)) };
+                }
+            },
+        );
+        return;
+    }
+    // narrow output: pack all of B once (in parallel), then split the filter rows
+    let k_blocks = a.k.div_ceil(KC);
+    let packs: Vec<Vec<f32>> = (0..k_blocks * n_blocks)
+        .into_par_iter()
+        .map_init(Vec::new, |row, t| {
+            let (kb, jb) = (t / n_blocks, t % n_blocks);
+            let k0 = kb * KC;
+            let mut bp = Vec::new();
+            pack_b(b, (jb * nc, ((jb + 1) * nc).min(n)), k0, KC.min(a.k - k0), &mut bp, row);
+            bp
+        })
+        .collect();
+    let m_splits = (2 * threads).min(m_panels).max(1);
+    let per = m_panels.div_ceil(m_splits);
+    (0..m_splits).into_par_iter().for_each(|ms| {
+        let panels = (ms * per, ((ms + 1) * per).min(m_panels));
+        if panels.0 >= panels.1 {
+            return;
+        }
+        for jb in 0..n_blocks {
+            let cols = (jb * nc, ((jb + 1) * nc).min(n));
+            for kb in 0..k_blocks {
+                let k0 = kb * KC;
+                let cpp = cp;
+                // SAFETY: split ms writes the rows of `panels` only, disjoint from other splits.
+                unsafe { compute(a, &packs[kb * n_blocks + jb], (k0, KC.min(a.k - k0)), n, bias, cpp.0, cols, panels) };
+            }
+        }
+    });
+}
+
+/// Pack `B[k0 .. k0+kc, cols]` into `NR`-column panels (`bp[(j·kc + kk)·NR + lane]`).
+fn pack_b(b: &dyn BSource, cols: (usize, usize), k0: usize, kc: usize, bp: &mut Vec<f32>, row: &mut Vec<f32>) {
+    let width = cols.1 - cols.0;
+    let npanels = width.div_ceil(NR);
+    let full = width / NR;
+    let rest = width % NR;
+    row.resize(width, 0.0);
+    bp.resize(npanels * kc * NR, 0.0);
+    for kk in 0..kc {
+        b.row(k0 + kk, cols.0, row);
+        for j in 0..full {
+            let at = (j * kc + kk) * NR;
+            let src: &[f32; NR] = row[j * NR..(j + 1) * NR].try_into().expect("NR columns");
+            let dst: &mut [f32; NR] = (&mut bp[at..at + NR]).try_into().expect("NR columns");
+            *dst = *src;
+        }
+        if rest > 0 {
+            let at = (full * kc + kk) * NR;
+            bp[at..at + rest].copy_from_slice(&row[full * NR..]);
+            bp[at + rest..at + NR].fill(0.0);
+        }
+    }
+}
+
+/// Multiply filter panels `panels` (depth range `kr`) by the packed B block of columns `cols`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn compute(
+    a: &PackedA,
+    bp: &[f32],
+    kr: (usize, usize),
+    ldc: usize,
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    cols: (usize, usize),
+    panels: (usize, usize),
+) {
+    let (k0, kc) = kr;
+    let width = cols.1 - cols.0;
+    let npanels = width.div_ceil(NR);
+    let first = k0 == 0;
+    for m0 in (panels.0..panels.1).step_by(MC / MR) {
+        let m1 = (m0 + MC / MR).min(panels.1);
+        for j in 0..npanels {
+            let bpanel = bp.as_ptr().add(j * kc * NR);
+            let ncols = NR.min(width - j * NR);
+            for p in m0..m1 {
+                let apanel = a.panel(p).as_ptr().add(k0 * MR);
+                let nrows = MR.min(a.m - p * MR);
+                let ctile = c.add(p * MR * ldc + cols.0 + j * NR);
+                let bias_rows = bias.map(|bb| &bb[p * MR..p * MR + nrows]);
+                tile(kc, apanel, bpanel, ctile, ldc, (nrows, ncols), first, bias_rows);
+            }
+        }
+    }
+}
+
+/// One MR x NR tile (full or partial): start from bias (first block) or from `c`, add A·B.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    size: (usize, usize),
+    first: bool,
+    bias: Option<&[f32]>,
+) {
+    let (nrows, ncols) = size;
+    let mut init = [0f32; MR];
+    if let Some(bb) = bias {
+        init[..nrows].copy_from_slice(bb);
+    }
+    if nrows == MR && ncols == NR {
+        kernel_6x16(kc, a, b, c, ldc, !first, &init);
+        return;
+    }
+    let mut tmp = [0f32; MR * NR];
+    if !first {
+        for r in 0..nrows {
+            for j in 0..ncols {
+                tmp[r * NR + j] = *c.add(r * ldc + j);
+            }
+        }
+    }
+    kernel_6x16(kc, a, b, tmp.as_mut_ptr(), NR, !first, &init);
+    for r in 0..nrows {
+        for j in 0..ncols {
+            *c.add(r * ldc + j) = tmp[r * NR + j];
+        }
+    }
+}
+
+/// c[6x16] = (load_c ? c : init[row]) + sum_k a[k·6 + r] · b[k·16 + j].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn kernel_6x16(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    load_c: bool,
+    init: &[f32; MR],
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    if load_c {
+        for (r, accr) in acc.iter_mut().enumerate() {
+            accr[0] = _mm256_loadu_ps(c.add(r * ldc));
+            accr[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
+        }
+    } else {
+        for (r, accr) in acc.iter_mut().enumerate() {
+            accr[0] = _mm256_set1_ps(init[r]);
+            accr[1] = accr[0];
+        }
+    }
+    let (mut ap, mut bp) = (a, b);
+    for _ in 0..kc {
+        let b0 = _mm256_loadu_ps(bp);
+        let b1 = _mm256_loadu_ps(bp.add(8));
+        macro_rules! row {
+            ($r:expr) => {
+                let av = _mm256_broadcast_ss(&*ap.add($r));
+                acc[$r][0] = _mm256_fmadd_ps(av, b0, acc[$r][0]);
+                acc[$r][1] = _mm256_fmadd_ps(av, b1, acc[$r][1]);
+            };
+        }
+        row!(0);
+        row!(1);
+        row!(2);
+        row!(3);
+        row!(4);
+        row!(5);
+        ap = ap.add(MR);
+        bp = bp.add(NR);
+    }
+    for (r, accr) in acc.iter().enumerate() {
+        _mm256_storeu_ps(c.add(r * ldc), accr[0]);
+        _mm256_storeu_ps(c.add(r * ldc + 8), accr[1]);
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn kernel_6x16(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    load_c: bool,
+    init: &[f32; MR],
+) {
+    for r in 0..MR {
+        for j in 0..NR {
+            let mut s = if load_c { *c.add(r * ldc + j) } else { init[r] };
+            for k in 0..kc {
+                s += *a.add(k * MR + r) * *b.add(k * NR + j);
+            }
+            *c.add(r * ldc + j) = s;
+        }
+    }
+}
