@@ -64,19 +64,62 @@ impl ImageU8 {
     }
 }
 
-/// Decode a jpg/png file into 8-bit samples in the requested channel layout. 16-bit images are
-/// reduced by dropping the low byte (as OpenCV does), alpha is dropped, EXIF orientation applied.
+/// Decode a jpg/png file into 8-bit samples in the requested channel layout. Baseline JPEGs go
+/// through [`super::jpeg`] (bit-exact with libjpeg-turbo, hence with cv2 and PIL); other files
+/// through the `image` crate. 16-bit images are reduced by dropping the low byte (as OpenCV
+/// does), alpha is dropped, EXIF orientation is applied.
 pub fn read_image(path: &Path, mode: ReadMode) -> Result<ImageU8, PreprocessError> {
     let err = |msg: String| PreprocessError::Image { path: path.to_path_buf(), msg };
-    let reader = image::ImageReader::open(path)
-        .map_err(|e| err(e.to_string()))?
-        .with_guessed_format()
-        .map_err(|e| err(e.to_string()))?;
-    let mut decoder = reader.into_decoder().map_err(|e| err(e.to_string()))?;
-    let orientation =
-        image::ImageDecoder::orientation(&mut decoder).unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = image::DynamicImage::from_decoder(decoder).map_err(|e| err(e.to_string()))?;
-    img.apply_orientation(orientation);
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let orientation = orientation_of(&bytes);
+    let mut img = if bytes.starts_with(&[0xFF, 0xD8]) {
+        match super::jpeg::decode_jpeg(&bytes) {
+            Ok(j) => from_jpeg(&j, mode),
+            Err(super::jpeg::JpegError::Unsupported(_)) => decode_with_image_crate(&bytes, mode).map_err(err)?,
+            Err(e) => return Err(err(e.to_string())),
+        }
+    } else {
+        decode_with_image_crate(&bytes, mode).map_err(err)?
+    };
+    if orientation != image::metadata::Orientation::NoTransforms {
+        img = oriented(img, orientation);
+    }
+    Ok(img)
+}
+
+/// cv2's RGB -> gray weights (ITU-R 601) in 14-bit fixed point.
+fn gray_of(r: u8, g: u8, b: u8) -> u8 {
+    ((r as u32 * 4899 + g as u32 * 9617 + b as u32 * 1868 + 8192) >> 14) as u8
+}
+
+/// Reorder interleaved RGB samples into the requested layout.
+fn from_rgb(width: usize, height: usize, rgb: Vec<u8>, mode: ReadMode) -> ImageU8 {
+    let data = match mode {
+        ReadMode::Rgb => rgb,
+        ReadMode::Bgr => {
+            let mut d = rgb;
+            d.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
+            d
+        }
+        ReadMode::Gray => rgb.chunks_exact(3).map(|p| gray_of(p[0], p[1], p[2])).collect(),
+    };
+    let channels = if mode == ReadMode::Gray { 1 } else { 3 };
+    ImageU8 { height, width, channels, data }
+}
+
+fn from_jpeg(j: &super::jpeg::DecodedJpeg, mode: ReadMode) -> ImageU8 {
+    if mode == ReadMode::Gray {
+        if let Some(y) = j.luma() {
+            return ImageU8 { height: j.height, width: j.width, channels: 1, data: y.to_vec() };
+        }
+    }
+    from_rgb(j.width, j.height, j.to_rgb(), mode)
+}
+
+fn decode_with_image_crate(bytes: &[u8], mode: ReadMode) -> Result<ImageU8, String> {
+    let reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let img = reader.decode().map_err(|e| e.to_string())?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     let rgb: Vec<u8> = match &img {
         image::DynamicImage::ImageLuma16(_)
@@ -85,18 +128,33 @@ pub fn read_image(path: &Path, mode: ReadMode) -> Result<ImageU8, PreprocessErro
         | image::DynamicImage::ImageRgba16(_) => img.to_rgb16().into_raw().iter().map(|&v| (v >> 8) as u8).collect(),
         _ => img.to_rgb8().into_raw(),
     };
-    let data = match mode {
-        ReadMode::Rgb => rgb,
-        ReadMode::Bgr => {
-            let mut d = rgb;
-            d.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
-            d
+    Ok(from_rgb(width, height, rgb, mode))
+}
+
+/// EXIF orientation of an encoded image (none when absent or unreadable).
+fn orientation_of(bytes: &[u8]) -> image::metadata::Orientation {
+    let none = image::metadata::Orientation::NoTransforms;
+    let Ok(reader) = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format() else { return none };
+    let Ok(mut decoder) = reader.into_decoder() else { return none };
+    image::ImageDecoder::orientation(&mut decoder).unwrap_or(none)
+}
+
+/// Apply an EXIF orientation to an image.
+fn oriented(img: ImageU8, orientation: image::metadata::Orientation) -> ImageU8 {
+    let (w, h, c) = (img.width as u32, img.height as u32, img.channels);
+    let mut dynimg = if c == 1 {
+        match image::GrayImage::from_raw(w, h, img.data.clone()) {
+            Some(g) => image::DynamicImage::ImageLuma8(g),
+            None => return img,
         }
-        ReadMode::Gray => rgb
-            .chunks_exact(3)
-            .map(|p| ((p[0] as u32 * 4899 + p[1] as u32 * 9617 + p[2] as u32 * 1868 + 8192) >> 14) as u8)
-            .collect(),
+    } else {
+        match image::RgbImage::from_raw(w, h, img.data.clone()) {
+            Some(g) => image::DynamicImage::ImageRgb8(g),
+            None => return img,
+        }
     };
-    let channels = if mode == ReadMode::Gray { 1 } else { 3 };
-    Ok(ImageU8 { height, width, channels, data })
+    dynimg.apply_orientation(orientation);
+    let (width, height) = (dynimg.width() as usize, dynimg.height() as usize);
+    let data = if c == 1 { dynimg.into_luma8().into_raw() } else { dynimg.into_rgb8().into_raw() };
+    ImageU8 { height, width, channels: c, data }
 }

@@ -11,6 +11,7 @@ pub mod arrays;
 pub mod config;
 pub mod cv_resize;
 pub mod image_u8;
+pub mod jpeg;
 
 pub use config::{ChannelFormat, PadType, PixelFormat, PreprocessConfig, PreprocessError};
 pub use cv_resize::resize_linear;
@@ -181,3 +182,6 @@ pub fn load_input_named(
     };
     arrays::fit_to_shape(path, a, shape)
 }
+
+#[cfg(test)]
+mod tests;

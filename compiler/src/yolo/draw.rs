@@ -144,11 +144,12 @@ mod tests {
         let (tw, _) = text_size(&font, "bus:69.5%");
         assert_eq!(*img.get_pixel(20 + tw as u32 + 1, 31), background_color(5));
         assert_eq!(*img.get_pixel(20 + tw as u32 + 2, 40), Rgb([0, 0, 0]));
-        // some text pixels (white on the bus colour) exist inside the label
-        let white = (21..80)
-            .flat_map(|x| (31..48).map(move |y| (x, y)))
-            .filter(|&(x, y)| img.get_pixel(x, y).0[0] > 200)
+        // the bus colour is light (mean > 0.5): black text inside the filled label
+        let (tw, th) = (tw as u32, text_size(&font, "bus:69.5%").1 as u32);
+        let dark = (21..20 + tw)
+            .flat_map(|x| (31..30 + th).map(move |y| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|&v| v < 40))
             .count();
-        assert!(white > 20, "label text pixels: {white}");
+        assert!(dark > 20, "label text pixels: {dark}");
     }
 }

@@ -127,3 +127,6 @@ pub fn preprocess_yolo(img: &ImageU8, net_h: usize, net_w: usize) -> ArrayD<f32>
     }
     t.into_dyn()
 }
+
+#[cfg(test)]
+mod tests;

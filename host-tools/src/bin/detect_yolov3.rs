@@ -1,0 +1,149 @@
+//! detect_yolov3: tpu-mlir's tiny-yolov3 sample. Preprocesses an image as the sample does
+//! (PIL bicubic letterbox), runs the model (.onnx cut at the two YOLO heads, or a top .mlir),
+//! decodes and prints one `class:score%` line per detection, and writes the annotated picture.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use compiler::interp::Interpreter;
+use compiler::ir::weights::Weights;
+use compiler::ir::Module;
+use compiler::preprocess::{read_image, ReadMode};
+use compiler::yolo::{self, Params, Postprocess};
+use std::path::{Path, PathBuf};
+
+/// Command line (names as the tpu-mlir sample; `--*_thres` spellings accepted too).
+#[derive(Parser, Debug)]
+#[command(name = "detect_yolov3", about = "Run tiny-yolov3 on one image and draw the detections")]
+struct Args {
+    /// model: .onnx (cut at convolution_output1,convolution_output) or top-level .mlir
+    #[arg(long)]
+    model: PathBuf,
+    /// input image (jpg/png)
+    #[arg(long)]
+    input: PathBuf,
+    /// output picture (jpg/png), written atomically
+    #[arg(long)]
+    output: PathBuf,
+    /// net input h,w
+    #[arg(long, default_value = "416,416")]
+    net_input_dims: String,
+    /// confidence threshold (accepted, unused by the sample's NMS)
+    #[arg(long, alias = "conf_thres", default_value_t = 0.001)]
+    conf_thresh: f64,
+    /// NMS IoU threshold
+    #[arg(long, alias = "iou_thres", default_value_t = 0.5)]
+    nms_thresh: f64,
+    /// minimum score of a printed detection
+    #[arg(long, alias = "score_thres", default_value_t = 0.56)]
+    score_thresh: f64,
+}
+
+/// Names of the two YOLO heads in tiny-yolov3-11.onnx (13x13 first, then 26x26).
+const HEAD_NAMES: [&str; 2] = ["convolution_output1", "convolution_output"];
+
+fn parse_dims(s: &str) -> Result<(usize, usize)> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--net_input_dims '{s}': expected h,w"))?;
+    match v.as_slice() {
+        &[h, w] if h > 0 && w > 0 => Ok((h, w)),
+        _ => bail!("--net_input_dims '{s}': expected two positive numbers h,w"),
+    }
+}
+
+/// Load the model as a top-level module with its weights, and the post-processing the sample
+/// applies to it.
+fn load_model(path: &Path, net: (usize, usize)) -> Result<(Module, Weights, Postprocess)> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "onnx" => {
+            let opts = compiler::onnx::ImportOptions {
+                model_name: "yolov3_tiny".into(),
+                input_shapes: Some(vec![vec![1, 3, net.0, net.1]]),
+                output_names: HEAD_NAMES.iter().map(|s| s.to_string()).collect(),
+                preprocess: None,
+            };
+            let (m, w) =
+                compiler::onnx::import(path, &opts).with_context(|| format!("{}: ONNX import", path.display()))?;
+            Ok((m, w, Postprocess::OnnxTail))
+        }
+        "mlir" => {
+            let m = compiler::ir::text::load_module(path)?;
+            let wname = match m.attrs.get("module.weight_file") {
+                Some(compiler::ir::Attr::Str(s)) => s.clone(),
+                _ => bail!("{}: module has no module.weight_file attribute", path.display()),
+            };
+            let wpath = [path.parent().map(|d| d.join(&wname)), Some(PathBuf::from(&wname))]
+                .into_iter()
+                .flatten()
+                .find(|p| p.exists())
+                .with_context(|| format!("{}: weight file '{wname}' not found next to it", path.display()))?;
+            let mut weights = Weights::default();
+            for (name, data) in compiler::npz::read_npz(&wpath)? {
+                weights.insert(name, data);
+            }
+            Ok((m, weights, Postprocess::Sample))
+        }
+        "bmodel" | "cvimodel" => bail!("{}: .{ext} models are not supported yet by detect_yolov3", path.display()),
+        _ => bail!("{}: unsupported model type (expected .onnx or .mlir)", path.display()),
+    }
+}
+
+/// Write `img` to `path` atomically (temporary file in the same directory, then rename).
+fn write_atomically(img: &image::RgbImage, path: &Path) -> Result<()> {
+    let format = image::ImageFormat::from_path(path)
+        .with_context(|| format!("{}: cannot tell the picture format from the extension", path.display()))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
+    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    let result =
+        img.save_with_format(&tmp, format).with_context(|| format!("{}: cannot write picture", path.display()));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot move the picture into place", path.display()))
+}
+
+fn run(args: &Args) -> Result<()> {
+    let (net_h, net_w) = parse_dims(&args.net_input_dims)?;
+    let rgb = read_image(&args.input, ReadMode::Rgb)?;
+    let input = yolo::preprocess_yolo(&rgb, net_h, net_w);
+    let (module, weights, postprocess) = load_model(&args.model, (net_h, net_w))?;
+    let interp = Interpreter::new(&module, &weights)?;
+    let heads = interp.run(&[input]).with_context(|| format!("{}: inference", args.model.display()))?;
+    let params = Params {
+        net_h,
+        net_w,
+        score_thresh: args.score_thresh,
+        nms_thresh: args.nms_thresh,
+        conf_thresh: args.conf_thresh,
+        postprocess,
+        ..Params::default()
+    };
+    let detections = yolo::decode(&heads, rgb.width, rgb.height, &params)
+        .with_context(|| format!("{}: model outputs are not tiny-yolov3 heads", args.model.display()))?;
+    if detections.is_empty() {
+        println!("No object was detected");
+    }
+    for d in &detections {
+        println!("{}", d.label());
+    }
+    let mut picture = image::RgbImage::from_raw(rgb.width as u32, rgb.height as u32, rgb.data)
+        .context("decoded image has an inconsistent size")?;
+    yolo::draw(&mut picture, &detections);
+    write_atomically(&picture, &args.output)
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("detect_yolov3: error: {e:#}");
+        std::process::exit(1);
+    }
+}
