@@ -23,17 +23,51 @@ impl AbsHistogram {
 
 /// Add the |x| histogram of `data` over `[0, th]` with `bins` bins into `counts` (which has at
 /// least `bins` entries); values past the last bin are ignored as numpy's histogram does.
+/// Large inputs are counted in parallel chunks (the counts do not depend on the split).
 fn add_abs_histogram(counts: &mut [u64], data: &[f32], th: f32, bins: usize) {
+    use rayon::prelude::*;
     let width = th / (bins - 1) as f32;
-    let last = (bins - 1) as f32;
-    for &x in data {
-        let a = x.abs();
-        if a == 0.0 || a.is_nan() {
-            continue;
+    const CHUNK: usize = 1 << 18;
+    if data.len() >= 2 * CHUNK && bins <= 1 << 16 {
+        let partial = data
+            .par_chunks(CHUNK)
+            .map(|c| {
+                let mut local = vec![0u64; bins];
+                count_into(&mut local, c, width, bins);
+                local
+            })
+            .reduce(
+                || vec![0u64; bins],
+                |mut a, b| {
+                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            );
+        counts[..bins].iter_mut().zip(&partial).for_each(|(x, y)| *x += y);
+    } else {
+        count_into(counts, data, width, bins);
+    }
+}
+
+/// Sequential counting: bin = floor(|x| / width + 0.5) in f32 (the value is non-negative, so the
+/// truncating cast is the floor), zeros and NaN skipped. Bin indices are computed in blocks (a
+/// loop the compiler vectorises) before the scattered increments.
+fn count_into(counts: &mut [u64], data: &[f32], width: f32, bins: usize) {
+    const BLOCK: usize = 1024;
+    let mut idx = [0f32; BLOCK];
+    for block in data.chunks(BLOCK) {
+        let idx = &mut idx[..block.len()];
+        for (o, &x) in idx.iter_mut().zip(block) {
+            *o = x.abs() / width + 0.5;
         }
-        let v = (a / width + 0.5).floor();
-        if v <= last {
-            counts[v as usize] += 1;
+        for (&v, &x) in idx.iter().zip(block) {
+            // zeros and NaN never count
+            if x != 0.0 && !x.is_nan() {
+                let b = v as usize;
+                if b < bins {
+                    counts[b] += 1;
+                }
+            }
         }
     }
 }
@@ -65,13 +99,24 @@ pub struct SampleMinMax {
 impl SampleMinMax {
     /// Min and max of a slice (NaN ignored; empty gives +inf / -inf).
     pub fn of(data: &[f32]) -> Self {
-        let mut mn = f32::INFINITY;
-        let mut mx = f32::NEG_INFINITY;
-        for &x in data {
-            mn = mn.min(x);
-            mx = mx.max(x);
+        // eight independent lanes so the loop vectorises
+        let mut mn = [f32::INFINITY; 8];
+        let mut mx = [f32::NEG_INFINITY; 8];
+        let chunks = data.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for k in 0..8 {
+                mn[k] = if c[k] < mn[k] { c[k] } else { mn[k] };
+                mx[k] = if c[k] > mx[k] { c[k] } else { mx[k] };
+            }
         }
-        SampleMinMax { min: mn, max: mx }
+        let mut lo = mn.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+        let mut hi = mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        for &x in rest {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        }
+        SampleMinMax { min: lo, max: hi }
     }
 }
 
