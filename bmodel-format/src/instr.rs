@@ -180,7 +180,8 @@ pub enum Instr {
     Conv2d {
         /// input `[n, ic, ih, iw]`
         x: TensorRef,
-        /// filter `[oc, ic/group, kh, kw]` (coefficients)
+        /// filter (coefficients): float `[oc, ic/group, kh, kw]`; int8 in the packed strip layout of
+        /// [`crate::scratch::packed_filter_len`]
         w: TensorRef,
         /// bias `[1, oc, 1, 1]` (i32 for int8, f32 for float) or none
         bias: Option<TensorRef>,

@@ -12,7 +12,7 @@ pub const OC_STRIP: usize = 4;
 /// Pixel granularity of the micro-kernel (panel blocks are multiples of this).
 pub const PIXEL_STEP: usize = 16;
 /// Target panel size in bytes (fits the L2 cache of small cores).
-pub const PANEL_TARGET: usize = 192 * 1024;
+pub const PANEL_TARGET: usize = 320 * 1024;
 /// Slack added so that the kernels can align their scratch views to 64 bytes.
 pub const ALIGN_SLACK: usize = 64;
 
@@ -73,4 +73,21 @@ pub fn conv_scratch(instr: &Instr) -> Option<ConvScratch> {
 /// Scratch bytes an instruction needs (0 when it needs none).
 pub fn scratch_bytes(instr: &Instr) -> u64 {
     conv_scratch(instr).map(|s| s.total_bytes() as u64).unwrap_or(0)
+}
+
+/// Element count of an int8 conv filter in the packed ("strip") layout the kernels read:
+/// per group, per strip of [`OC_STRIP`] output channels, `[k_pad/2][OC_STRIP][2]` codes (zero
+/// padded past the last channel and past `k`), with `k = ic/group * kh * kw` and `k_pad` even.
+pub fn packed_filter_len(oc: usize, group: usize, k: usize) -> usize {
+    let ocg = oc / group.max(1);
+    group.max(1) * ocg.div_ceil(OC_STRIP) * k.div_ceil(2) * 2 * OC_STRIP
+}
+
+/// Index in the packed layout of filter element `(oc, k)` (see [`packed_filter_len`]).
+pub fn packed_filter_index(oc: usize, k: usize, oc_per_group: usize, k_len: usize) -> usize {
+    let k_pad = k_len.div_ceil(2) * 2;
+    let strips = oc_per_group.div_ceil(OC_STRIP);
+    let (g, o) = (oc / oc_per_group, oc % oc_per_group);
+    let strip = g * strips + o / OC_STRIP;
+    strip * k_pad * OC_STRIP + ((k / 2) * OC_STRIP + o % OC_STRIP) * 2 + k % 2
 }

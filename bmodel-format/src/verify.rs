@@ -187,7 +187,14 @@ fn check_instr(instr: &Instr, s: &RegionSizes) -> Result<(), InstrProblem> {
             ensure(ic % g == 0 && oc % g == 0, InstrProblem::Shape("channels not divisible by group"))?;
             let kk = win.kernel[0] as u64 * win.kernel[1] as u64;
             let is_deconv = matches!(instr, Instr::Deconv2d { .. });
-            let w_numel = if is_deconv { ic as u64 * (oc / g) as u64 * kk } else { oc as u64 * (ic / g) as u64 * kk };
+            let int_conv = !is_deconv && !matches!(requant, ConvRequant::Float);
+            let w_numel = if is_deconv {
+                ic as u64 * (oc / g) as u64 * kk
+            } else if int_conv {
+                crate::scratch::packed_filter_len(oc as usize, g as usize, (ic / g) as usize * kk as usize) as u64
+            } else {
+                oc as u64 * (ic / g) as u64 * kk
+            };
             ensure(w.numel() == w_numel, InstrProblem::Shape("filter size"))?;
             let (eh, ew) = if is_deconv {
                 let f = |i: u32, k: u16, st: u16, p0: u16, p1: u16, d: u16| -> Option<u32> {

@@ -134,7 +134,7 @@ pub fn execute(instr: &Instr, chip: Chip, act: &mut [u8], coeff: &[u8], scratch:
             let ([xs], ys) = views(act, coeff, [x], y);
             if x.dtype.is_int8() {
                 let unsigned = x.dtype == DType::U8;
-                crate::kernels::map_bytes(xs, ys, |b| if !unsigned && (b as i8) < 0 { 0 } else { b });
+                crate::kernels::map_bytes_via_table(xs, ys, |b| if !unsigned && (b as i8) < 0 { 0 } else { b });
             } else {
                 let n = y.numel() as usize;
                 float::relu(FSrc { bytes: xs, dtype: x.dtype }, ys, y.dtype, n, cv);

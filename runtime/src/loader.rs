@@ -62,13 +62,26 @@ impl<'m> Loaded<'m, '_> {
 
     /// Run every instruction on the arena's current contents.
     pub fn invoke(&mut self) -> Result<(), RuntimeError> {
+        self.invoke_observed(|_, _| {}, |_, _| {})
+    }
+
+    /// Like [`Loaded::invoke`], calling `before(index, instr)` / `after(index, instr)` around each
+    /// instruction (profiling, tracing).
+    pub fn invoke_observed(
+        &mut self,
+        mut before: impl FnMut(usize, &bmodel_format::Instr),
+        mut after: impl FnMut(usize, &bmodel_format::Instr),
+    ) -> Result<(), RuntimeError> {
         let plan = self.model.meta.plan;
         let chip = self.model.chip();
         let (act, rest) = self.arena.split_at_mut(plan.scratch_offset as usize);
         let act = &mut act[..plan.activation_size as usize];
         let scratch = &mut rest[..plan.scratch_size as usize];
-        for instr in self.model.instrs() {
-            execute(&instr?, chip, act, self.model.coeff, scratch);
+        for (i, instr) in self.model.instrs().enumerate() {
+            let instr = instr?;
+            before(i, &instr);
+            execute(&instr, chip, act, self.model.coeff, scratch);
+            after(i, &instr);
         }
         Ok(())
     }

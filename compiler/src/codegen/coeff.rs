@@ -60,6 +60,43 @@ impl CoeffBlob {
         Ok(t)
     }
 
+    /// Add an int8 conv filter (`[oc, ic/group, kh, kw]` codes) in the runtime's packed strip
+    /// layout (`bmodel_format::scratch::packed_filter_index`).
+    pub fn packed_filter(
+        &mut self,
+        name: &str,
+        data: &TensorData,
+        oc: usize,
+        group: usize,
+        k_len: usize,
+        dtype: DType,
+    ) -> Result<TensorRef, CodegenError> {
+        let key = format!("{name}#packed");
+        if let Some(t) = self.by_name.get(&key) {
+            return Ok(*t);
+        }
+        let bad = |why: String| CodegenError::Weight { name: name.to_string(), why };
+        let codes: Vec<u8> = match data {
+            TensorData::I8(a) => a.iter().map(|&v| v as u8).collect(),
+            TensorData::U8(a) => a.iter().copied().collect(),
+            d => return Err(bad(format!("stored as {} cannot be an int8 filter", stored_name(d)))),
+        };
+        if codes.len() != oc * k_len {
+            return Err(bad(format!("has {} elements, the conv needs {}", codes.len(), oc * k_len)));
+        }
+        let ocg = oc / group.max(1);
+        let len = bmodel_format::scratch::packed_filter_len(oc, group, k_len);
+        let mut packed = vec![0u8; len];
+        for o in 0..oc {
+            for k in 0..k_len {
+                packed[bmodel_format::scratch::packed_filter_index(o, k, ocg, k_len)] = codes[o * k_len + k];
+            }
+        }
+        let t = self.push(&packed, [1, 1, 1, len as u32], dtype)?;
+        self.by_name.insert(key, t);
+        Ok(t)
+    }
+
     /// Add an i32 table of `(multiplier, rshift)` pairs, one per output channel.
     pub fn requant_table(
         &mut self,

@@ -346,8 +346,18 @@ impl Emitter<'_> {
         let w_shape = if deconv { [ic, oc / group, kh, kw] } else { [oc, ic / group, kh, kw] };
         let wty = &self.func.values[wv].ty;
         let w_dtype = dtype_of(wty, &self.func.values[wv].name)?;
-        let w = self.weight(op, wv, w_dtype, w_shape)?;
         let int = y.dtype.is_int8();
+        let w = if int && !deconv {
+            let name = self.func.values[wv].name.clone();
+            let data = self.weights.get(&name).ok_or_else(|| CodegenError::Weight {
+                name: name.clone(),
+                why: format!("not in the weights (needed by {})", self.name(op)),
+            })?;
+            let k_len = (ic / group * kh * kw) as usize;
+            self.coeff.packed_filter(&name, data, oc as usize, group as usize, k_len, w_dtype)?
+        } else {
+            self.weight(op, wv, w_dtype, w_shape)?
+        };
         let bias = match bv {
             Some(b) => {
                 let bt = if int { DType::I32 } else { DType::F32 };

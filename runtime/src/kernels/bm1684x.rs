@@ -1,10 +1,10 @@
 //! BM1684X integer arithmetic: multiplier/shift requant with a rounding right shift, the
 //! multiplier/shift leaky ReLU, MulShift, Add, average pooling, and the boundary casts.
 
-use super::conv::{conv_int8, ConvGeom, IntConv};
+use super::conv::{conv_int8, ConvGeom, IntConv, Requant};
 use super::data::PoolGeom;
-use super::num::{code8, load_float, load_i32, round_f32, rshift_round, sat8, store_float};
-use super::{map_bytes, zip_bytes, Src};
+use super::num::{code8, load_float, load_i32, round_f32, rshift_half_up, rshift_round, sat8, store_float};
+use super::{map_bytes_via_table, zip_bytes, Src};
 use bmodel_format::{DType, RoundMode};
 
 /// Output side of an int8 conv on BM1684X.
@@ -21,22 +21,37 @@ pub struct BmRequant<'s> {
     pub unsigned: bool,
 }
 
+impl Requant for BmRequant<'_> {
+    type Ch = (i64, i32);
+
+    #[inline(always)]
+    fn channel(&self, oc: usize) -> (i64, i32) {
+        (load_i32(self.table, 2 * oc) as i64, load_i32(self.table, 2 * oc + 1))
+    }
+
+    #[inline(always)]
+    fn apply(&self, (m, r): (i64, i32), acc: i64) -> u8 {
+        let t = if self.round == RoundMode::HalfUp {
+            rshift_half_up(acc * m, r)
+        } else {
+            rshift_round(acc * m, r, self.round)
+        };
+        let mut v = t + self.zero_point as i64;
+        if self.relu {
+            v = v.max(self.zero_point as i64);
+        }
+        sat8(v, self.unsigned)
+    }
+}
+
 /// `y = sat(RightShiftRound(acc·M_c, r_c, round) + zp)` per output channel `c`.
 pub fn conv(a: &IntConv<'_>, y: &mut [u8], g: &ConvGeom, scratch: &mut [u8], q: &BmRequant<'_>) {
-    conv_int8(a, y, g, scratch, |oc, acc| {
-        let m = load_i32(q.table, 2 * oc) as i64;
-        let r = load_i32(q.table, 2 * oc + 1);
-        let mut v = rshift_round(acc * m, r, q.round) + q.zero_point as i64;
-        if q.relu {
-            v = v.max(q.zero_point as i64);
-        }
-        sat8(v, q.unsigned)
-    });
+    conv_int8(a, y, g, scratch, q);
 }
 
 /// Leaky ReLU: `x >= 0 ? x : sat(RightShiftRound(x·m, r, round))`.
 pub fn leaky_relu(x: Src<'_>, y: &mut [u8], x_unsigned: bool, y_unsigned: bool, m: i32, r: i32, round: RoundMode) {
-    map_bytes(x, y, |b| {
+    map_bytes_via_table(x, y, |b| {
         let v = code8(b, x_unsigned) as i64;
         let o = if v >= 0 { v } else { rshift_round(v * m as i64, r, round) };
         sat8(o, y_unsigned)
@@ -55,7 +70,7 @@ pub fn mul_shift(
     round: RoundMode,
     zp: i32,
 ) {
-    map_bytes(x, y, |b| {
+    map_bytes_via_table(x, y, |b| {
         let v = code8(b, x_unsigned) as i64;
         sat8(rshift_round(v * m as i64, r, round) + zp as i64, y_unsigned)
     });

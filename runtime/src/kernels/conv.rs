@@ -119,7 +119,7 @@ pub struct IntConv<'s> {
     pub x_unsigned: bool,
     /// input zero point (subtracted before the product)
     pub x_zp: i32,
-    /// filter codes, OIHW
+    /// filter codes (packed strip layout for convs, `[ic][oc/group][kh][kw]` for deconvs)
     pub w: &'s [u8],
     /// filter is u8
     pub w_unsigned: bool,
@@ -127,14 +127,81 @@ pub struct IntConv<'s> {
     pub bias: Option<&'s [u8]>,
 }
 
-/// Integer conv: `acc = Σ w·(x − zp) + bias` per output, then `requant(oc, acc)` gives the stored byte.
-pub fn conv_int8(
+/// Per-output-channel requantization of an int32 accumulator (bias already added).
+pub trait Requant {
+    /// Parameters of one output channel, looked up once per channel and pixel block.
+    type Ch: Copy;
+    /// Parameters of output channel `oc`.
+    fn channel(&self, oc: usize) -> Self::Ch;
+    /// The stored output byte for accumulator `acc`.
+    fn apply(&self, ch: Self::Ch, acc: i64) -> u8;
+}
+
+/// Unroll the input patch of pixels `p0 .. p0 + pb` into the panel (layout
+/// `[chunk][k/2][16 pixels][2]`, zero for padding and for pixels past `pb`).
+#[allow(clippy::too_many_arguments)]
+fn fill_panel_i16(
     a: &IntConv<'_>,
-    y: &mut [u8],
     g: &ConvGeom,
-    scratch: &mut [u8],
-    mut requant: impl FnMut(usize, i64) -> u8,
+    x_base: usize,
+    k_len: usize,
+    kp2: usize,
+    p0: usize,
+    pb: usize,
+    panel: &mut [i16],
 ) {
+    let chunks = pb.div_ceil(PIXEL_STEP);
+    let at = |j: usize, kk: usize, t: usize| ((j / PIXEL_STEP * kp2 + kk) * PIXEL_STEP + j % PIXEL_STEP) * 2 + t;
+    let khw = g.kh * g.kw;
+    for k in 0..kp2 * 2 {
+        let (kk, t) = (k / 2, k % 2);
+        if k >= k_len {
+            for j in 0..chunks * PIXEL_STEP {
+                panel[at(j, kk, t)] = 0;
+            }
+            continue;
+        }
+        let (ci, r) = (k / khw, k % khw);
+        let (ky, kx) = (r / g.kw, r % g.kw);
+        let plane = &a.x[x_base + ci * g.ih * g.iw..x_base + (ci + 1) * g.ih * g.iw];
+        // valid output columns: 0 <= ox*sw + kx*dw - pl < iw
+        let off = (kx * g.dw) as isize - g.pl as isize;
+        let ox_lo = if off >= 0 { 0 } else { ((-off) as usize).div_ceil(g.sw) };
+        let ox_hi = if (g.iw as isize) <= off { 0 } else { ((g.iw as isize - off) as usize).div_ceil(g.sw).min(g.ow) };
+        let mut j = 0;
+        let mut oy = p0 / g.ow;
+        let mut ox0 = p0 % g.ow;
+        while j < pb {
+            let seg = (g.ow - ox0).min(pb - j);
+            let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+            if iy < 0 || iy as usize >= g.ih {
+                for q in 0..seg {
+                    panel[at(j + q, kk, t)] = 0;
+                }
+            } else {
+                let row = &plane[iy as usize * g.iw..(iy as usize + 1) * g.iw];
+                for q in 0..seg {
+                    let ox = ox0 + q;
+                    panel[at(j + q, kk, t)] = if ox >= ox_lo && ox < ox_hi {
+                        let ix = (ox * g.sw) as isize + off;
+                        (code8(row[ix as usize], a.x_unsigned) - a.x_zp) as i16
+                    } else {
+                        0
+                    };
+                }
+            }
+            j += seg;
+            ox0 = 0;
+            oy += 1;
+        }
+        for j in pb..chunks * PIXEL_STEP {
+            panel[at(j, kk, t)] = 0;
+        }
+    }
+}
+
+/// Integer conv: `acc = Σ w·(x − zp) + bias` per output, then `rq` gives the stored byte.
+pub fn conv_int8<R: Requant>(a: &IntConv<'_>, y: &mut [u8], g: &ConvGeom, scratch: &mut [u8], rq: &R) {
     let icg = g.ic / g.group;
     let ocg = g.oc / g.group;
     let k_len = icg * g.kh * g.kw;
@@ -150,36 +217,26 @@ pub fn conv_int8(
             while p0 < p_len {
                 let pb = sc.block.min(p_len - p0);
                 let chunks = pb.div_ceil(PIXEL_STEP);
-                // panel layout: [chunk][k/2][16 pixels][2]
-                for k in 0..sc.k_pad {
-                    let (kk, t) = (k / 2, k % 2);
-                    let at = |j: usize| ((j / PIXEL_STEP * kp2 + kk) * PIXEL_STEP + j % PIXEL_STEP) * 2 + t;
-                    if k < k_len {
-                        for_patch(g, x_base, k, p0, pb, |j, src| {
-                            panel[at(j)] = match src {
-                                Some(i) => (code8(a.x[i], a.x_unsigned) - a.x_zp) as i16,
-                                None => 0,
-                            };
-                        });
-                    } else {
-                        for j in 0..pb {
-                            panel[at(j)] = 0;
-                        }
-                    }
-                    for j in pb..chunks * PIXEL_STEP {
-                        panel[at(j)] = 0;
-                    }
-                }
+                fill_panel_i16(a, g, x_base, k_len, kp2, p0, pb, panel);
                 let mut s0 = 0;
                 while s0 < ocg {
                     let rows = OC_STRIP.min(ocg - s0);
                     // strip layout: [k/2][4 channels][2]
-                    for o in 0..OC_STRIP {
-                        let oc = gi * ocg + s0 + o;
-                        for k in 0..sc.k_pad {
-                            let v = if o < rows && k < k_len { code8(a.w[oc * k_len + k], a.w_unsigned) } else { 0 };
-                            strip[((k / 2) * OC_STRIP + o) * 2 + k % 2] = v as i16;
+                    let strip_idx = gi * ocg.div_ceil(OC_STRIP) + s0 / OC_STRIP;
+                    let packed = &a.w[strip_idx * strip.len()..(strip_idx + 1) * strip.len()];
+                    if a.w_unsigned {
+                        for (d, &b) in strip.iter_mut().zip(packed) {
+                            *d = b as i16;
                         }
+                    } else {
+                        for (d, &b) in strip.iter_mut().zip(packed) {
+                            *d = b as i8 as i16;
+                        }
+                    }
+                    let mut chans = [(rq.channel(gi * ocg + s0), 0i64); OC_STRIP];
+                    for (o, c) in chans.iter_mut().enumerate().take(rows) {
+                        let oc = gi * ocg + s0 + o;
+                        *c = (rq.channel(oc), a.bias.map(|b| load_i32(b, oc) as i64).unwrap_or(0));
                     }
                     for c in 0..chunks {
                         let pc = &panel[c * kp2 * PIXEL_STEP * 2..(c + 1) * kp2 * PIXEL_STEP * 2];
@@ -187,10 +244,10 @@ pub fn conv_int8(
                         let valid = PIXEL_STEP.min(pb - c * PIXEL_STEP);
                         for (o, acc_row) in acc.iter().enumerate().take(rows) {
                             let oc = gi * ocg + s0 + o;
-                            let b = a.bias.map(|b| load_i32(b, oc) as i64).unwrap_or(0);
+                            let (ch, b) = chans[o];
                             let out = (n * g.oc + oc) * p_len + p0 + c * PIXEL_STEP;
-                            for (jj, &v) in acc_row.iter().enumerate().take(valid) {
-                                y[out + jj] = requant(oc, v as i64 + b);
+                            for (dst, &v) in y[out..out + valid].iter_mut().zip(acc_row.iter()) {
+                                *dst = rq.apply(ch, v as i64 + b);
                             }
                         }
                     }

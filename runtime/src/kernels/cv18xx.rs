@@ -2,9 +2,9 @@
 //! the two-branch leaky ReLU, Add with one shift, concat requant, and the bf16 boundary casts
 //! (`cvi_f32_to_bf16` rules).
 
-use super::conv::{conv_int8, deconv_gather, ConvGeom, IntConv};
+use super::conv::{conv_int8, deconv_gather, ConvGeom, IntConv, Requant};
 use super::num::{bf16_to_f32, code8, f32_to_bf16, load_float, load_i32, round_f32, rshift_round, sat8, store_float};
-use super::{map_bytes, zip_bytes, Src};
+use super::{map_bytes_via_table, zip_bytes, Src};
 use bmodel_format::{DType, RoundMode};
 
 /// QDM requant of one accumulator: `t = clamp_i32((acc·M + 2^30) >> 31)`,
@@ -26,9 +26,33 @@ fn requant(table: &[u8], oc: usize, acc: i64, relu: bool) -> u8 {
     sat8(v, false)
 }
 
+/// QDM requant of a conv output channel.
+struct QdmRequant<'s> {
+    table: &'s [u8],
+    relu: bool,
+}
+
+impl Requant for QdmRequant<'_> {
+    type Ch = (i32, i32);
+
+    #[inline(always)]
+    fn channel(&self, oc: usize) -> (i32, i32) {
+        (load_i32(self.table, 2 * oc), load_i32(self.table, 2 * oc + 1))
+    }
+
+    #[inline(always)]
+    fn apply(&self, (m, r): (i32, i32), acc: i64) -> u8 {
+        let mut v = qdm(acc, m, r);
+        if self.relu {
+            v = v.max(0);
+        }
+        sat8(v, false)
+    }
+}
+
 /// Int8 conv with per-channel QDM requant.
 pub fn conv(a: &IntConv<'_>, y: &mut [u8], g: &ConvGeom, scratch: &mut [u8], table: &[u8], relu: bool) {
-    conv_int8(a, y, g, scratch, |oc, acc| requant(table, oc, acc, relu));
+    conv_int8(a, y, g, scratch, &QdmRequant { table, relu });
 }
 
 /// Int8 transposed conv (the upsample rewrite) with QDM requant.
@@ -46,7 +70,7 @@ pub fn deconv(a: &IntConv<'_>, y: &mut [u8], g: &ConvGeom, table: &[u8], relu: b
 
 /// Leaky ReLU with separate positive / negative (multiplier, shift), HalfUp rounding.
 pub fn leaky_relu(x: Src<'_>, y: &mut [u8], m_pos: i32, r_pos: i32, m_neg: i32, r_neg: i32) {
-    map_bytes(x, y, |b| {
+    map_bytes_via_table(x, y, |b| {
         let v = b as i8 as i64;
         let o = if v >= 0 {
             if (m_pos == 1 && r_pos == 0) || m_pos == 0 {

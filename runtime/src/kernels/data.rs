@@ -148,8 +148,12 @@ pub fn concat_part(
         match f {
             None => dst.copy_from_slice(src),
             Some(f) => {
+                let mut table = [0u8; 256];
+                for (i, t) in table.iter_mut().enumerate() {
+                    *t = f(i as u8);
+                }
                 for (d, &s) in dst.iter_mut().zip(src) {
-                    *d = f(s);
+                    *d = table[s as usize];
                 }
             }
         }

@@ -12,6 +12,17 @@ pub mod num;
 /// Read-only source of an element-wise kernel: a separate slice or the output itself (in place).
 pub type Src<'s> = Option<&'s [u8]>;
 
+/// Apply an 8-bit -> 8-bit function through a 256-entry table built once per call (every int8
+/// unary op has only 256 possible inputs).
+#[inline(always)]
+pub fn map_bytes_via_table(x: Src<'_>, y: &mut [u8], f: impl Fn(u8) -> u8) {
+    let mut table = [0u8; 256];
+    for (i, t) in table.iter_mut().enumerate() {
+        *t = f(i as u8);
+    }
+    map_bytes(x, y, |b| table[b as usize]);
+}
+
 /// Apply `f` to every byte of the source (or of `y` in place), writing `y`.
 #[inline(always)]
 pub fn map_bytes(x: Src<'_>, y: &mut [u8], f: impl Fn(u8) -> u8) {

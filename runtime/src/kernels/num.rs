@@ -24,6 +24,17 @@ pub fn rshift_round(x: i64, s: i32, mode: RoundMode) -> i64 {
     }
 }
 
+/// `rshift_round(x, s, HalfUp)` without the mode dispatch (the hot requant path).
+#[inline(always)]
+pub fn rshift_half_up(x: i64, s: i32) -> i64 {
+    if s <= 0 {
+        x.wrapping_shl((-s).min(63) as u32)
+    } else {
+        let s = s.min(63) as u32;
+        (x >> s) + ((x >> (s - 1)) & 1)
+    }
+}
+
 /// Absolute value of an f32 (bit operation; core has no float math without std).
 #[inline(always)]
 pub fn fabs(x: f32) -> f32 {
