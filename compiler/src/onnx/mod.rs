@@ -16,6 +16,7 @@ pub mod shape;
 pub mod tensor;
 #[cfg(test)]
 mod tests;
+pub mod transform;
 
 pub use error::OnnxError;
 pub use graph::OnnxGraph;
@@ -81,6 +82,7 @@ pub fn import_graph(
     conv.run()?;
     let (func, weights) = conv.finish()?;
     let mut attrs = Attrs::new();
+    attrs.insert("FLOPs".into(), attr::i64(convert::flops(&func)));
     let lname = opts.model_name.to_lowercase();
     attrs.insert("weight_file".into(), attr::str(&format!("{lname}_top_f32_all_weight.npz")));
     attrs.insert("platform".into(), attr::str("ONNX"));

@@ -59,6 +59,20 @@ fn yolov3_opts() -> ImportOptions {
 fn tiny_yolov3_matches_the_reference_top_mlir() {
     let (m, w) = import(&asset("models/tiny-yolov3-11.onnx"), &yolov3_opts()).unwrap();
     let text = std::fs::read_to_string(asset("reference/tiny-yolov3/tpu-mlir/yolov3_tiny.mlir")).unwrap();
+    // with tpu-mlir's preprocessing flags the printed module is tpu-mlir's text, byte for byte
+    let mut with_pre = yolov3_opts();
+    with_pre.preprocess = Some(PreprocessConfig {
+        mean: vec![0.0; 3],
+        scale: vec![0.0039216f32 as f64; 3],
+        pixel_format: crate::preprocess::PixelFormat::Rgb,
+        channel_format: ChannelFormat::Nchw,
+        keep_aspect_ratio: true,
+        pad_value: 128,
+        pad_type: crate::preprocess::PadType::Center,
+        resize_dims: vec![],
+    });
+    let (mp, _) = import(&asset("models/tiny-yolov3-11.onnx"), &with_pre).unwrap();
+    assert_eq!(crate::ir::text::print_module(&mp), text);
     let want = reference_ops(&text);
     assert_eq!(want.len(), 59);
     assert_eq!(our_ops(&m.func), want);
@@ -80,6 +94,7 @@ fn tiny_yolov3_matches_the_reference_top_mlir() {
     }
     assert_eq!(w.map.len(), 26);
     assert_eq!(m.attrs.get("weight_file"), Some(&attr::str("yolov3_tiny_top_f32_all_weight.npz")));
+    assert_eq!(m.attrs.get("FLOPs"), Some(&attr::i64(5_582_872_243)));
     let input = &m.func.ops[0];
     assert_eq!(input.kind, "top.Input");
     assert_eq!(input.attrs.get("do_preprocess"), Some(&attr::bool(false)));

@@ -31,8 +31,6 @@ pub(crate) struct Converter<'g> {
     vals: HashMap<String, Val>,
     weight_ids: HashMap<String, ValueId>,
     none_id: Option<ValueId>,
-    /// BatchNormalization is converted to `top.Scale` (fusion already happened or was skipped)
-    pub bn_as_scale: bool,
 }
 
 impl<'g> Converter<'g> {
@@ -50,7 +48,6 @@ impl<'g> Converter<'g> {
             vals,
             weight_ids: HashMap::new(),
             none_id: None,
-            bn_as_scale: true,
         }
     }
 
@@ -270,7 +267,15 @@ impl<'g> Converter<'g> {
     }
 
     /// Emit the op of node `n` producing its first output with `shape`.
-    pub fn emit(&mut self, n: &Node, kind: &str, operands: Vec<ValueId>, attrs: Attrs, shape: Vec<usize>) -> ValueId {
+    pub fn emit(
+        &mut self,
+        n: &Node,
+        kind: &str,
+        operands: Vec<ValueId>,
+        mut attrs: Attrs,
+        shape: Vec<usize>,
+    ) -> ValueId {
+        tpu_mlir_defaults(kind, &mut attrs);
         let out = n.outputs.first().cloned().unwrap_or_default();
         let name = format!("{out}_{}", n.op_type);
         let id = self.func.push_op(kind, operands, attrs, name, TensorType::f32(shape));
@@ -313,6 +318,76 @@ impl<'g> Converter<'g> {
         a.insert("shape".into(), attr::ints(&dims));
         self.emit(n, "top.Reshape", vec![x], a, shape)
     }
+}
+
+/// The default attributes tpu-mlir prints on these top ops besides the ones of TOP_OPS.md
+/// (as in its yolov3_tiny top MLIR), so that our text reads like tpu-mlir's. Consumers ignore them.
+fn tpu_mlir_defaults(kind: &str, a: &mut Attrs) {
+    let mut set = |k: &str, v: crate::ir::Attr| {
+        a.entry(k.to_string()).or_insert(v);
+    };
+    let round = || attr::str("HalfAwayFromZero");
+    match kind {
+        "top.Conv" => {
+            set("dynweight_reorderd", attr::bool(false));
+            set("weight_is_coeff", attr::i64(1));
+        }
+        "top.LeakyRelu" => set("round_mode", round()),
+        "top.MaxPool" | "top.AvgPool" => {
+            set("do_relu", attr::bool(false));
+            set("first_round_mode", round());
+            set("is_adaptive", attr::bool(false));
+            set("pad_value", attr::i64(0));
+            set("relu_limit", attr::f64(-1.0));
+            set("round_mode", round());
+        }
+        "top.Upsample" => {
+            set("do_relu", attr::bool(false));
+            set("relu_limit", attr::f64(-1.0));
+        }
+        "top.Concat" => {
+            set("do_relu", attr::bool(false));
+            set("only_merge", attr::bool(false));
+            set("relu_limit", attr::f64(-1.0));
+            set("round_mode", round());
+        }
+        _ => {}
+    }
+}
+
+/// tpu-mlir's `module.FLOPs` count of the ops it knows a formula for (Conv: out·(2·K + bias),
+/// MatMul: out·(2·K + bias), pools: out·kh·kw, activations / element-wise / Upsample: out;
+/// data movement counts 0). Exact for tiny-yolov3's reference (5,582,872,243).
+pub(crate) fn flops(func: &Func) -> i64 {
+    let numel = |v: ValueId| func.values[v].ty.numel() as i64;
+    let has_bias =
+        |op: &Op, i: usize| op.operands.get(i).is_some_and(|&b| !matches!(func.values[b].ty, TensorType::None));
+    let mut total = 0i64;
+    for op in &func.ops {
+        let Some(&out) = op.results.first() else { continue };
+        let o = numel(out);
+        total += match op.kind.as_str() {
+            "top.Conv" | "top.Deconv" => {
+                let w = func.values[op.operands[1]].ty.shape();
+                let k: usize = w.iter().skip(1).product();
+                o * (2 * k as i64 + has_bias(op, 2) as i64)
+            }
+            "top.MatMul" => {
+                let a = func.values[op.operands[0]].ty.shape();
+                let k = *a.last().unwrap_or(&1) as i64;
+                o * (2 * k + has_bias(op, 2) as i64)
+            }
+            "top.MaxPool" | "top.AvgPool" => {
+                o * op.attr_ints("kernel_shape").unwrap_or_default().iter().product::<i64>()
+            }
+            "top.Relu" | "top.LeakyRelu" | "top.PRelu" | "top.Clip" | "top.Sigmoid" | "top.HardSigmoid"
+            | "top.HardSwish" | "top.Tanh" | "top.Exp" | "top.Add" | "top.Sub" | "top.Mul" | "top.Div"
+            | "top.AddConst" | "top.SubConst" | "top.MulConst" | "top.Upsample" | "top.Interp" | "top.Scale"
+            | "top.Softmax" | "top.Reduce" => o,
+            _ => 0,
+        };
+    }
+    total
 }
 
 /// The tensor of a Constant node (any of its value attributes).

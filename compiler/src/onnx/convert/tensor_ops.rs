@@ -291,7 +291,8 @@ impl Converter<'_> {
             }
         }
         let mut a = Attrs::new();
-        a.insert("axis".into(), attr::i64(axis as i64));
+        // tpu-mlir types the Concat axis as si32 (readers use `attr_i64`, which accepts it)
+        a.insert("axis".into(), attr::si32(axis as i64));
         self.emit(n, "top.Concat", operands, a, out);
         Ok(())
     }
