@@ -7,8 +7,9 @@
 //! split the product. 1x1 stride-1 convolutions read the input directly. Depthwise and small
 //! grouped convolutions use a direct kernel parallel over output planes.
 
+use super::elementwise::{unary, Unary};
 use super::gemm_util::{matmul, matmul_raw, MatRef};
-use super::sgemm::{self, BSource, PackedA};
+use super::sgemm::{self, Act, BSource, PackedA};
 use super::Tensor;
 use ndarray::IxDyn;
 use rayon::prelude::*;
@@ -70,13 +71,15 @@ fn valid_range(o0: usize, n: usize, s: usize, off: isize, len: usize) -> (usize,
 
 /// Convolution of `x` [N, C, H, W] (or [N, C, L]) with `w` [OC, C/g, kh, kw] plus `bias`.
 ///
-/// `packed` is the filter already packed for [`sgemm`] (dense convolutions only).
+/// `packed` is the filter already packed for [`sgemm`] (dense convolutions only); `act` is an
+/// activation fused into the output (the op that follows, when nobody observes the conv).
 pub(super) fn conv(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     g: &ConvGeom,
     packed: Option<&PackedA>,
+    act: Option<Act>,
 ) -> Result<Tensor, String> {
     let one_d = x.ndim() == 3;
     if !(x.ndim() == 4 || one_d) || w.ndim() != x.ndim() {
@@ -129,7 +132,7 @@ pub(super) fn conv(
         let spare = &mut out.spare_capacity_mut()[..n * oc * ohw];
         for (b, dst) in spare.chunks_mut(oc * ohw).enumerate() {
             let src = Im2col { x: &xs[b * c * hw..(b + 1) * c * hw], g: *g, p, pointwise };
-            sgemm::gemm_packed(pa, &src, ohw, bias.as_deref(), dst);
+            sgemm::gemm_packed(pa, &src, ohw, bias.as_deref(), act, dst);
         }
         // SAFETY: gemm_packed wrote every element of the n·oc·ohw destination.
         unsafe { out.set_len(n * oc * ohw) };
@@ -149,6 +152,14 @@ pub(super) fn conv(
                     gemm_conv(dst, x_planes, wmat, bias_g, g, &geom);
                 }
             }
+        }
+        if let Some(act) = act {
+            let u = match act {
+                Act::Leaky(a) => Unary::LeakyRelu(a),
+                Act::Relu(l) => Unary::Relu(l),
+            };
+            let t = Tensor::from_shape_vec(IxDyn(&[out.len()]), out).map_err(|e| e.to_string())?;
+            out = unary(t, u).into_raw_vec_and_offset().0;
         }
         out
     };

@@ -5,7 +5,7 @@ use super::elementwise::{self, Binary, Unary};
 use super::pool::{self, PoolGeom, PoolKind};
 use super::reduce::{self, ReduceKind};
 use super::resize::{self, CoordMode, InterpMode};
-use super::sgemm::PackedA;
+use super::sgemm::{Act, PackedA};
 use super::shape::{self, PadMode};
 use super::Tensor;
 use crate::ir::{IrError, Op};
@@ -65,6 +65,19 @@ pub(super) fn may_update_in_place(op: &Op) -> bool {
             | "Reshape"
             | "Input"
     )
+}
+
+/// The activation of a `top.LeakyRelu` / `top.Relu` that can be fused into the convolution
+/// feeding it.
+pub(super) fn fusable_activation(op: &Op) -> Option<Act> {
+    if op.attr_bool("do_relu") {
+        return None;
+    }
+    match op.short_kind() {
+        "LeakyRelu" => Some(Act::Leaky(op.attr_f64("alpha").ok()? as f32)),
+        "Relu" => Some(Act::Relu(relu_limit(op).ok()?)),
+        _ => None,
+    }
 }
 
 /// Operand `i`, which must be present.
@@ -148,13 +161,14 @@ fn relu_limit(op: &Op) -> Result<Option<f32>, OpError> {
 
 /// Evaluate `op` on resolved operands; `owned0` is the first operand handed over for in-place
 /// update (then `operands[0]` is `None`). `out_shapes` are the declared result shapes; `packed`
-/// is the op's prepacked constant filter.
+/// is the op's prepacked constant filter; `act` an activation fused into a `top.Conv`.
 pub(super) fn eval_op(
     op: &Op,
     operands: &[Option<&Tensor>],
     owned0: Option<Tensor>,
     out_shapes: &[&[usize]],
     packed: Option<&PackedA>,
+    act: Option<Act>,
 ) -> Result<Vec<Tensor>, OpError> {
     let kind = op.short_kind();
     let one = |t: Tensor| Ok(vec![t]);
@@ -163,7 +177,7 @@ pub(super) fn eval_op(
         "Conv" => {
             let (x, w) = (req(operands, 0)?, req(operands, 1)?);
             let g = conv_geom(op, x, w)?;
-            one(conv::conv(x, w, opt(operands, 2), &g, packed)?)
+            one(conv::conv(x, w, opt(operands, 2), &g, packed, act)?)
         }
         "Deconv" => {
             let (x, w) = (req(operands, 0)?, req(operands, 1)?);

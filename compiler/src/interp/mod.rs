@@ -127,13 +127,26 @@ impl<'a> Interpreter<'a> {
         inputs: &[Tensor],
         observe: &mut dyn FnMut(ValueId, &Tensor),
     ) -> Result<Vec<Tensor>, InterpError> {
+        self.execute(inputs, Some(observe))
+    }
+
+    /// The run loop. Without an observer, a convolution whose only reader is the activation
+    /// right after it computes that activation in its output tiles (the conv result is never
+    /// materialised).
+    fn execute(
+        &self,
+        inputs: &[Tensor],
+        mut observe: Option<&mut dyn FnMut(ValueId, &Tensor)>,
+    ) -> Result<Vec<Tensor>, InterpError> {
         let func = &self.module.func;
         self.check_inputs(inputs)?;
         let mut env: Vec<Option<Tensor>> = (0..func.values.len()).map(|_| None).collect();
+        let mut skip = None;
         for (i, op) in func.ops.iter().enumerate() {
-            if op.is_weight() || op.is_none() {
+            if op.is_weight() || op.is_none() || skip == Some(i) {
                 continue;
             }
+            let fused = if observe.is_none() { self.fusable_after(i) } else { None };
             // The first operand may be handed over for in-place update when this op is its last
             // reader and does not read it twice.
             let mut owned0 = None;
@@ -156,10 +169,18 @@ impl<'a> Interpreter<'a> {
                     return Err(self.op_error(op, format!("operand {k} (value %{v}) is not available")));
                 }
             }
-            let results = self.eval(op, &refs, owned0)?;
+            let (results, result_ids) = match fused {
+                Some((j, act)) => {
+                    skip = Some(j);
+                    (self.eval(op, &refs, owned0, Some(act))?, &func.ops[j].results)
+                }
+                None => (self.eval(op, &refs, owned0, None)?, &op.results),
+            };
             drop(refs);
-            for (&r, t) in op.results.iter().zip(results) {
-                observe(r, &t);
+            for (&r, t) in result_ids.iter().zip(results) {
+                if let Some(obs) = observe.as_mut() {
+                    obs(r, &t);
+                }
                 if self.last_use[r] != UNUSED {
                     env[r] = Some(t);
                 }
@@ -187,9 +208,29 @@ impl<'a> Interpreter<'a> {
         Ok(outputs)
     }
 
-    /// Run and return the function outputs only.
+    /// Run and return the function outputs only (convolution + activation pairs fused).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError> {
-        self.run_observe(inputs, &mut |_, _| {})
+        self.execute(inputs, None)
+    }
+
+    /// When op `i` is a `top.Conv` read only by the activation op right after it: that op's
+    /// index and the activation.
+    fn fusable_after(&self, i: usize) -> Option<(usize, sgemm::Act)> {
+        let func = &self.module.func;
+        let op = &func.ops[i];
+        if op.kind != "top.Conv" || op.results.len() != 1 || op.attr_bool("do_relu") {
+            return None;
+        }
+        let r = op.results[0];
+        let next = func.ops.get(i + 1)?;
+        if next.operands.as_slice() != [r] || self.last_use[r] != i + 1 || next.results.len() != 1 {
+            return None;
+        }
+        let declared = |v: ValueId| func.values.get(v).map(|x| x.ty.shape());
+        if declared(r) != declared(next.results[0]) {
+            return None;
+        }
+        dispatch::fusable_activation(next).map(|act| (i + 1, act))
     }
 
     /// Run and keep every op result, indexed by value id (weights and `none` stay `None`).
@@ -227,7 +268,7 @@ impl<'a> Interpreter<'a> {
             }
             refs.push(t);
         }
-        self.eval(op, &refs, None)
+        self.eval(op, &refs, None, None)
     }
 
     /// Pack the constant filter of a dense `top.Conv` once (None for other ops).
@@ -281,7 +322,13 @@ impl<'a> Interpreter<'a> {
     }
 
     /// Evaluate one op and fit its results to the declared result types.
-    fn eval(&self, op: &Op, operands: &[Option<&Tensor>], owned0: Option<Tensor>) -> Result<Vec<Tensor>, InterpError> {
+    fn eval(
+        &self,
+        op: &Op,
+        operands: &[Option<&Tensor>],
+        owned0: Option<Tensor>,
+        act: Option<sgemm::Act>,
+    ) -> Result<Vec<Tensor>, InterpError> {
         let func = &self.module.func;
         let out_shapes: Vec<&[usize]> =
             op.results.iter().map(|&r| func.values.get(r).map(|v| v.ty.shape()).unwrap_or(&[])).collect();
@@ -293,7 +340,7 @@ impl<'a> Interpreter<'a> {
                 _ => false,
             }
         });
-        let results = dispatch::eval_op(op, operands, owned0, &out_shapes, packed).map_err(|e| match e {
+        let results = dispatch::eval_op(op, operands, owned0, &out_shapes, packed, act).map_err(|e| match e {
             dispatch::OpError::Unsupported => {
                 InterpError::Unsupported { name: func.op_name(op).to_string(), kind: op.kind.clone() }
             }

@@ -62,38 +62,33 @@ pub(super) fn pool(x: &Tensor, g: &PoolGeom, kind: PoolKind) -> Result<Tensor, S
     let (hw, ohw) = (h * w, oh * ow);
     let full = (g.kh * g.kw) as f32;
     let mut out = vec![0f32; n * c * ohw];
-    out.par_chunks_mut(ohw).enumerate().for_each(|(p, plane)| {
+    out.par_chunks_mut(ohw).enumerate().for_each_init(Vec::new, |acc: &mut Vec<f32>, (p, plane)| {
         let inp = &xs[p * hw..(p + 1) * hw];
+        acc.resize(w, 0.0);
         for (oy, &(y0, y1)) in rows.iter().enumerate() {
             let orow = &mut plane[oy * ow..(oy + 1) * ow];
+            if y0 >= y1 {
+                orow.fill(0.0);
+                continue;
+            }
+            // vertical pass over the window rows (contiguous, vectorised), then horizontal
+            acc.copy_from_slice(&inp[y0 * w..(y0 + 1) * w]);
+            for y in y0 + 1..y1 {
+                let r = &inp[y * w..(y + 1) * w];
+                match kind {
+                    PoolKind::Max => acc.iter_mut().zip(r).for_each(|(a, &v)| *a = if v > *a { v } else { *a }),
+                    PoolKind::Avg => acc.iter_mut().zip(r).for_each(|(a, &v)| *a += v),
+                }
+            }
             for (ov, &(x0, x1)) in orow.iter_mut().zip(&cols) {
+                let win = &acc[x0..x1];
                 *ov = match kind {
-                    PoolKind::Max => {
-                        let mut m = f32::NEG_INFINITY;
-                        for y in y0..y1 {
-                            for &v in &inp[y * w + x0..y * w + x1] {
-                                m = m.max(v);
-                            }
-                        }
-                        if (y0 < y1) && (x0 < x1) {
-                            m
-                        } else {
-                            0.0
-                        }
-                    }
+                    _ if win.is_empty() => 0.0,
+                    PoolKind::Max => win.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m }),
                     PoolKind::Avg => {
-                        let mut s = 0f32;
-                        for y in y0..y1 {
-                            for &v in &inp[y * w + x0..y * w + x1] {
-                                s += v;
-                            }
-                        }
+                        let s: f32 = win.iter().sum();
                         let cnt = if g.count_include_pad { full } else { ((y1 - y0) * (x1 - x0)) as f32 };
-                        if cnt > 0.0 {
-                            s / cnt
-                        } else {
-                            0.0
-                        }
+                        s / cnt
                     }
                 };
             }

@@ -16,6 +16,15 @@ const MC: usize = 16 * MR;
 /// Widest column block one task packs.
 const NC_MAX: usize = 256;
 
+/// Activation applied to the finished tiles (fusion of the op that follows a convolution).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Act {
+    /// `x >= 0 ? x : alpha·x`
+    Leaky(f32),
+    /// `max(x, 0)`, then `min` with the limit when given
+    Relu(Option<f32>),
+}
+
 /// True when this CPU can run the micro-kernel.
 pub(super) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -77,6 +86,7 @@ pub(super) fn gemm_packed(
     b: &dyn BSource,
     n: usize,
     bias: Option<&[f32]>,
+    act: Option<Act>,
     c: &mut [std::mem::MaybeUninit<f32>],
 ) {
     assert!(c.len() >= a.m * n, "gemm_packed: destination too small");
@@ -101,7 +111,7 @@ pub(super) fn gemm_packed(
                     let cpp = cp;
                     // SAFETY: block jb writes columns `cols` only, disjoint from other blocks;
                     // `c` outlives the parallel loop.
-                    unsafe { compute(a, bp, (k0, kc), n, bias, cpp.0, cols, (0, m_panels)) };
+                    unsafe { compute(a, bp, (k0, kc), n, (bias, act), cpp.0, cols, (0, m_panels)) };
                 }
             },
         );
@@ -132,7 +142,9 @@ pub(super) fn gemm_packed(
                 let k0 = kb * KC;
                 let cpp = cp;
                 // SAFETY: split ms writes the rows of `panels` only, disjoint from other splits.
-                unsafe { compute(a, &packs[kb * n_blocks + jb], (k0, KC.min(a.k - k0)), n, bias, cpp.0, cols, panels) };
+                unsafe {
+                    compute(a, &packs[kb * n_blocks + jb], (k0, KC.min(a.k - k0)), n, (bias, act), cpp.0, cols, panels)
+                };
             }
         }
     });
@@ -169,12 +181,14 @@ unsafe fn compute(
     bp: &[f32],
     kr: (usize, usize),
     ldc: usize,
-    bias: Option<&[f32]>,
+    epilogue: (Option<&[f32]>, Option<Act>),
     c: *mut f32,
     cols: (usize, usize),
     panels: (usize, usize),
 ) {
     let (k0, kc) = kr;
+    let (bias, act) = epilogue;
+    let act = if k0 + kc == a.k { act } else { None };
     let width = cols.1 - cols.0;
     let npanels = width.div_ceil(NR);
     let first = k0 == 0;
@@ -188,7 +202,7 @@ unsafe fn compute(
                 let nrows = MR.min(a.m - p * MR);
                 let ctile = c.add(p * MR * ldc + cols.0 + j * NR);
                 let bias_rows = bias.map(|bb| &bb[p * MR..p * MR + nrows]);
-                tile(kc, apanel, bpanel, ctile, ldc, (nrows, ncols), first, bias_rows);
+                tile(kc, apanel, bpanel, ctile, ldc, (nrows, ncols), first, bias_rows, act);
             }
         }
     }
@@ -205,6 +219,7 @@ unsafe fn tile(
     size: (usize, usize),
     first: bool,
     bias: Option<&[f32]>,
+    act: Option<Act>,
 ) {
     let (nrows, ncols) = size;
     let mut init = [0f32; MR];
@@ -212,7 +227,7 @@ unsafe fn tile(
         init[..nrows].copy_from_slice(bb);
     }
     if nrows == MR && ncols == NR {
-        kernel_6x16(kc, a, b, c, ldc, !first, &init);
+        kernel_6x16(kc, a, b, c, ldc, !first, &init, act);
         return;
     }
     let mut tmp = [0f32; MR * NR];
@@ -223,7 +238,7 @@ unsafe fn tile(
             }
         }
     }
-    kernel_6x16(kc, a, b, tmp.as_mut_ptr(), NR, !first, &init);
+    kernel_6x16(kc, a, b, tmp.as_mut_ptr(), NR, !first, &init, act);
     for r in 0..nrows {
         for j in 0..ncols {
             *c.add(r * ldc + j) = tmp[r * NR + j];
@@ -242,6 +257,7 @@ unsafe fn kernel_6x16(
     ldc: usize,
     load_c: bool,
     init: &[f32; MR],
+    act: Option<Act>,
 ) {
     use std::arch::x86_64::*;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
@@ -276,6 +292,25 @@ unsafe fn kernel_6x16(
         ap = ap.add(MR);
         bp = bp.add(NR);
     }
+    match act {
+        None => {}
+        Some(Act::Leaky(alpha)) => {
+            let (zero, al) = (_mm256_setzero_ps(), _mm256_set1_ps(alpha));
+            for v in acc.iter_mut().flatten() {
+                let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(*v, zero);
+                *v = _mm256_blendv_ps(_mm256_mul_ps(*v, al), *v, keep);
+            }
+        }
+        Some(Act::Relu(limit)) => {
+            let zero = _mm256_setzero_ps();
+            for v in acc.iter_mut().flatten() {
+                *v = _mm256_max_ps(*v, zero);
+                if let Some(l) = limit {
+                    *v = _mm256_min_ps(*v, _mm256_set1_ps(l));
+                }
+            }
+        }
+    }
     for (r, accr) in acc.iter().enumerate() {
         _mm256_storeu_ps(c.add(r * ldc), accr[0]);
         _mm256_storeu_ps(c.add(r * ldc + 8), accr[1]);
@@ -291,6 +326,7 @@ unsafe fn kernel_6x16(
     ldc: usize,
     load_c: bool,
     init: &[f32; MR],
+    act: Option<Act>,
 ) {
     for r in 0..MR {
         for j in 0..NR {
@@ -298,7 +334,17 @@ unsafe fn kernel_6x16(
             for k in 0..kc {
                 s += *a.add(k * MR + r) * *b.add(k * NR + j);
             }
-            *c.add(r * ldc + j) = s;
+            *c.add(r * ldc + j) = match act {
+                None => s,
+                Some(Act::Leaky(al)) => {
+                    if s >= 0.0 {
+                        s
+                    } else {
+                        s * al
+                    }
+                }
+                Some(Act::Relu(l)) => l.map_or(s.max(0.0), |l| s.max(0.0).min(l)),
+            };
         }
     }
 }

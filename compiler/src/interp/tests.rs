@@ -657,3 +657,29 @@ fn weights_of_other_types_are_converted_once() {
     let out = Interpreter::new(&m, &w).unwrap().run(&[t(&[3], vec![5.0, 6.0, 7.0])]).unwrap();
     assert_eq!(out[0], t(&[2], vec![7.0, 5.0]));
 }
+
+#[test]
+fn fused_conv_activation_in_run_equals_observed_run() {
+    // conv -> leaky (dense, partial tiles) and depthwise conv -> relu6; run() fuses both pairs
+    let mut g = Graph::default();
+    let x = g.input("x", &[1, 8, 17, 19]);
+    let w = g.weight("w", noise(&[13, 8, 3, 3], 11));
+    let b = g.weight("b", noise(&[13], 12));
+    let c =
+        g.op("top.Conv", vec![x, w, b], &conv_attrs([3, 3], [1, 1], [1, 1, 1, 1], [1, 1], 1), "c", &[1, 13, 17, 19]);
+    let l = g.op("top.LeakyRelu", vec![c], &[("alpha", attr::f64(0.1))], "l", &[1, 13, 17, 19]);
+    let dw = g.weight("dw", noise(&[13, 1, 3, 3], 13));
+    let db = g.weight("db", noise(&[13], 14));
+    let d =
+        g.op("top.Conv", vec![l, dw, db], &conv_attrs([3, 3], [2, 2], [1, 1, 1, 1], [1, 1], 13), "d", &[1, 13, 9, 10]);
+    let r = g.op("top.Relu", vec![d], &[("relu_limit", attr::f64(0.5))], "r", &[1, 13, 9, 10]);
+    let (m, w) = g.module(vec![l, r]);
+    let interp = Interpreter::new(&m, &w).unwrap();
+    let input = [noise(&[1, 8, 17, 19], 15)];
+    let fused = interp.run(&input).unwrap();
+    let mut seen = 0;
+    let observed = interp.run_observe(&input, &mut |_, _| seen += 1).unwrap();
+    assert_eq!(seen, 5);
+    assert_eq!(fused, observed);
+    assert!(fused[0].iter().any(|&v| v < 0.0) && fused[1].iter().all(|&v| (0.0..=0.5).contains(&v)));
+}
