@@ -414,4 +414,64 @@ mod tests {
         let s1 = 100.0 / (coef * 3.0 + 1.0);
         assert!((v - s1).abs() < 1e-9, "{v} vs {s1}");
     }
+
+    /// `arg -> top.Input -> top.Relu`, each [1, 1, 100, 100].
+    fn input_relu_module() -> Module {
+        use crate::ir::{Attrs, Func};
+        let mut f = Func::default();
+        let arg = f.add_value("", TensorType::f32(vec![1, 1, 100, 100]));
+        f.args.push(arg);
+        let x = f.push_op("top.Input", vec![arg], Attrs::new(), "in", TensorType::f32(vec![1, 1, 100, 100]));
+        let r = f.push_op("top.Relu", vec![x], Attrs::new(), "relu", TensorType::f32(vec![1, 1, 100, 100]));
+        f.returns.push(r);
+        Module { name: "m".into(), attrs: Attrs::new(), func: f }
+    }
+
+    fn sample(s: usize) -> Vec<f32> {
+        (0..10000).map(|j| ((j * 7919 + s * 104_729) % 100_003) as f32 / 1000.0 - 50.0).collect()
+    }
+
+    fn collect(method: CaliMethod) -> Vec<TensorResult> {
+        let m = input_relu_module();
+        let mut c = Collector::new(&m, method, 2048, 3);
+        for s in 0..3 {
+            let x = Tensor::from_shape_vec(vec![1, 1, 100, 100], sample(s)).unwrap();
+            let r = x.mapv(|v| v.max(0.0));
+            c.observe(1, &x);
+            c.observe(2, &r);
+        }
+        c.finish()
+    }
+
+    // Expected values: tpu-mlir's process_statistic / process_compute_threshold formulas re-run
+    // in numpy on the same data (float64 percentile interpolation, float32 data).
+    #[test]
+    fn percentile9999_matches_tpu_mlir_formula() {
+        let r = collect(CaliMethod::Percentile9999);
+        assert_eq!((r[0].min, r[0].max), (-49.99100152893065, 49.9889988128662));
+        assert_eq!(r[0].threshold, 49.99100152893065);
+        assert_eq!((r[1].min, r[1].max), (0.0, 49.99800049899239));
+        assert_eq!(r[1].threshold, 49.99800049899239);
+    }
+
+    #[test]
+    fn mse_matches_tpu_mlir_formula() {
+        let r = collect(CaliMethod::Mse);
+        // the input keeps its abs max; the ReLU gets the mean clipping value (numpy sums in
+        // float32, here in float64: equal to 1e-6)
+        assert_eq!(r[0].threshold, 50.000999450683594);
+        assert_eq!((r[0].min, r[0].max), (-50.0, 50.000999450683594));
+        assert!((r[1].threshold - 49.88875847921096).abs() < 1e-6 * 50.0, "{}", r[1].threshold);
+        assert_eq!((r[1].min, r[1].max), (0.0, 50.000999450683594));
+    }
+
+    #[test]
+    fn max_and_kl_use_the_observed_range() {
+        let r = collect(CaliMethod::Max);
+        assert_eq!(r[0].threshold, 50.000999450683594);
+        assert_eq!(r[1].threshold, 50.000999450683594);
+        let k = collect(CaliMethod::Kl);
+        assert!(k.iter().all(|t| t.threshold > 0.0 && t.threshold <= t.abs_max));
+        assert_eq!(k[0].abs_max, 50.000999450683594);
+    }
 }
