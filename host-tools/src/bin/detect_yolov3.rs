@@ -70,20 +70,7 @@ fn load_model(path: &Path, net: (usize, usize)) -> Result<(Module, Weights, Post
             Ok((m, w, Postprocess::OnnxTail))
         }
         "mlir" => {
-            let m = compiler::ir::text::load_module(path)?;
-            let wname = match m.attrs.get("module.weight_file") {
-                Some(compiler::ir::Attr::Str(s)) => s.clone(),
-                _ => bail!("{}: module has no module.weight_file attribute", path.display()),
-            };
-            let wpath = [path.parent().map(|d| d.join(&wname)), Some(PathBuf::from(&wname))]
-                .into_iter()
-                .flatten()
-                .find(|p| p.exists())
-                .with_context(|| format!("{}: weight file '{wname}' not found next to it", path.display()))?;
-            let mut weights = Weights::default();
-            for (name, data) in compiler::npz::read_npz(&wpath)? {
-                weights.insert(name, data);
-            }
+            let (m, weights) = compiler::model_file::load_model(path)?;
             Ok((m, weights, Postprocess::Sample))
         }
         "bmodel" | "cvimodel" => bail!("{}: .{ext} models are not supported yet by detect_yolov3", path.display()),
