@@ -61,3 +61,42 @@ fn tiny_yolov3_matches_onnx_runtime_and_tpu_mlir() {
         assert!(max_err < 1e-2, "{head}: max abs error {max_err}");
     }
 }
+
+/// Import `model` whole, run it on `input` (an npz holding `input_name`) and compare the single
+/// output `output_name` with ONNX Runtime's.
+fn whole_model_matches_ort(model: &str, input: &str, input_name: &str, reference: &str, output_name: &str) {
+    let assets = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets");
+    let opts = ImportOptions { model_name: model.into(), ..Default::default() };
+    let path = format!("{assets}/models/{model}.onnx");
+    let (module, weights) = import(std::path::Path::new(&path), &opts).unwrap();
+    let x: Tensor = npz(&format!("{assets}/reference/{input}")).by_name(input_name).unwrap();
+    let interp = Interpreter::new(&module, &weights).unwrap();
+    let fused = interp.run(std::slice::from_ref(&x)).unwrap();
+    let observed = interp.run_observe(std::slice::from_ref(&x), &mut |_, _| {}).unwrap();
+    assert_eq!(fused, observed, "{model}: fused and observed runs differ");
+    let want: Tensor = npz(&format!("{assets}/reference/{reference}")).by_name(output_name).unwrap();
+    let c = cosine(&fused[0], &want);
+    assert!(c >= 0.99999, "{model}: cosine {c} against ONNX Runtime");
+}
+
+#[test]
+fn yolox_nano_matches_onnx_runtime() {
+    whole_model_matches_ort(
+        "yolox_nano",
+        "yolox_nano/yolox_nano_input_000000124798.npz",
+        "images",
+        "yolox_nano/yolox_nano_ort_outputs_000000124798.npz",
+        "output",
+    );
+}
+
+#[test]
+fn fastestdet_matches_onnx_runtime() {
+    whole_model_matches_ort(
+        "FastestDet",
+        "FastestDet/FastestDet_input_000000366711.npz",
+        "input.1",
+        "FastestDet/FastestDet_ort_outputs_000000366711.npz",
+        "758",
+    );
+}
