@@ -60,6 +60,21 @@ fn read_f32(path: &Path, name: &str) -> Result<Tensor> {
     }
 }
 
+/// CPU time (user + system) this process has used, in ms (Linux `/proc/self/stat`, 100 Hz ticks).
+fn cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) * 10.0)
+}
+
+/// A `key value` line of the script's output.
+fn field(text: &str, key: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+}
+
 /// Run `bench/f32_bench.py` and return its `ort_ms_per_image` (None when it cannot run).
 fn ort_ms(args: &Args) -> Option<(f64, String)> {
     let script = PathBuf::from(ROOT).join("bench/f32_bench.py");
@@ -102,6 +117,7 @@ fn main() -> Result<()> {
     let mut times = Vec::with_capacity(args.runs);
     let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); func.values.len()];
     let mut outputs = Vec::new();
+    let cpu0 = cpu_ms();
     for _ in 0..args.runs.max(1) {
         let start = Instant::now();
         let mut last = start;
@@ -116,7 +132,9 @@ fn main() -> Result<()> {
         };
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
+    let cpu = cpu0.zip(cpu_ms()).map(|(a, b)| (b - a) / times.len() as f64);
     let ours = median(&mut times);
+    let ours_min = times[0];
     if args.profile {
         println!("{:<40} {:>18} {:>9}", "op", "kind", "ms");
         for op in &func.ops {
@@ -136,11 +154,24 @@ fn main() -> Result<()> {
     println!("threads {}", args.threads);
     println!("prepare_ms {prepare_ms:.1}");
     println!("ours_ms_per_image {ours:.3} (median of {} runs after {} warm-up)", times.len(), args.warmup);
+    println!("ours_min_ms_per_image {ours_min:.3}");
+    if let Some(cpu) = cpu {
+        println!("ours_cpu_ms_per_image {cpu:.3}");
+    }
     if !args.no_ort {
         match ort_ms(&args) {
             Some((ort, text)) => {
                 print!("{text}");
-                println!("ratio_ours_over_ort {:.3}", ours / ort);
+                println!("ratio_ours_over_ort {:.3} (median wall time, full ORT graph)", ours / ort);
+                if let Some(h) = field(&text, "ort_heads_only_ms_per_image ") {
+                    println!("ratio_ours_over_ort_heads_only {:.3}", ours / h);
+                }
+                if let Some(m) = field(&text, "ort_heads_only_min_ms_per_image ") {
+                    println!("ratio_min_ours_over_ort_heads_only {:.3}", ours_min / m);
+                }
+                if let (Some(c), Some(oc)) = (field(&text, "ort_heads_only_cpu_ms_per_image "), cpu) {
+                    println!("ratio_cpu_ours_over_ort_heads_only {:.3}", oc / c);
+                }
             }
             None => println!("ONNX Runtime not measured (pip install onnxruntime onnx numpy)"),
         }
