@@ -129,7 +129,8 @@ pub(super) fn gemm_packed(
             bp
         })
         .collect();
-    let m_splits = (2 * threads).min(m_panels).max(1);
+    // many row splits (of at least 8 panels) so that work stealing evens out busy cores
+    let m_splits = (m_panels / 8).clamp(1, 8 * threads);
     let per = m_panels.div_ceil(m_splits);
     (0..m_splits).into_par_iter().for_each(|ms| {
         let panels = (ms * per, ((ms + 1) * per).min(m_panels));
