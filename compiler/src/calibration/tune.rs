@@ -10,18 +10,22 @@ use crate::ir::{Module, ValueId};
 use rayon::prelude::*;
 use std::collections::HashSet;
 
-/// Tuning parameters (`--tune_num`, `--debug_cmd tune_steps=N;min_tuned_diff=X`).
+/// Tuning parameters (`--tune_num`, `--debug_cmd tune_steps=N;min_tuned_diff=X;fake_quant_weight`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TuneOptions {
     /// Number of candidate steps between the KL threshold and the abs-max (21).
     pub steps: usize,
     /// Ranges narrower than this are not tuned (0.01).
     pub min_tuned_diff: f64,
+    /// Evaluate ops with fake-quantized weights. Off by default because tpu-mlir's
+    /// `ModuleInterpreter::fake_quant_weight` rounds a *copy* of each weight buffer, so its tuner
+    /// in effect runs the float weights; on reproduces what that function was meant to do.
+    pub quantize_weights: bool,
 }
 
 impl Default for TuneOptions {
     fn default() -> Self {
-        TuneOptions { steps: 21, min_tuned_diff: 0.01 }
+        TuneOptions { steps: 21, min_tuned_diff: 0.01, quantize_weights: false }
     }
 }
 
@@ -32,47 +36,31 @@ pub fn fake_quant(x: &Tensor, th: f64) -> Tensor {
     x.mapv(|v| (v * s).round_ties_even().clamp(-128.0, 127.0) / s)
 }
 
-/// Weights with every Conv / Deconv / MatMul filter fake-quantized per output channel
-/// (scale = max|W_c| / 127, round half away from zero, clamp to ±127). pymlir's exact
-/// `fake_quant_weight` rule is not documented; this is the usual symmetric per-channel int8 rule.
+/// The weights as tpu-mlir's `fake_quant_weight` means to round them: every weight except the
+/// biases of Conv / MatMul, per tensor, `round(w * 127 / max|w|) * max|w| / 127` in f32 with
+/// rounding half away from zero.
 pub fn fake_quant_weights(module: &Module, weights: &Weights) -> Weights {
     let f = &module.func;
-    let producers = f.producers();
-    let mut out = weights.clone();
+    let mut biases: HashSet<&str> = HashSet::new();
     for op in &f.ops {
-        if !matches!(op.kind.as_str(), "top.Conv" | "top.Deconv" | "top.MatMul") {
+        if matches!(op.kind.as_str(), "top.Conv" | "top.MatMul") {
+            if let Some(&b) = op.operands.get(2) {
+                biases.insert(f.values[b].name.as_str());
+            }
+        }
+    }
+    let mut out = weights.clone();
+    for (name, data) in out.map.iter_mut() {
+        if biases.contains(name.as_str()) {
             continue;
         }
-        let Some(&w) = op.operands.get(1) else { continue };
-        let Some(p) = producers.get(w).copied().flatten() else { continue };
-        if !f.ops[p].is_weight() {
-            continue;
+        let TensorData::F32(a) = data else { continue };
+        let max = a.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let min = a.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+        let m = max.abs().max(min.abs());
+        if m > 0.0 && m.is_finite() {
+            a.mapv_inplace(|w| (w * 127.0 / m).round() * m / 127.0);
         }
-        let name = &f.values[w].name;
-        let Some(TensorData::F32(a)) = weights.get(name) else { continue };
-        let per_channel = op.kind == "top.Conv" && a.ndim() >= 2;
-        let mut q = a.clone();
-        let quantize = |lane: &mut [f32]| {
-            let m = lane.iter().fold(0f32, |m, &v| m.max(v.abs()));
-            if m > 0.0 {
-                let s = m / 127.0;
-                for v in lane.iter_mut() {
-                    *v = (*v / s).round().clamp(-127.0, 127.0) * s;
-                }
-            }
-        };
-        match q.as_slice_mut() {
-            Some(data) if per_channel => {
-                let oc = a.shape()[0].max(1);
-                let per = data.len() / oc;
-                if per > 0 {
-                    data.chunks_mut(per).for_each(quantize);
-                }
-            }
-            Some(data) => quantize(data),
-            None => continue,
-        }
-        out.insert(name.clone(), TensorData::F32(q));
     }
     out
 }
@@ -111,8 +99,12 @@ pub fn tune_thresholds(
     let f = &module.func;
     let model_err = |e: crate::interp::InterpError| CalibError::Model(e.to_string());
     let reference = Interpreter::new(module, weights).map_err(model_err)?;
-    let dq_weights = fake_quant_weights(module, weights);
-    let dq = Interpreter::new(module, &dq_weights).map_err(model_err)?;
+    let dq_weights = if opts.quantize_weights { Some(fake_quant_weights(module, weights)) } else { None };
+    let dq_owned = match &dq_weights {
+        Some(w) => Some(Interpreter::new(module, w).map_err(model_err)?),
+        None => None,
+    };
+    let dq = dq_owned.as_ref().unwrap_or(&reference);
 
     let mut slot_of = vec![None; f.values.len()];
     for (s, t) in tensors.iter().enumerate() {
@@ -171,7 +163,7 @@ pub fn tune_thresholds(
                 };
                 for t in targets {
                     let best = find_better_threshold(
-                        &dq,
+                        dq,
                         i,
                         op,
                         &store,
@@ -268,6 +260,7 @@ fn find_better_threshold(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ir::TensorType;
     use ndarray::{arr1, IxDyn};
 
     #[test]
@@ -283,5 +276,26 @@ mod tests {
         let a = arr1(&[3.0f32, -4.0]).into_dyn();
         let b = arr1(&[0.0f32, 0.0]).into_dyn();
         assert_eq!(distance(&a, &b), 5.0 / 7.0);
+    }
+
+    #[test]
+    fn weight_fake_quant_is_per_tensor_and_skips_conv_biases() {
+        use crate::ir::{Attrs, Func};
+        let mut f = Func::default();
+        let x = f.add_value("", TensorType::f32(vec![1, 1, 1, 1]));
+        f.args.push(x);
+        let w = f.push_op("top.Weight", vec![], Attrs::new(), "w", TensorType::f32(vec![2, 1, 1, 1]));
+        let b = f.push_op("top.Weight", vec![], Attrs::new(), "b", TensorType::f32(vec![2]));
+        let c = f.push_op("top.Conv", vec![x, w, b], Attrs::new(), "c", TensorType::f32(vec![1, 2, 1, 1]));
+        f.returns.push(c);
+        let m = Module { name: "m".into(), attrs: Attrs::new(), func: f };
+        let mut ws = Weights::default();
+        ws.insert("w", TensorData::F32(arr1(&[2.54f32, -0.013]).into_shape_with_order(IxDyn(&[2, 1, 1, 1])).unwrap()));
+        ws.insert("b", TensorData::F32(arr1(&[0.123f32, 7.0]).into_dyn()));
+        let q = fake_quant_weights(&m, &ws);
+        // max |w| = 2.54 for the whole tensor: -0.013 * 127 / 2.54 = -0.65 -> -1 -> -0.02
+        let qw = q.get("w").unwrap().as_f32().unwrap();
+        assert_eq!(qw.as_slice().unwrap(), &[2.54f32 * 127.0 / 2.54 * 2.54 / 127.0, -1.0 * 2.54 / 127.0]);
+        assert_eq!(q.get("b"), ws.get("b"));
     }
 }

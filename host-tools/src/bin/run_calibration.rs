@@ -40,7 +40,7 @@ struct Args {
     /// Samples used to tune the KL thresholds (0 = no tuning)
     #[arg(long, default_value_t = 5)]
     tune_num: usize,
-    /// Debug options `key=value;...` (tune_steps=N, min_tuned_diff=X)
+    /// Debug options `key=value;...` (tune_steps=N, min_tuned_diff=X, fake_quant_weight)
     #[arg(long, default_value = "")]
     debug_cmd: String,
     /// Skip unreadable samples with a warning instead of failing
@@ -67,6 +67,7 @@ fn parse_debug_cmd(s: &str) -> Result<TuneOptions> {
                 t.min_tuned_diff =
                     v.parse().with_context(|| format!("--debug_cmd min_tuned_diff: '{v}' is not a number"))?
             }
+            ("fake_quant_weight", None) => t.quantize_weights = true,
             _ => eprintln!("warning: --debug_cmd '{item}' is not supported, ignored"),
         }
     }
