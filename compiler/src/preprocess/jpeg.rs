@@ -274,6 +274,9 @@ fn be16(d: &[u8], at: usize) -> Result<usize, JpegError> {
     }
 }
 
+/// Largest image (in pixels) decoded here; bigger ones are left to the fallback decoder.
+const MAX_PIXELS: usize = 1 << 28;
+
 /// Decode a JPEG file's bytes into full-resolution planes.
 pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
     if data.len() < 4 || data[0] != 0xFF || data[1] != 0xD8 {
@@ -319,6 +322,9 @@ pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
                 height = (seg[1] as usize) << 8 | seg[2] as usize;
                 width = (seg[3] as usize) << 8 | seg[4] as usize;
                 let n = seg[5] as usize;
+                if width * height > MAX_PIXELS {
+                    return Err(JpegError::Unsupported(format!("{width}x{height} is too large")));
+                }
                 if width == 0 || height == 0 || !(n == 1 || n == 3) || seg.len() < 6 + 3 * n {
                     return Err(JpegError::Unsupported(format!("{n} components or zero size")));
                 }
@@ -333,6 +339,11 @@ pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
                 hmax = comps.iter().map(|c| c.h).max().unwrap_or(1);
                 vmax = comps.iter().map(|c| c.v).max().unwrap_or(1);
                 let (mx, my) = (width.div_ceil(8 * hmax), height.div_ceil(8 * vmax));
+                // every coded block takes at least two bits (DC code and end of block)
+                let blocks: usize = comps.iter().map(|c| mx * c.h * my * c.v).sum();
+                if blocks > data.len().saturating_mul(8) {
+                    return Err(corrupt(format!("{width}x{height} image cannot fit in {} bytes", data.len())));
+                }
                 for c in comps.iter_mut() {
                     c.bw = mx * c.h;
                     c.bh = my * c.v;
@@ -650,5 +661,79 @@ impl DecodedJpeg {
             JpegColor::Gray | JpegColor::YCbCr => Some(&self.planes[0]),
             JpegColor::Rgb => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (sum, position-weighted checksum, first pixel, last pixel) of interleaved BGR samples.
+    fn checksums(bgr: &[u8]) -> (u64, u64, [u8; 3], [u8; 3]) {
+        let sum = bgr.iter().map(|&v| v as u64).sum();
+        let weighted =
+            bgr.iter().enumerate().fold(0u64, |acc, (i, &v)| (acc + ((i as u64 % 65521) + 1) * v as u64) % (1 << 61));
+        let n = bgr.len();
+        (sum, weighted, [bgr[0], bgr[1], bgr[2]], [bgr[n - 3], bgr[n - 2], bgr[n - 1]])
+    }
+
+    fn bgr(j: &DecodedJpeg) -> Vec<u8> {
+        let mut v = j.to_rgb();
+        v.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
+        v
+    }
+
+    // Small 37x23 files written by Pillow 13; expected values: numpy on `cv2.imread` (BGR) and
+    // `cv2.imread(..., IMREAD_GRAYSCALE)` of the same files (opencv-python 5.0).
+    #[test]
+    fn h2v1_with_restart_markers_matches_libjpeg() {
+        let j = decode_jpeg(include_bytes!("testdata/h2v1_restart.jpg")).unwrap();
+        assert_eq!((j.width, j.height, j.color), (37, 23, JpegColor::YCbCr));
+        assert_eq!(checksums(&bgr(&j)), (330141, 420962622, [255, 0, 32], [12, 23, 27]));
+        assert_eq!(j.luma().unwrap().iter().map(|&v| v as u64).sum::<u64>(), 108481);
+    }
+
+    #[test]
+    fn h2v2_odd_size_matches_libjpeg() {
+        let j = decode_jpeg(include_bytes!("testdata/h2v2_odd.jpg")).unwrap();
+        assert_eq!(checksums(&bgr(&j)), (330028, 421290984, [171, 8, 23], [12, 30, 1]));
+        assert_eq!(j.luma().unwrap().iter().map(|&v| v as u64).sum::<u64>(), 108406);
+    }
+
+    #[test]
+    fn grayscale_matches_libjpeg() {
+        let j = decode_jpeg(include_bytes!("testdata/gray.jpg")).unwrap();
+        assert_eq!(j.color, JpegColor::Gray);
+        assert_eq!(checksums(&bgr(&j)), (325575, 425829366, [35, 35, 35], [26, 26, 26]));
+    }
+
+    #[test]
+    fn damaged_streams_never_panic() {
+        let good: &[u8] = include_bytes!("testdata/h2v1_restart.jpg");
+        for cut in [0, 3, 20, 200, 600, good.len() - 2] {
+            let _ = decode_jpeg(&good[..cut]);
+        }
+        let mut state = 12345u64;
+        for _ in 0..300 {
+            let mut bad = good.to_vec();
+            for _ in 0..4 {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let i = (state >> 33) as usize % bad.len();
+                bad[i] = (state >> 17) as u8;
+            }
+            let _ = decode_jpeg(&bad);
+        }
+        assert_eq!(decode_jpeg(b"GIF89a").unwrap_err(), JpegError::Corrupt("missing SOI marker".into()));
+    }
+
+    #[test]
+    fn idct_of_a_dc_block_is_flat() {
+        let mut coef = [0i32; 64];
+        coef[0] = 10;
+        let q = [8u16; 64];
+        let mut out = [0u8; 64];
+        idct_islow(&coef, &q, &mut out, 8);
+        // 10 * 8 / 8 = 10 -> 128 + 10
+        assert!(out.iter().all(|&v| v == 138));
     }
 }
