@@ -25,10 +25,7 @@ pub type CaliMap = BTreeMap<String, CaliEntry>;
 
 /// Convert the calibration module's table into the map used here.
 pub fn cali_map_from_table(t: &crate::calibration::CalibrationTable) -> CaliMap {
-    t.entries
-        .iter()
-        .map(|e| (e.name.clone(), CaliEntry { threshold: e.threshold, min: e.min, max: e.max }))
-        .collect()
+    t.entries.iter().map(|e| (e.name.clone(), CaliEntry { threshold: e.threshold, min: e.min, max: e.max })).collect()
 }
 
 /// Calibrated range per value id (None = not calibrated: weights, none, missing entries).
@@ -126,7 +123,9 @@ pub fn propagate(func: &Func, r: &mut Ranges, chip: Chip) {
         let ok = op.operands.iter().all(|&v| {
             r[v].is_some()
                 && (nuse[v] == 1
-                    || users[v].iter().all(|&u| func.ops[u].short_kind() == "MaxPool" || std::ptr::eq(&func.ops[u], op)))
+                    || users[v]
+                        .iter()
+                        .all(|&u| func.ops[u].short_kind() == "MaxPool" || std::ptr::eq(&func.ops[u], op)))
         });
         if !ok {
             continue;

@@ -44,7 +44,12 @@ impl<'a> Builder<'a> {
 
     /// The INT8 quantization of a top value from its propagated range.
     pub fn qtype(&self, v: ValueId) -> Result<Quant, LowerError> {
-        let r = self.ranges.get(v).copied().flatten().ok_or_else(|| LowerError::MissingCalibration(self.name(v).to_string()))?;
+        let r = self
+            .ranges
+            .get(v)
+            .copied()
+            .flatten()
+            .ok_or_else(|| LowerError::MissingCalibration(self.name(v).to_string()))?;
         Ok(calib::range_to_uniform(r, self.chip, self.asymmetric))
     }
 
@@ -105,14 +110,28 @@ impl<'a> Builder<'a> {
     }
 
     /// Emit an op with several results (names and types given) in the current bucket.
-    pub fn emit_multi(&mut self, kind: &str, operands: Vec<ValueId>, attrs: Attrs, outs: Vec<(String, TensorType)>) -> Vec<ValueId> {
+    pub fn emit_multi(
+        &mut self,
+        kind: &str,
+        operands: Vec<ValueId>,
+        attrs: Attrs,
+        outs: Vec<(String, TensorType)>,
+    ) -> Vec<ValueId> {
         let rs: Vec<ValueId> = outs.into_iter().map(|(n, t)| self.new_value(&n, t, self.cur)).collect();
         self.buckets[self.cur].push(Op { kind: kind.to_string(), operands, results: rs.clone(), attrs });
         rs
     }
 
     /// Emit an op right after the producer of `after_value` (casts, requants).
-    pub fn emit_after(&mut self, after_value: ValueId, kind: &str, operands: Vec<ValueId>, attrs: Attrs, name: &str, ty: TensorType) -> ValueId {
+    pub fn emit_after(
+        &mut self,
+        after_value: ValueId,
+        kind: &str,
+        operands: Vec<ValueId>,
+        attrs: Attrs,
+        name: &str,
+        ty: TensorType,
+    ) -> ValueId {
         let b = self.bucket_of.get(after_value).copied().unwrap_or(0);
         let r = self.new_value(name, ty, b);
         self.after[b].push(Op { kind: kind.to_string(), operands, results: vec![r], attrs });
@@ -196,7 +215,14 @@ impl<'a> Builder<'a> {
             return c;
         }
         let name = format!("{}{}_{}", self.func.values[nv].name, consumer, elem.mlir_name());
-        let c = self.emit_after(nv, "tpu.Cast", vec![nv], cast_attrs(), &name, TensorType::Tensor { shape: ty.shape().to_vec(), elem, quant: None });
+        let c = self.emit_after(
+            nv,
+            "tpu.Cast",
+            vec![nv],
+            cast_attrs(),
+            &name,
+            TensorType::Tensor { shape: ty.shape().to_vec(), elem, quant: None },
+        );
         self.casts.insert(key, c);
         c
     }
@@ -234,7 +260,19 @@ pub(crate) fn int8_type(shape: Vec<usize>, q: Quant) -> TensorType {
 fn has_int8(kind: &str, chip: Chip, asymmetric: bool) -> bool {
     let base = matches!(
         kind,
-        "Conv" | "LeakyRelu" | "Relu" | "MaxPool" | "Upsample" | "Concat" | "Add" | "Mul" | "Sigmoid" | "Reshape" | "Permute" | "Slice" | "AvgPool"
+        "Conv"
+            | "LeakyRelu"
+            | "Relu"
+            | "MaxPool"
+            | "Upsample"
+            | "Concat"
+            | "Add"
+            | "Mul"
+            | "Sigmoid"
+            | "Reshape"
+            | "Permute"
+            | "Slice"
+            | "AvgPool"
     );
     if asymmetric && !chip.is_cv18xx() {
         return base && !matches!(kind, "LeakyRelu" | "Add" | "Mul" | "AvgPool" | "Concat" | "Upsample");
@@ -261,14 +299,18 @@ pub(crate) fn lower_module(top: &Module, tw: &Weights, opts: &LowerOptions) -> R
             .collect();
         for (n, m) in qt {
             if !names.contains(&n.as_str()) {
-                return Err(LowerError::UnknownLayer { name: n.clone(), closest: closest(n, names.iter().copied(), 3).join(", ") });
+                return Err(LowerError::UnknownLayer {
+                    name: n.clone(),
+                    closest: closest(n, names.iter().copied(), 3).join(", "),
+                });
             }
             if *m != Mode::Int8 && !chip.float_modes().contains(m) {
                 return Err(LowerError::mode_not_supported(chip, *m));
             }
         }
     }
-    let uses_int8 = opts.mode == Mode::Int8 || opts.qtable.map(|q| q.values().any(|m| *m == Mode::Int8)).unwrap_or(false);
+    let uses_int8 =
+        opts.mode == Mode::Int8 || opts.qtable.map(|q| q.values().any(|m| *m == Mode::Int8)).unwrap_or(false);
     let mut ranges: Ranges = vec![None; f.values.len()];
     if let Some(t) = opts.table {
         ranges = calib::import_ranges(f, t, chip, opts.asymmetric);
@@ -343,7 +385,8 @@ pub(crate) fn lower_module(top: &Module, tw: &Weights, opts: &LowerOptions) -> R
             let c = if let Some(&c) = b.casts.get(&key) {
                 c
             } else {
-                let c = b.emit_after(nv, "tpu.Cast", vec![nv], cast_attrs(), &name, TensorType::f32(ty.shape().to_vec()));
+                let c =
+                    b.emit_after(nv, "tpu.Cast", vec![nv], cast_attrs(), &name, TensorType::f32(ty.shape().to_vec()));
                 b.casts.insert(key, c);
                 c
             };
@@ -374,7 +417,11 @@ pub(crate) fn lower_module(top: &Module, tw: &Weights, opts: &LowerOptions) -> R
     attrs.insert("q_group_size".into(), attr::i64(0));
     attrs.insert("q_symmetric".into(), attr::bool(false));
     let prefix = super::file_prefix(&top.name, chip, opts.mode, opts.asymmetric);
-    let wf = if opts.qtable.is_some() { format!("{prefix}_tpu_qtable_weights.npz") } else { format!("{prefix}_tpu_weights.npz") };
+    let wf = if opts.qtable.is_some() {
+        format!("{prefix}_tpu_qtable_weights.npz")
+    } else {
+        format!("{prefix}_tpu_weights.npz")
+    };
     attrs.insert("weight_file".into(), attr::str(&wf));
     Ok((Module { name: top.name.clone(), attrs, func }, b.weights))
 }

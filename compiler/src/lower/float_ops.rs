@@ -51,8 +51,11 @@ pub(crate) fn lower_op(b: &mut Builder, op: &Op, name: &str, elem: ElemType, mod
                 _ if b.chip.is_cv18xx() => ("bf16", data.iter().map(|&x| float::cv_f32_to_bf16_bits(x)).collect()),
                 _ => ("bf16", data.iter().map(|&x| float::f32_to_bf16_bits(x)).collect()),
             };
-            let arr = ndarray::ArrayD::from_shape_vec(data.raw_dim(), bits)
-                .map_err(|e| LowerError::Op { op: name.into(), kind: op.kind.clone(), msg: e.to_string() })?;
+            let arr = ndarray::ArrayD::from_shape_vec(data.raw_dim(), bits).map_err(|e| LowerError::Op {
+                op: name.into(),
+                kind: op.kind.clone(),
+                msg: e.to_string(),
+            })?;
             b.emit_weight(&format!("{wname}_{suffix}"), TensorData::U16(arr), elem)
         } else {
             b.emit_weight(&wname, TensorData::F32(data), ElemType::F32)

@@ -152,7 +152,9 @@ fn conv(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
     let fb = if with_bias {
         b.emit_weight(
             &format!("{name}_bias_int32"),
-            TensorData::I32(ArrayD::from_shape_vec(IxDyn(&[1, oc, 1, 1]), bq).map_err(|e| op_err(op, name, e.to_string()))?),
+            TensorData::I32(
+                ArrayD::from_shape_vec(IxDyn(&[1, oc, 1, 1]), bq).map_err(|e| op_err(op, name, e.to_string()))?,
+            ),
             ElemType::I32,
         )
     } else {
@@ -161,7 +163,10 @@ fn conv(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
     let mut a = conv_attrs(op);
     a.insert("multiplier".into(), attr::ints(&mult));
     a.insert("rshift".into(), attr::ints(&rsh));
-    a.insert("quant_mode".into(), attr::tpu_enum("rq_mode", if b.chip.is_cv18xx() { "QDM" } else { "MultiplierShift" }));
+    a.insert(
+        "quant_mode".into(),
+        attr::tpu_enum("rq_mode", if b.chip.is_cv18xx() { "QDM" } else { "MultiplierShift" }),
+    );
     a.insert("round_mode".into(), attr::tpu_enum("round_mode", "HalfUp"));
     a.insert("with_bias".into(), attr::bool(with_bias));
     let r = b.emit("tpu.Conv2D", vec![xin, fw, fb], a, name, ty);
@@ -199,7 +204,13 @@ fn leaky_relu(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
         // in/out share the scale after propagation: the result takes the input type
         let ty = int8_type(b.shape(op.results[0]), qin);
         let _ = ty.clone();
-        let res = b.emit("tpu.LeakyRelu", vec![xin], a, name, if qin == qout { ty } else { int8_type(b.shape(op.results[0]), qin) });
+        let res = b.emit(
+            "tpu.LeakyRelu",
+            vec![xin],
+            a,
+            name,
+            if qin == qout { ty } else { int8_type(b.shape(op.results[0]), qin) },
+        );
         b.bind(op.results[0], res);
     }
     Ok(())
@@ -215,7 +226,20 @@ fn relu(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
 }
 
 fn pool_attrs(op: &Op, mode: &str) -> Attrs {
-    let mut a = copy_attrs(op, &["count_include_pad", "do_relu", "is_adaptive", "keepdims", "kernel_shape", "pad_value", "pads", "relu_limit", "strides"]);
+    let mut a = copy_attrs(
+        op,
+        &[
+            "count_include_pad",
+            "do_relu",
+            "is_adaptive",
+            "keepdims",
+            "kernel_shape",
+            "pad_value",
+            "pads",
+            "relu_limit",
+            "strides",
+        ],
+    );
     a.entry("count_include_pad".into()).or_insert(attr::bool(false));
     a.entry("do_relu".into()).or_insert(attr::bool(false));
     a.entry("keepdims".into()).or_insert(attr::bool(true));
@@ -356,7 +380,13 @@ fn concat(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
 
 fn add(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
     if op.operands.iter().any(|&v| b.is_weight(v)) {
-        return super::float_ops::lower_op(b, op, name, b.chip.fallback_float().float_elem().unwrap_or(ElemType::F32), b.chip.fallback_float());
+        return super::float_ops::lower_op(
+            b,
+            op,
+            name,
+            b.chip.fallback_float().float_elem().unwrap_or(ElemType::F32),
+            b.chip.fallback_float(),
+        );
     }
     let (ty, qout) = out_type(b, op)?;
     let s_out = scale_of(qout).0;
@@ -394,7 +424,13 @@ fn add(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
 
 fn mul(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
     if op.operands.len() != 2 || op.operands.iter().any(|&v| b.is_weight(v)) {
-        return super::float_ops::lower_op(b, op, name, b.chip.fallback_float().float_elem().unwrap_or(ElemType::F32), b.chip.fallback_float());
+        return super::float_ops::lower_op(
+            b,
+            op,
+            name,
+            b.chip.fallback_float().float_elem().unwrap_or(ElemType::F32),
+            b.chip.fallback_float(),
+        );
     }
     let (ty, qout) = out_type(b, op)?;
     let (na, qa) = b.int8_operand(op.operands[0], name)?;
@@ -427,9 +463,15 @@ fn lut(b: &mut Builder, op: &Op, name: &str, f: impl Fn(f64) -> f64) -> Result<(
         table[(i as u8) as usize] = round::saturate_f64(y.round(), out_signed, 8);
     }
     let data = if out_signed {
-        TensorData::I8(ArrayD::from_shape_vec(IxDyn(&[1, 1, 16, 16]), table.iter().map(|&v| v as i8).collect()).map_err(|e| op_err(op, name, e.to_string()))?)
+        TensorData::I8(
+            ArrayD::from_shape_vec(IxDyn(&[1, 1, 16, 16]), table.iter().map(|&v| v as i8).collect())
+                .map_err(|e| op_err(op, name, e.to_string()))?,
+        )
     } else {
-        TensorData::U8(ArrayD::from_shape_vec(IxDyn(&[1, 1, 16, 16]), table.iter().map(|&v| v as u8).collect()).map_err(|e| op_err(op, name, e.to_string()))?)
+        TensorData::U8(
+            ArrayD::from_shape_vec(IxDyn(&[1, 1, 16, 16]), table.iter().map(|&v| v as u8).collect())
+                .map_err(|e| op_err(op, name, e.to_string()))?,
+        )
     };
     let tw = b.emit_weight(&format!("{name}_table"), data, if out_signed { ElemType::SI8 } else { ElemType::UI8 });
     let r = b.emit("tpu.Lut", vec![xin, tw], Attrs::new(), name, ty);

@@ -64,12 +64,24 @@ fn parse_npy(b: &[u8]) -> TensorData {
     let shape: Vec<usize> = shp.split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let sh = IxDyn(&shape);
     match descr.as_str() {
-        "<f4" => TensorData::F32(ArrayD::from_shape_vec(sh, d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()).unwrap()),
+        "<f4" => TensorData::F32(
+            ArrayD::from_shape_vec(sh, d.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+                .unwrap(),
+        ),
         "|i1" | "<i1" => TensorData::I8(ArrayD::from_shape_vec(sh, d.iter().map(|&v| v as i8).collect()).unwrap()),
         "|u1" | "<u1" => TensorData::U8(ArrayD::from_shape_vec(sh, d.to_vec()).unwrap()),
-        "<i4" => TensorData::I32(ArrayD::from_shape_vec(sh, d.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()).unwrap()),
-        "<u2" => TensorData::U16(ArrayD::from_shape_vec(sh, d.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect()).unwrap()),
-        "<i8" => TensorData::I64(ArrayD::from_shape_vec(sh, d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()).unwrap()),
+        "<i4" => TensorData::I32(
+            ArrayD::from_shape_vec(sh, d.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect())
+                .unwrap(),
+        ),
+        "<u2" => TensorData::U16(
+            ArrayD::from_shape_vec(sh, d.chunks_exact(2).map(|c| u16::from_le_bytes(c.try_into().unwrap())).collect())
+                .unwrap(),
+        ),
+        "<i8" => TensorData::I64(
+            ArrayD::from_shape_vec(sh, d.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect())
+                .unwrap(),
+        ),
         other => panic!("unsupported dtype {other}"),
     }
 }

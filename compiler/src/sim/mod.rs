@@ -41,7 +41,13 @@ pub fn run_outputs(module: &Module, weights: &Weights, inputs: &[ArrayD<f32>]) -
     let vals = run_values(module, weights, inputs, &mut |_, _| {})?;
     f.returns
         .iter()
-        .map(|&r| vals[r].clone().ok_or_else(|| SimError::Op { op: f.values[r].name.clone(), kind: "return".into(), msg: "value not computed".into() }))
+        .map(|&r| {
+            vals[r].clone().ok_or_else(|| SimError::Op {
+                op: f.values[r].name.clone(),
+                kind: "return".into(),
+                msg: "value not computed".into(),
+            })
+        })
         .collect()
 }
 
@@ -67,7 +73,10 @@ fn run_values(
         _ => false,
     };
     if inputs.len() != f.args.len() {
-        return Err(SimError::BadInput { index: inputs.len(), msg: format!("expected {} inputs, got {}", f.args.len(), inputs.len()) });
+        return Err(SimError::BadInput {
+            index: inputs.len(),
+            msg: format!("expected {} inputs, got {}", f.args.len(), inputs.len()),
+        });
     }
     let mut vals: Vec<Option<SimTensor>> = vec![None; f.values.len()];
     for (i, (&a, x)) in f.args.iter().zip(inputs).enumerate() {
@@ -94,7 +103,11 @@ fn run_values(
         }
         if op.is_weight() {
             let r = op.results[0];
-            let d = weights.get(&name).ok_or_else(|| SimError::Op { op: name.clone(), kind: op.kind.clone(), msg: "weight missing from the weight file".into() })?;
+            let d = weights.get(&name).ok_or_else(|| SimError::Op {
+                op: name.clone(),
+                kind: op.kind.clone(),
+                msg: "weight missing from the weight file".into(),
+            })?;
             vals[r] = Some(weight_tensor(d, &f.values[r].ty));
             continue;
         }

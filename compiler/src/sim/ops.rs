@@ -124,7 +124,11 @@ pub(super) fn eval(op: &Op, name: &str, ops: &[Option<&SimTensor>], outs: &[&Ten
             let relu = op.attr_bool("do_relu");
             let v = ndarray::Zip::from(&a).and(&b).map_collect(|&x, &y| {
                 let v = right_shift_round(x as i64 * y as i64 * m, r, RoundMode::HalfUp);
-                if relu { v.max(0) } else { v }
+                if relu {
+                    v.max(0)
+                } else {
+                    v
+                }
             });
             one(from_codes(v, out))
         }
@@ -227,7 +231,10 @@ fn slice_any<T: Clone>(a: &ArrayD<T>, offs: &[i64], steps: &[i64], ends: &[i64])
         let len = v.shape()[ax] as i64;
         let st = offs[ax].clamp(0, len);
         let en = ends.get(ax).copied().unwrap_or(len).clamp(st, len);
-        v.slice_axis_inplace(Axis(ax), Slice::new(st as isize, Some(en as isize), steps.get(ax).copied().unwrap_or(1).max(1) as isize));
+        v.slice_axis_inplace(
+            Axis(ax),
+            Slice::new(st as isize, Some(en as isize), steps.get(ax).copied().unwrap_or(1).max(1) as isize),
+        );
     }
     v.as_standard_layout().into_owned()
 }
@@ -241,7 +248,10 @@ fn cast(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor,
             let (s, _zp, _) = qparams(out);
             if cv {
                 let inv = float::cv_bf16_round((1.0 / s) as f32);
-                let q = v.mapv(|x| (float::cv_bf16_mul(float::bf16_bits_to_f32(float::bf16_trunc_bits(x)), inv) as f64).round_ties_even() as i64);
+                let q = v.mapv(|x| {
+                    (float::cv_bf16_mul(float::bf16_bits_to_f32(float::bf16_trunc_bits(x)), inv) as f64)
+                        .round_ties_even() as i64
+                });
                 Ok(from_codes(q, out))
             } else {
                 let inv = (1.0 / s) as f32;
@@ -301,7 +311,13 @@ fn geom(c: &Ctx, xs: &[usize], ws: &[usize], out: &TensorType, deconv: bool) -> 
     })
 }
 
-fn conv2d(c: &Ctx, ops: &[Option<&SimTensor>], out: &TensorType, cv: bool, deconv: bool) -> Result<SimTensor, SimError> {
+fn conv2d(
+    c: &Ctx,
+    ops: &[Option<&SimTensor>],
+    out: &TensorType,
+    cv: bool,
+    deconv: bool,
+) -> Result<SimTensor, SimError> {
     let x = c.opd(ops, 0)?;
     let w = c.opd(ops, 1)?;
     let bias = ops.get(2).copied().flatten();
@@ -329,7 +345,11 @@ fn conv2d(c: &Ctx, ops: &[Option<&SimTensor>], out: &TensorType, cv: bool, decon
             let m = *mult.get(ch).or(mult.first()).unwrap_or(&1);
             let s = *rsh.get(ch).or(rsh.first()).unwrap_or(&0);
             let v = a as i64 + bv.get(ch).copied().unwrap_or(0);
-            let mut y = if qdm { cv18xx::apply_qdm(v, m, s, RoundMode::HalfAwayFromZero) } else { right_shift_round(v * m, s, RoundMode::HalfUp) };
+            let mut y = if qdm {
+                cv18xx::apply_qdm(v, m, s, RoundMode::HalfAwayFromZero)
+            } else {
+                right_shift_round(v * m, s, RoundMode::HalfUp)
+            };
             if relu {
                 y = y.max(0);
             }
@@ -371,7 +391,11 @@ fn leaky(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor
             q.mapv(|v| {
                 let v = v as i64;
                 if v >= 0 {
-                    if m == 1 && r == 0 { v } else { right_shift_round(v * m, r, RoundMode::HalfUp) }
+                    if m == 1 && r == 0 {
+                        v
+                    } else {
+                        right_shift_round(v * m, r, RoundMode::HalfUp)
+                    }
                 } else {
                     right_shift_round(v * mn, rn, RoundMode::HalfUp)
                 }
@@ -379,7 +403,11 @@ fn leaky(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor
         } else {
             q.mapv(|v| {
                 let v = v as i64;
-                if v >= 0 { v } else { right_shift_round(v * m, r, RoundMode::HalfUp) }
+                if v >= 0 {
+                    v
+                } else {
+                    right_shift_round(v * m, r, RoundMode::HalfUp)
+                }
             })
         };
         Ok(from_codes(v, out))
@@ -412,8 +440,9 @@ fn pool(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor,
                         let ye = (y0 + kh).min(ih + p.get(2).copied().unwrap_or(0));
                         let xe = (x0 + kw).min(iw + p.get(3).copied().unwrap_or(0));
                         let padded_count = (ye - y0) * (xe - x0);
-                        let mut it = (y0.max(0)..(y0 + kh).min(ih))
-                            .flat_map(move |y| (x0.max(0)..(x0 + kw).min(iw)).map(move |xx| [n, ch, y as usize, xx as usize]));
+                        let mut it = (y0.max(0)..(y0 + kh).min(ih)).flat_map(move |y| {
+                            (x0.max(0)..(x0 + kw).min(iw)).map(move |xx| [n, ch, y as usize, xx as usize])
+                        });
                         f([n, ch, oy, ox], &mut it, padded_count);
                     }
                 }
@@ -448,11 +477,12 @@ fn pool(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor,
                 o[IxDyn(&oi)] = it.map(|i| v[IxDyn(&i)]).fold(f32::NEG_INFINITY, f32::max);
             } else {
                 let mut cnt = 0i64;
-                let sum: f32 = it.map(|i| {
-                    cnt += 1;
-                    v[IxDyn(&i)]
-                })
-                .sum();
+                let sum: f32 = it
+                    .map(|i| {
+                        cnt += 1;
+                        v[IxDyn(&i)]
+                    })
+                    .sum();
                 let div = if include_pad { padded } else { cnt };
                 o[IxDyn(&oi)] = sum / div.max(1) as f32;
             }
@@ -472,23 +502,39 @@ fn concat(c: &Ctx, ops: &[Option<&SimTensor>], out: &TensorType, cv: bool) -> Re
         for i in 0..ops.len() {
             let q = codes(c, c.opd(ops, i)?)?.mapv(|v| v as i64);
             let (m, r) = (ms.get(i).copied().unwrap_or(1), rs.get(i).copied().unwrap_or(0));
-            let q = if m == 1 && r == 0 { q } else { q.mapv(|v| right_shift_round(v * m, r, RoundMode::HalfUp).clamp(-128, 127)) };
+            let q = if m == 1 && r == 0 {
+                q
+            } else {
+                q.mapv(|v| right_shift_round(v * m, r, RoundMode::HalfUp).clamp(-128, 127))
+            };
             parts.push(q);
         }
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
         let o = ndarray::concatenate(Axis(axis), &views).map_err(|e| c.err(e.to_string()))?;
         Ok(from_codes(o, out))
     } else {
-        let parts: Vec<ArrayD<f32>> = (0..ops.len()).map(|i| c.opd(ops, i).map(|t| t.to_f32())).collect::<Result<_, _>>()?;
+        let parts: Vec<ArrayD<f32>> =
+            (0..ops.len()).map(|i| c.opd(ops, i).map(|t| t.to_f32())).collect::<Result<_, _>>()?;
         let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
         let o = ndarray::concatenate(Axis(axis), &views).map_err(|e| c.err(e.to_string()))?;
         Ok(from_f32(o, out, cv))
     }
 }
 
-fn broadcast2<T: Clone>(c: &Ctx, a: &ArrayD<T>, b: &ArrayD<T>, shape: &[usize]) -> Result<(ArrayD<T>, ArrayD<T>), SimError> {
-    let a2 = a.broadcast(IxDyn(shape)).ok_or_else(|| c.err(format!("cannot broadcast {:?} to {:?}", a.shape(), shape)))?.to_owned();
-    let b2 = b.broadcast(IxDyn(shape)).ok_or_else(|| c.err(format!("cannot broadcast {:?} to {:?}", b.shape(), shape)))?.to_owned();
+fn broadcast2<T: Clone>(
+    c: &Ctx,
+    a: &ArrayD<T>,
+    b: &ArrayD<T>,
+    shape: &[usize],
+) -> Result<(ArrayD<T>, ArrayD<T>), SimError> {
+    let a2 = a
+        .broadcast(IxDyn(shape))
+        .ok_or_else(|| c.err(format!("cannot broadcast {:?} to {:?}", a.shape(), shape)))?
+        .to_owned();
+    let b2 = b
+        .broadcast(IxDyn(shape))
+        .ok_or_else(|| c.err(format!("cannot broadcast {:?} to {:?}", b.shape(), shape)))?
+        .to_owned();
     Ok((a2, b2))
 }
 
