@@ -1,6 +1,6 @@
 //! Own AVX2/FMA convolution GEMM: filters prepacked once into 6-row panels, the im2col of the
-//! input packed on the fly into 16-column panels (no full im2col matrix), a 6x16 register-tile
-//! micro-kernel, bias fused into the accumulator start. Used for dense (group 1) convolutions
+//! input written on the fly into cache-sized row-major blocks (no full im2col matrix), a 6x16
+//! register-tile micro-kernel, bias fused into the accumulator start. Used for dense (group 1) convolutions
 //! when the CPU has AVX2 and FMA; other cases go through the `gemm` crate.
 
 use rayon::prelude::*;
@@ -9,7 +9,7 @@ use rayon::prelude::*;
 pub(super) const MR: usize = 6;
 /// Columns (output positions) of one register tile.
 pub(super) const NR: usize = 16;
-/// Depth of one packed block (B micro-panel of KC x NR stays in L1).
+/// Depth of one packed block (the KC x NR slice of B a tile reads stays in L1).
 const KC: usize = 256;
 /// Rows of the filter block swept per B micro-panel (A block of MC x KC stays in L2).
 const MC: usize = 16 * MR;
@@ -101,31 +101,28 @@ pub(super) fn gemm_packed(
     let cp = SendPtr(c.as_mut_ptr().cast::<f32>());
     if n_blocks >= 2 * threads {
         // wide output: one task per column block, each packing its own B block
-        (0..n_blocks).into_par_iter().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(bp, row): &mut (Vec<f32>, Vec<f32>), jb| {
-                let cols = (jb * nc, ((jb + 1) * nc).min(n));
-                for k0 in (0..a.k).step_by(KC) {
-                    let kc = KC.min(a.k - k0);
-                    pack_b(b, cols, k0, kc, bp, row);
-                    let cpp = cp;
-                    // SAFETY: block jb writes columns `cols` only, disjoint from other blocks;
-                    // `c` outlives the parallel loop.
-                    unsafe { compute(a, bp, (k0, kc), n, (bias, act), cpp.0, cols, (0, m_panels)) };
-                }
-            },
-        );
+        (0..n_blocks).into_par_iter().for_each_init(Vec::new, |bp: &mut Vec<f32>, jb| {
+            let cols = (jb * nc, ((jb + 1) * nc).min(n));
+            for k0 in (0..a.k).step_by(KC) {
+                let kc = KC.min(a.k - k0);
+                pack_b(b, cols, k0, kc, bp);
+                let cpp = cp;
+                // SAFETY: block jb writes columns `cols` only, disjoint from other blocks;
+                // `c` outlives the parallel loop.
+                unsafe { compute(a, bp, (k0, kc), n, (bias, act), cpp.0, cols, (0, m_panels)) };
+            }
+        });
         return;
     }
     // narrow output: pack all of B once (in parallel), then split the filter rows
     let k_blocks = a.k.div_ceil(KC);
     let packs: Vec<Vec<f32>> = (0..k_blocks * n_blocks)
         .into_par_iter()
-        .map_init(Vec::new, |row, t| {
+        .map(|t| {
             let (kb, jb) = (t / n_blocks, t % n_blocks);
             let k0 = kb * KC;
             let mut bp = Vec::new();
-            pack_b(b, (jb * nc, ((jb + 1) * nc).min(n)), k0, KC.min(a.k - k0), &mut bp, row);
+            pack_b(b, (jb * nc, ((jb + 1) * nc).min(n)), k0, KC.min(a.k - k0), &mut bp);
             bp
         })
         .collect();
@@ -151,27 +148,22 @@ pub(super) fn gemm_packed(
     });
 }
 
-/// Pack `B[k0 .. k0+kc, cols]` into `NR`-column panels (`bp[(j·kc + kk)·NR + lane]`).
-fn pack_b(b: &dyn BSource, cols: (usize, usize), k0: usize, kc: usize, bp: &mut Vec<f32>, row: &mut Vec<f32>) {
+/// Row stride of a packed B block of `width` columns: whole panels plus half a panel, so that
+/// consecutive rows do not fall into the same L1 sets.
+fn b_stride(width: usize) -> usize {
+    width.div_ceil(NR) * NR + NR / 2
+}
+
+/// Pack `B[k0 .. k0+kc, cols]` row-major with stride [`b_stride`], zero past the last column.
+fn pack_b(b: &dyn BSource, cols: (usize, usize), k0: usize, kc: usize, bp: &mut Vec<f32>) {
     let width = cols.1 - cols.0;
-    let npanels = width.div_ceil(NR);
-    let full = width / NR;
-    let rest = width % NR;
-    row.resize(width, 0.0);
-    bp.resize(npanels * kc * NR, 0.0);
+    let ldb = b_stride(width);
+    let padded = width.div_ceil(NR) * NR;
+    bp.resize(kc * ldb, 0.0);
     for kk in 0..kc {
-        b.row(k0 + kk, cols.0, row);
-        for j in 0..full {
-            let at = (j * kc + kk) * NR;
-            let src: &[f32; NR] = row[j * NR..(j + 1) * NR].try_into().expect("NR columns");
-            let dst: &mut [f32; NR] = (&mut bp[at..at + NR]).try_into().expect("NR columns");
-            *dst = *src;
-        }
-        if rest > 0 {
-            let at = (full * kc + kk) * NR;
-            bp[at..at + rest].copy_from_slice(&row[full * NR..]);
-            bp[at + rest..at + NR].fill(0.0);
-        }
+        let row = &mut bp[kk * ldb..kk * ldb + padded];
+        b.row(k0 + kk, cols.0, &mut row[..width]);
+        row[width..].fill(0.0);
     }
 }
 
@@ -192,18 +184,19 @@ unsafe fn compute(
     let act = if k0 + kc == a.k { act } else { None };
     let width = cols.1 - cols.0;
     let npanels = width.div_ceil(NR);
+    let ldb = b_stride(width);
     let first = k0 == 0;
     for m0 in (panels.0..panels.1).step_by(MC / MR) {
         let m1 = (m0 + MC / MR).min(panels.1);
         for j in 0..npanels {
-            let bpanel = bp.as_ptr().add(j * kc * NR);
+            let bpanel = bp.as_ptr().add(j * NR);
             let ncols = NR.min(width - j * NR);
             for p in m0..m1 {
                 let apanel = a.panel(p).as_ptr().add(k0 * MR);
                 let nrows = MR.min(a.m - p * MR);
                 let ctile = c.add(p * MR * ldc + cols.0 + j * NR);
                 let bias_rows = bias.map(|bb| &bb[p * MR..p * MR + nrows]);
-                tile(kc, apanel, bpanel, ctile, ldc, (nrows, ncols), first, bias_rows, act);
+                tile((kc, ldb), apanel, bpanel, ctile, ldc, (nrows, ncols), first, bias_rows, act);
             }
         }
     }
@@ -212,7 +205,7 @@ unsafe fn compute(
 /// One MR x NR tile (full or partial): start from bias (first block) or from `c`, add A·B.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
-    kc: usize,
+    depth: (usize, usize),
     a: *const f32,
     b: *const f32,
     c: *mut f32,
@@ -223,12 +216,13 @@ unsafe fn tile(
     act: Option<Act>,
 ) {
     let (nrows, ncols) = size;
+    let (kc, ldb) = depth;
     let mut init = [0f32; MR];
     if let Some(bb) = bias {
         init[..nrows].copy_from_slice(bb);
     }
     if nrows == MR && ncols == NR {
-        kernel_6x16(kc, a, b, c, ldc, !first, &init, act);
+        kernel_6x16((kc, ldb), a, b, c, ldc, !first, &init, act);
         return;
     }
     let mut tmp = [0f32; MR * NR];
@@ -239,7 +233,7 @@ unsafe fn tile(
             }
         }
     }
-    kernel_6x16(kc, a, b, tmp.as_mut_ptr(), NR, !first, &init, act);
+    kernel_6x16((kc, ldb), a, b, tmp.as_mut_ptr(), NR, !first, &init, act);
     for r in 0..nrows {
         for j in 0..ncols {
             *c.add(r * ldc + j) = tmp[r * NR + j];
@@ -247,11 +241,11 @@ unsafe fn tile(
     }
 }
 
-/// c[6x16] = (load_c ? c : init[row]) + sum_k a[k·6 + r] · b[k·16 + j].
+/// c[6x16] = (load_c ? c : init[row]) + sum_k a[k·6 + r] · b[k·ldb + j], then the activation.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_6x16(
-    kc: usize,
+    depth: (usize, usize),
     a: *const f32,
     b: *const f32,
     c: *mut f32,
@@ -261,6 +255,7 @@ unsafe fn kernel_6x16(
     act: Option<Act>,
 ) {
     use std::arch::x86_64::*;
+    let (kc, ldb) = depth;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     if load_c {
         for (r, accr) in acc.iter_mut().enumerate() {
@@ -291,7 +286,7 @@ unsafe fn kernel_6x16(
         row!(4);
         row!(5);
         ap = ap.add(MR);
-        bp = bp.add(NR);
+        bp = bp.add(ldb);
     }
     match act {
         None => {}
@@ -320,7 +315,7 @@ unsafe fn kernel_6x16(
 
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn kernel_6x16(
-    kc: usize,
+    depth: (usize, usize),
     a: *const f32,
     b: *const f32,
     c: *mut f32,
@@ -329,11 +324,12 @@ unsafe fn kernel_6x16(
     init: &[f32; MR],
     act: Option<Act>,
 ) {
+    let (kc, ldb) = depth;
     for r in 0..MR {
         for j in 0..NR {
             let mut s = if load_c { *c.add(r * ldc + j) } else { init[r] };
             for k in 0..kc {
-                s += *a.add(k * MR + r) * *b.add(k * NR + j);
+                s += *a.add(k * MR + r) * *b.add(k * ldb + j);
             }
             *c.add(r * ldc + j) = match act {
                 None => s,
