@@ -105,25 +105,25 @@ pub(super) fn gemm_packed(
             let cols = (jb * nc, ((jb + 1) * nc).min(n));
             for k0 in (0..a.k).step_by(KC) {
                 let kc = KC.min(a.k - k0);
-                pack_b(b, cols, k0, kc, bp);
+                let off = pack_b(b, cols, k0, kc, bp);
                 let cpp = cp;
                 // SAFETY: block jb writes columns `cols` only, disjoint from other blocks;
                 // `c` outlives the parallel loop.
-                unsafe { compute(a, bp, (k0, kc), n, (bias, act), cpp.0, cols, (0, m_panels)) };
+                unsafe { compute(a, &bp[off..], (k0, kc), n, (bias, act), cpp.0, cols, (0, m_panels)) };
             }
         });
         return;
     }
     // narrow output: pack all of B once (in parallel), then split the filter rows
     let k_blocks = a.k.div_ceil(KC);
-    let packs: Vec<Vec<f32>> = (0..k_blocks * n_blocks)
+    let packs: Vec<(Vec<f32>, usize)> = (0..k_blocks * n_blocks)
         .into_par_iter()
         .map(|t| {
             let (kb, jb) = (t / n_blocks, t % n_blocks);
             let k0 = kb * KC;
             let mut bp = Vec::new();
-            pack_b(b, (jb * nc, ((jb + 1) * nc).min(n)), k0, KC.min(a.k - k0), &mut bp);
-            bp
+            let off = pack_b(b, (jb * nc, ((jb + 1) * nc).min(n)), k0, KC.min(a.k - k0), &mut bp);
+            (bp, off)
         })
         .collect();
     // many row splits (of at least 8 panels) so that work stealing evens out busy cores
@@ -141,7 +141,16 @@ pub(super) fn gemm_packed(
                 let cpp = cp;
                 // SAFETY: split ms writes the rows of `panels` only, disjoint from other splits.
                 unsafe {
-                    compute(a, &packs[kb * n_blocks + jb], (k0, KC.min(a.k - k0)), n, (bias, act), cpp.0, cols, panels)
+                    compute(
+                        a,
+                        &packs[kb * n_blocks + jb].0[packs[kb * n_blocks + jb].1..],
+                        (k0, KC.min(a.k - k0)),
+                        n,
+                        (bias, act),
+                        cpp.0,
+                        cols,
+                        panels,
+                    )
                 };
             }
         }
@@ -154,17 +163,20 @@ fn b_stride(width: usize) -> usize {
     width.div_ceil(NR) * NR + NR / 2
 }
 
-/// Pack `B[k0 .. k0+kc, cols]` row-major with stride [`b_stride`], zero past the last column.
-fn pack_b(b: &dyn BSource, cols: (usize, usize), k0: usize, kc: usize, bp: &mut Vec<f32>) {
+/// Pack `B[k0 .. k0+kc, cols]` row-major with stride [`b_stride`], zero past the last column,
+/// starting at the returned offset of `bp` (64-byte aligned, so no vector load splits a line).
+fn pack_b(b: &dyn BSource, cols: (usize, usize), k0: usize, kc: usize, bp: &mut Vec<f32>) -> usize {
     let width = cols.1 - cols.0;
     let ldb = b_stride(width);
     let padded = width.div_ceil(NR) * NR;
-    bp.resize(kc * ldb, 0.0);
+    bp.resize(kc * ldb + 16, 0.0);
+    let off = bp.as_ptr().align_offset(64).min(16);
     for kk in 0..kc {
-        let row = &mut bp[kk * ldb..kk * ldb + padded];
+        let row = &mut bp[off + kk * ldb..off + kk * ldb + padded];
         b.row(k0 + kk, cols.0, &mut row[..width]);
         row[width..].fill(0.0);
     }
+    off
 }
 
 /// Multiply filter panels `panels` (depth range `kr`) by the packed B block of columns `cols`.
