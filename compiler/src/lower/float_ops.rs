@@ -30,7 +30,15 @@ pub(crate) fn lower_op(b: &mut Builder, op: &Op, name: &str, elem: ElemType, mod
     }
     if short == "Conv" {
         let has_bias = op.operands.len() > 2 && !b.is_none_value(op.operands[2]);
+        attrs = super::int8_ops::conv_attrs(op);
+        attrs.insert("quant_mode".into(), attr::tpu_enum("rq_mode", "MultiplierShift"));
+        attrs.insert("round_mode".into(), attr::tpu_enum("round_mode", "HalfUp"));
         attrs.insert("with_bias".into(), attr::bool(has_bias));
+    }
+    for k in ["round_mode", "first_round_mode"] {
+        if let Some(crate::ir::Attr::Str(v)) = attrs.get(k).cloned() {
+            attrs.insert(k.into(), attr::tpu_enum("round_mode", &v));
+        }
     }
     // weights first (bias before filter, as tpu-mlir prints them)
     let mut wmap: Vec<Option<ValueId>> = vec![None; op.operands.len()];

@@ -387,3 +387,80 @@ fn tiny_yolov3_bm1684x_int8_matches_tpu_mlir() {
 fn tiny_yolov3_cv183x_int8_matches_tpu_mlir() {
     yolo_int8(Chip::Cv183x);
 }
+
+fn cosine(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b.iter()) {
+        ab += x as f64 * y as f64;
+        aa += x as f64 * x as f64;
+        bb += y as f64 * y as f64;
+    }
+    ab / (aa.sqrt() * bb.sqrt()).max(1e-30)
+}
+
+fn float_opts(mode: Mode) -> LowerOptions<'static> {
+    LowerOptions { chip: Chip::Bm1684x, mode, asymmetric: false, table: None, qtable: None }
+}
+
+#[test]
+fn tiny_yolov3_f16_bf16_close_to_f32() {
+    let (top, w) = yolo_top();
+    let x = npz_f32("reference/tiny-yolov3/yolov3_tiny_in_f32.npz")["input_1"].clone();
+    let (m32, w32) = lower(&top, &w, &float_opts(Mode::F32)).unwrap();
+    let f32_out: Vec<ArrayD<f32>> =
+        sim::run_outputs(&m32, &w32, &[x.clone()]).unwrap().iter().map(|t| t.dequantize()).collect();
+    // all-F32 lowering == tpu-mlir's top F32 run
+    let top_ref = npz_f32("reference/tiny-yolov3/tpu-mlir/yolov3_top_outputs.npz");
+    for (o, n) in f32_out.iter().zip(["convolution_output1_Conv", "convolution_output_Conv"]) {
+        let c = cosine(o, &top_ref[n]);
+        let maxd = o.iter().zip(top_ref[n].iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        eprintln!("F32 {n}: cosine vs tpu-mlir top run {c:.8}, max |diff| {maxd:e}");
+        assert!(c >= 0.99999 && maxd < 1e-2, "{n}");
+    }
+    for (mode, dir) in
+        [(Mode::F16, "F16/yolov3_tiny_bm1684x_f16_tpu.mlir"), (Mode::BF16, "BF16/yolov3_tiny_bm1684x_bf16_tpu.mlir")]
+    {
+        let (m, lw) = lower(&top, &w, &float_opts(mode)).unwrap();
+        let theirs = load_module(&format!("reference/tiny-yolov3/tpu-mlir/{dir}"));
+        compare_modules(&m, &theirs);
+        let out = sim::run_outputs(&m, &lw, &[x.clone()]).unwrap();
+        for (o, r) in out.iter().zip(&f32_out) {
+            let c = cosine(&o.dequantize(), r);
+            eprintln!("{mode}: output cosine vs F32 {c:.7}");
+            assert!(c >= 0.9999, "{mode}: cosine {c}");
+        }
+    }
+}
+
+#[test]
+fn tiny_yolov3_mixed_precision_bm1684x_and_cv183x() {
+    let (top, w) = yolo_top();
+    let table = load_table("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table");
+    let x = npz_f32("reference/tiny-yolov3/yolov3_tiny_in_f32.npz")["input_1"].clone();
+    let text = std::fs::read_to_string(asset("reference/tiny-yolov3/tpu-mlir/mix_search/yolov3_qtable_f32")).unwrap();
+    let (m32, w32) = lower(&top, &w, &float_opts(Mode::F32)).unwrap();
+    let f32_out: Vec<ArrayD<f32>> =
+        sim::run_outputs(&m32, &w32, &[x.clone()]).unwrap().iter().map(|t| t.dequantize()).collect();
+    for chip in [Chip::Bm1684x, Chip::Cv183x] {
+        let qt = parse_qtable(&text, chip).unwrap();
+        assert_eq!(qt.len(), 6);
+        let o = LowerOptions { qtable: Some(&qt), ..opts(chip, &table) };
+        let (m, lw) = lower(&top, &w, &o).unwrap();
+        let kind = |n: &str| {
+            m.func.ops.iter().find(|op| m.func.op_name(op) == n).map(|op| m.func.values[op.results[0]].ty.elem())
+        };
+        let want = if chip.is_cv18xx() { crate::ir::ElemType::BF16 } else { crate::ir::ElemType::F32 };
+        assert_eq!(kind("conv2d_2_Conv"), Some(Some(want)));
+        // the boundary casts tpu-mlir would insert
+        let names: Vec<String> = m.func.ops.iter().map(|op| m.func.op_name(op).to_string()).collect();
+        let q = if chip.is_cv18xx() { "bf16" } else { "f32" };
+        assert!(names.contains(&format!("max_pooling2d_1_MaxPoolconv2d_2_Conv_{q}")), "{names:?}");
+        assert!(names.contains(&"max_pooling2d_5_MaxPoolconv2d_4_Conv_si8".to_string()), "{names:?}");
+        let out = sim::run_outputs(&m, &lw, &[x.clone()]).unwrap();
+        for (o, r) in out.iter().zip(&f32_out) {
+            let c = cosine(&o.dequantize(), r);
+            eprintln!("{chip} mixed: output cosine vs F32 {c:.5}");
+            assert!(c >= 0.95, "{chip} mixed: cosine {c}");
+        }
+    }
+}

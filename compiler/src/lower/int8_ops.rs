@@ -56,7 +56,7 @@ fn out_type(b: &Builder, op: &Op) -> Result<(crate::ir::TensorType, Quant), Lowe
     Ok((int8_type(b.shape(out), q), q))
 }
 
-fn conv_attrs(op: &Op) -> Attrs {
+pub(crate) fn conv_attrs(op: &Op) -> Attrs {
     let mut a = copy_attrs(op, &["dilations", "do_relu", "group", "kernel_shape", "pads", "relu_limit", "strides"]);
     a.entry("dilations".into()).or_insert(attr::ints(&[1, 1]));
     a.entry("do_relu".into()).or_insert(attr::bool(false));
