@@ -395,11 +395,7 @@ pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
             }
             0xDD => restart_interval = be16(seg, 0)?,
             0xE0 => jfif = seg.starts_with(b"JFIF\0"),
-            0xEE => {
-                if seg.starts_with(b"Adobe") && seg.len() >= 12 {
-                    adobe_transform = Some(seg[11]);
-                }
-            }
+            0xEE if seg.starts_with(b"Adobe") && seg.len() >= 12 => adobe_transform = Some(seg[11]),
             0xDA => {
                 if !frame_seen {
                     return Err(corrupt("scan before frame header"));
@@ -484,7 +480,7 @@ fn decode_scan(
     let mut mcu_count = 0usize;
     for my in 0..mcuy {
         for mx in 0..mcux {
-            if restart_interval > 0 && mcu_count > 0 && mcu_count % restart_interval == 0 {
+            if restart_interval > 0 && mcu_count > 0 && mcu_count.is_multiple_of(restart_interval) {
                 bits.restart();
                 pred.iter_mut().for_each(|p| *p = 0);
             }
@@ -546,7 +542,7 @@ fn upsample(c: &Component, width: usize, height: usize, hmax: usize, vmax: usize
     let dh = (height * c.v).div_ceil(vmax);
     let at = |x: usize, y: usize| c.plane[y.min(dh - 1) * stride + x.min(dw - 1)] as i32;
     let (fx, fy) = (hmax / c.h, vmax / c.v);
-    let exact = hmax % c.h == 0 && vmax % c.v == 0;
+    let exact = hmax.is_multiple_of(c.h) && vmax.is_multiple_of(c.v);
     let mut out = vec![0u8; width * height];
     match (fx, fy, exact) {
         (1, 1, true) => {

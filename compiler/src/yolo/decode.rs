@@ -96,7 +96,8 @@ fn decode_sample(views: &[Head], img_w: usize, img_h: usize, p: &Params) -> Vec<
                         }
                     }
                     // numpy compares the f64 scores with the Python float threshold
-                    if !(best_score >= p.score_thresh) {
+                    let passes = best_score >= p.score_thresh;
+                    if !passes {
                         continue;
                     }
                     let [aw, ah] = p.anchors[anchor_index];

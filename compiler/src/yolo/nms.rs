@@ -95,8 +95,8 @@ pub fn python_set_order(items: &[usize]) -> Vec<usize> {
         let mut perturb = key;
         loop {
             let probes = if i + LINEAR_PROBES <= mask { LINEAR_PROBES } else { 0 };
-            for j in i..=i + probes {
-                match table[j] {
+            for (j, slot) in table.iter().enumerate().skip(i).take(probes + 1) {
+                match *slot {
                     None => return Ok(j),
                     Some(k) if k == key => return Err(j),
                     Some(_) => {}

@@ -133,7 +133,8 @@ fn sample_preprocessing_equals_pil() {
     let weighted = codes.iter().enumerate().fold(0u64, |acc, (i, &v)| (acc + ((i as u64 % 65521) + 1) * v) % (1 << 61));
     assert_eq!((sum, weighted), (58990998, 1923383372385));
     // values exactly as numpy's float32 `/ 255.`
-    assert_eq!(x[[0, 0, 200, 300]], 0.3137255012989044);
-    assert_eq!(x[[0, 2, 69, 0]], 0.7568627595901489);
+    assert_eq!(x[[0, 0, 200, 300]], 80.0f32 / 255.0);
+    assert_eq!(x[[0, 0, 200, 300]] as f64, 0.3137255012989044);
+    assert_eq!(x[[0, 2, 69, 0]] as f64, 0.7568627595901489);
     assert_eq!(x[[0, 1, 68, 0]], 128.0 / 255.0);
 }
