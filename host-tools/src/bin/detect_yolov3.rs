@@ -73,9 +73,21 @@ fn load_model(path: &Path, net: (usize, usize)) -> Result<(Module, Weights, Post
             let (m, weights) = compiler::model_file::load_model(path)?;
             Ok((m, weights, Postprocess::Sample))
         }
-        "bmodel" | "cvimodel" => bail!("{}: .{ext} models are not supported yet by detect_yolov3", path.display()),
-        _ => bail!("{}: unsupported model type (expected .onnx or .mlir)", path.display()),
+        _ => bail!("{}: unsupported model type (expected .onnx, .mlir or .bmodel)", path.display()),
     }
+}
+
+/// Run a bmodel on the no_std runtime (host arena) and return its outputs as f32 arrays.
+fn run_bmodel(path: &Path, input: &ndarray::ArrayD<f32>) -> Result<Vec<ndarray::ArrayD<f32>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let data: Vec<f32> = input.iter().copied().collect();
+    let outs = runtime::host::run_f32(&bytes, &[&data]).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
+    outs.into_iter()
+        .map(|o| {
+            ndarray::ArrayD::from_shape_vec(o.dims.clone(), o.values)
+                .with_context(|| format!("{}: output {} has an inconsistent shape", path.display(), o.name))
+        })
+        .collect()
 }
 
 /// Write `img` to `path` atomically (temporary file in the same directory, then rename).
@@ -101,9 +113,15 @@ fn run(args: &Args) -> Result<()> {
     let (net_h, net_w) = parse_dims(&args.net_input_dims)?;
     let rgb = read_image(&args.input, ReadMode::Rgb)?;
     let input = yolo::preprocess_yolo(&rgb, net_h, net_w);
-    let (module, weights, postprocess) = load_model(&args.model, (net_h, net_w))?;
-    let interp = Interpreter::new(&module, &weights)?;
-    let heads = interp.run(&[input]).with_context(|| format!("{}: inference", args.model.display()))?;
+    let ext = args.model.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let (heads, postprocess) = if ext == "bmodel" {
+        (run_bmodel(&args.model, &input)?, Postprocess::Sample)
+    } else {
+        let (module, weights, postprocess) = load_model(&args.model, (net_h, net_w))?;
+        let interp = Interpreter::new(&module, &weights)?;
+        let heads = interp.run(&[input]).with_context(|| format!("{}: inference", args.model.display()))?;
+        (heads, postprocess)
+    };
     let params = Params {
         net_h,
         net_w,
