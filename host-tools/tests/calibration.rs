@@ -232,13 +232,13 @@ fn an_input_shape_that_does_not_fit_is_an_error_naming_the_file() {
     // a 1x3x8x8 float32 npy: does not fit 1x3x416x416
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     let mut header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3, 8, 8), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
     bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
     bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(std::iter::repeat(0u8).take(4 * 3 * 64));
+    bytes.extend(std::iter::repeat_n(0u8, 4 * 3 * 64));
     std::fs::write(&npy, bytes).unwrap();
     let ds = Dataset { samples: vec![vec![npy.clone()]], kind: SampleKind::Npy };
     let opts = CalibOptions { method: CaliMethod::Max, ..Default::default() };

@@ -144,7 +144,7 @@ impl TensorStats {
         self.max = self.max.max(mm.max);
         let abs_value = self.abs_max();
         let sample_abs = mm.min.abs().max(mm.max.abs());
-        if !(sample_abs >= 1e-8) {
+        if sample_abs.is_nan() || sample_abs < 1e-8 {
             // all (nearly) zero: tpu-mlir skips the histogram for this sample
             return;
         }

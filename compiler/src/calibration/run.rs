@@ -91,7 +91,7 @@ pub fn run_calibration(
     let batch = loader.batch();
     let mut list: Vec<&[PathBuf]> = dataset.samples.iter().map(|s| s.as_slice()).collect();
     if dataset.kind == super::dataset::SampleKind::Image && batch > 1 {
-        while list.len() % batch != 0 {
+        while !list.len().is_multiple_of(batch) {
             let last = list[list.len() - 1];
             list.push(last);
         }
@@ -110,6 +110,7 @@ pub fn run_calibration(
 
     let load = |k: usize| loader.load_batched(dataset.kind, &groups[k]);
     let mut next = if total > 0 { Some(load(0)) } else { None };
+    #[allow(clippy::needless_range_loop)] // k also indexes the prefetch of k + 1
     for k in 0..total {
         let current = next.take().unwrap_or_else(|| load(k));
         // decode the next sample while this one runs

@@ -102,11 +102,8 @@ impl CalibrationTable {
                     "asym_op" => section = Section::Asym,
                     "symmetric_op" => section = Section::Symmetric,
                     "weight_scale" => section = Section::WeightScale,
-                    _ if section == Section::Symmetric => {
-                        if !c.is_empty() {
-                            t.symmetric_ops.push(c.to_string());
-                        }
-                    }
+                    _ if section == Section::Symmetric && !c.is_empty() => t.symmetric_ops.push(c.to_string()),
+                    _ if section == Section::Symmetric => {}
                     _ if section == Section::Main && !seen_data => parse_header_line(&mut t.header, line),
                     _ => {}
                 }

@@ -295,7 +295,7 @@ mod tests {
         let q = fake_quant_weights(&m, &ws);
         // max |w| = 2.54 for the whole tensor: -0.013 * 127 / 2.54 = -0.65 -> -1 -> -0.02
         let qw = q.get("w").unwrap().as_f32().unwrap();
-        assert_eq!(qw.as_slice().unwrap(), &[2.54f32 * 127.0 / 2.54 * 2.54 / 127.0, -1.0 * 2.54 / 127.0]);
+        assert_eq!(qw.as_slice().unwrap(), &[2.54f32 * 127.0 / 2.54 * 2.54 / 127.0, -2.54 / 127.0]);
         assert_eq!(q.get("b"), ws.get("b"));
     }
 }
