@@ -403,3 +403,47 @@ fn bad_files_and_options_give_clear_errors() {
         "input shapes: 2 shape(s) given but the (cut) graph has 1 input(s): x"
     );
 }
+
+/// ConvTranspose, AveragePool(ceil), Clip(inputs), HardSigmoid, Pad(reflect), Slice(steps),
+/// Transpose, Softmax, ReduceMean, Flatten, Gemm(transB, alpha, beta), PRelu, Resize(linear),
+/// Split, Sub, GlobalAveragePool: the interpreter on our import vs ONNX Runtime 1.23's outputs
+/// (testdata/opmix.py made the model and the numbers).
+#[test]
+fn op_mix_matches_onnxruntime() {
+    let p = temp_file("opmix.onnx", include_bytes!("testdata/opmix.onnx"));
+    let o = ImportOptions { model_name: "opmix".into(), ..Default::default() };
+    let (m, w) = import(&p, &o).unwrap();
+    let x: Vec<f32> = (0..50).map(|i| ((i as f64 * 0.7 + 0.3).sin() * 0.8) as f32).collect();
+    let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[1, 2, 5, 5]), x).unwrap();
+    let outs = crate::interp::Interpreter::new(&m, &w).unwrap().run(&[x]).unwrap();
+    let want_l = [0.8982877731323242f32, -0.1063808798789978, 0.11422541737556458, 0.2929699420928955];
+    assert_eq!(outs[0].shape(), &[1, 4]);
+    for (a, b) in outs[0].iter().zip(want_l) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    assert_eq!(outs[1].shape(), &[1, 1, 1, 1]);
+    assert!((outs[1][[0, 0, 0, 0]] - -0.050283972173929214f32).abs() < 1e-6, "{}", outs[1]);
+    let kinds: Vec<&str> = m.func.ops.iter().map(|o| o.short_kind()).filter(|k| *k != "Weight").collect();
+    assert_eq!(
+        kinds,
+        [
+            "Input",
+            "Deconv",
+            "AvgPool",
+            "Clip",
+            "HardSigmoid",
+            "Pad",
+            "Slice",
+            "Permute",
+            "Softmax",
+            "Reduce",
+            "Reshape",
+            "MatMul",
+            "PRelu",
+            "Interp",
+            "Split",
+            "Sub",
+            "AvgPool"
+        ]
+    );
+}
