@@ -32,9 +32,9 @@ impl Requant for BmRequant<'_> {
     #[inline(always)]
     fn apply(&self, (m, r): (i64, i32), acc: i64) -> u8 {
         let t = if self.round == RoundMode::HalfUp {
-            rshift_half_up(acc * m, r)
+            rshift_half_up(acc.wrapping_mul(m), r)
         } else {
-            rshift_round(acc * m, r, self.round)
+            rshift_round(acc.wrapping_mul(m), r, self.round)
         };
         let mut v = t + self.zero_point as i64;
         if self.relu {
@@ -89,7 +89,7 @@ pub fn add(a: Src<'_>, b: Src<'_>, y: &mut [u8], signs: [bool; 3], m: [i32; 2], 
 pub fn avg_pool(x: &[u8], y: &mut [u8], unsigned: [bool; 2], g: &PoolGeom, m: i32, r: i32, round: RoundMode) {
     g.for_each(|out, cells| {
         let s: i64 = cells.map(|i| code8(x[i], unsigned[0]) as i64).sum();
-        y[out] = sat8(rshift_round(s * m as i64, r, round), unsigned[1]);
+        y[out] = sat8(rshift_round(s.wrapping_mul(m as i64), r, round), unsigned[1]);
     });
 }
 

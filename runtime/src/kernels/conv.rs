@@ -298,7 +298,7 @@ fn micro_i16(panel: &[i16], strip: &[i16], kp2: usize, avx2: bool) -> [[i32; PIX
         for o in 0..OC_STRIP {
             let (w0, w1) = (ws[o * 2] as i32, ws[o * 2 + 1] as i32);
             for j in 0..PIXEL_STEP {
-                acc[o][j] += xs[j * 2] as i32 * w0 + xs[j * 2 + 1] as i32 * w1;
+                acc[o][j] = acc[o][j].wrapping_add(xs[j * 2] as i32 * w0 + xs[j * 2 + 1] as i32 * w1);
             }
         }
     }

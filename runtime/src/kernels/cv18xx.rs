@@ -11,7 +11,7 @@ use bmodel_format::{DType, RoundMode};
 /// `RightShiftRound(t, r, HalfAwayFromZero)`.
 #[inline(always)]
 pub fn qdm(acc: i64, m: i32, r: i32) -> i64 {
-    let t = ((acc * m as i64) + (1i64 << 30)) >> 31;
+    let t = acc.wrapping_mul(m as i64).wrapping_add(1i64 << 30) >> 31;
     let t = t.clamp(i32::MIN as i64, i32::MAX as i64);
     rshift_round(t, r, RoundMode::HalfAwayFromZero)
 }

@@ -7,11 +7,11 @@ use bmodel_format::{DType, RoundMode};
 #[inline(always)]
 pub fn rshift_round(x: i64, s: i32, mode: RoundMode) -> i64 {
     if s <= 0 {
-        return x.wrapping_shl((-s).min(63) as u32);
+        return x.wrapping_shl(s.unsigned_abs().min(63));
     }
     let s = s.min(63) as u32;
     let val = x >> s;
-    let mant = x & ((1i64 << s) - 1);
+    let mant = x & (((1u64 << s) - 1) as i64);
     let half = 1i64 << (s - 1);
     val + match mode {
         RoundMode::HalfUp => (mant >= half) as i64,
@@ -28,7 +28,7 @@ pub fn rshift_round(x: i64, s: i32, mode: RoundMode) -> i64 {
 #[inline(always)]
 pub fn rshift_half_up(x: i64, s: i32) -> i64 {
     if s <= 0 {
-        x.wrapping_shl((-s).min(63) as u32)
+        x.wrapping_shl(s.unsigned_abs().min(63))
     } else {
         let s = s.min(63) as u32;
         (x >> s) + ((x >> (s - 1)) & 1)
