@@ -123,9 +123,49 @@ fn bad_inputs_fail_clearly() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(&format!("{}: cannot read image", not_image.display())), "{}", stderr(&o));
 
-    let o = detect(&dir.join("model.bmodel"), &asset("images/COCO2017/000000124798.jpg"), &dir.join("o.jpg"));
+    let garbage = dir.join("model.bmodel");
+    std::fs::write(&garbage, b"not a bmodel").unwrap();
+    let o = detect(&garbage, &asset("images/COCO2017/000000124798.jpg"), &dir.join("o.jpg"));
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains(".bmodel models are not supported yet"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&garbage.display().to_string()), "{}", stderr(&o));
+
+    let txt = dir.join("model.txt");
+    std::fs::write(&txt, b"x").unwrap();
+    let o = detect(&txt, &asset("images/COCO2017/000000124798.jpg"), &dir.join("o.jpg"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("unsupported model type"), "{}", stderr(&o));
     assert!(!dir.join("o.jpg").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn nothing_above_the_score_threshold() {
+    let dir = scratch("none");
+    let out = dir.join("o.png");
+    let o = Command::new(env!("CARGO_BIN_EXE_detect_yolov3"))
+        .args(["--model", asset("models/tiny-yolov3-11.onnx").to_str().unwrap()])
+        .args(["--input", asset("images/COCO2017/000000124798.jpg").to_str().unwrap()])
+        .args([
+            "--output",
+            out.to_str().unwrap(),
+            "--score_thresh",
+            "0.9",
+            "--nms_thresh",
+            "0.5",
+            "--conf_thresh",
+            "0.001",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "No object was detected\n");
+    // the picture is the photo, undrawn
+    let img = image::open(&out).unwrap().to_rgb8();
+    let photo = compiler::preprocess::read_image(
+        &asset("images/COCO2017/000000124798.jpg"),
+        compiler::preprocess::ReadMode::Rgb,
+    )
+    .unwrap();
+    assert_eq!(img.into_raw(), photo.data);
     std::fs::remove_dir_all(&dir).unwrap();
 }

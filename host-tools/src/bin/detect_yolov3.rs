@@ -25,16 +25,16 @@ struct Args {
     #[arg(long)]
     output: PathBuf,
     /// net input h,w
-    #[arg(long, default_value = "416,416")]
+    #[arg(long = "net_input_dims", default_value = "416,416")]
     net_input_dims: String,
     /// confidence threshold (accepted, unused by the sample's NMS)
-    #[arg(long, alias = "conf_thres", default_value_t = 0.001)]
+    #[arg(long = "conf_thresh", alias = "conf_thres", default_value_t = 0.001)]
     conf_thresh: f64,
     /// NMS IoU threshold
-    #[arg(long, alias = "iou_thres", default_value_t = 0.5)]
+    #[arg(long = "nms_thresh", alias = "iou_thres", default_value_t = 0.5)]
     nms_thresh: f64,
     /// minimum score of a printed detection
-    #[arg(long, alias = "score_thres", default_value_t = 0.56)]
+    #[arg(long = "score_thresh", alias = "score_thres", default_value_t = 0.56)]
     score_thresh: f64,
 }
 
