@@ -162,7 +162,7 @@ impl OnnxGraph {
             .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
             .map(|o| o.version)
             .max()
-            .unwrap_or(if model.ir_version >= 3 { 1 } else { 1 });
+            .unwrap_or(1);
         let mut initializers = HashMap::new();
         let mut initializer_order = Vec::new();
         for t in &graph.initializer {

@@ -105,7 +105,7 @@ fn input_shapes(g: &OnnxGraph, given: Option<&[Vec<usize>]>) -> Result<Vec<Vec<u
             )));
         }
         for (inp, s) in g.inputs.iter().zip(given) {
-            if s.iter().any(|&d| d == 0) {
+            if s.contains(&0) {
                 return Err(OnnxError::InputShape(format!("input '{}': shape {s:?} has a zero dim", inp.name)));
             }
             if !inp.dims.is_empty() && inp.dims.len() != s.len() {

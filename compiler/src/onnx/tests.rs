@@ -416,13 +416,13 @@ fn op_mix_matches_onnxruntime() {
     let x: Vec<f32> = (0..50).map(|i| ((i as f64 * 0.7 + 0.3).sin() * 0.8) as f32).collect();
     let x = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[1, 2, 5, 5]), x).unwrap();
     let outs = crate::interp::Interpreter::new(&m, &w).unwrap().run(&[x]).unwrap();
-    let want_l = [0.8982877731323242f32, -0.1063808798789978, 0.11422541737556458, 0.2929699420928955];
+    let want_l = [0.898_287_8_f32, -0.106_380_88, 0.114_225_42, 0.292_969_94];
     assert_eq!(outs[0].shape(), &[1, 4]);
     for (a, b) in outs[0].iter().zip(want_l) {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
     assert_eq!(outs[1].shape(), &[1, 1, 1, 1]);
-    assert!((outs[1][[0, 0, 0, 0]] - -0.050283972173929214f32).abs() < 1e-6, "{}", outs[1]);
+    assert!((outs[1][[0, 0, 0, 0]] - -0.050_283_97_f32).abs() < 1e-6, "{}", outs[1]);
     let kinds: Vec<&str> = m.func.ops.iter().map(|o| o.short_kind()).filter(|k| *k != "Weight").collect();
     assert_eq!(
         kinds,

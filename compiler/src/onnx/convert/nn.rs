@@ -407,7 +407,8 @@ impl Converter<'_> {
         if out == xs {
             return self.alias(n, 0);
         }
-        let int_ratio = out[2] % xs[2] == 0 && out[3] % xs[3] == 0 && out[2] / xs[2] == out[3] / xs[3];
+        let int_ratio =
+            out[2].is_multiple_of(xs[2]) && out[3].is_multiple_of(xs[3]) && out[2] / xs[2] == out[3] / xs[3];
         let x = self.operand(n, 0)?;
         let mut a = Attrs::new();
         if mode == "nearest" && int_ratio {
