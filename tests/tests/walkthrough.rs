@@ -1,0 +1,223 @@
+//! The walkthrough of `mix_precision.rst`, command by command, on the bundled tiny-yolov3:
+//! model_transform -> run_calibration -> model_deploy INT8 -> run_qtable -> model_deploy mixed ->
+//! detect_yolov3 with the .onnx, the INT8 bmodel and the mixed bmodel. Fewer calibration and
+//! search images than the document (10 and 3) keep it within CI time; the assertions are the
+//! document's: the float model's exact detections, and INT8 / mixed models that still find the
+//! cars and the bus, the mixed one no further from float than INT8.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The directory holding the host-tools binaries of this build (`target/<profile>`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+    let probe = dir.join("model_transform");
+    if !probe.exists() {
+        let profile = dir.file_name().and_then(|s| s.to_str()).unwrap_or("debug").to_string();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", "host-tools", "--bins"]).current_dir(root());
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("cargo build of host-tools");
+        assert!(st.success(), "building host-tools failed");
+    }
+    dir
+}
+
+fn run(work: &Path, tool: &str, args: &[&str]) -> Output {
+    let out = Command::new(bin_dir().join(tool)).args(args).current_dir(work).output().expect("spawn tool");
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `class:score%` lines -> (class, score).
+fn detections(out: &Output) -> Vec<(String, f64)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (c, s) = l.trim().split_once(':')?;
+            let v = s.strip_suffix('%')?.parse::<f64>().ok()?;
+            Some((c.to_string(), v))
+        })
+        .collect()
+}
+
+/// Sum over the float detections of |score − closest same-class score| (a missing class counts
+/// its whole score).
+fn distance(float: &[(String, f64)], other: &[(String, f64)]) -> f64 {
+    let mut used = vec![false; other.len()];
+    let mut d = 0.0;
+    for (c, s) in float {
+        let best = other
+            .iter()
+            .enumerate()
+            .filter(|(i, (oc, _))| !used[*i] && oc == c)
+            .min_by(|a, b| (a.1 .1 - s).abs().total_cmp(&(b.1 .1 - s).abs()));
+        match best {
+            Some((i, (_, os))) => {
+                used[i] = true;
+                d += (os - s).abs();
+            }
+            None => d += s,
+        }
+    }
+    d
+}
+
+#[test]
+fn walkthrough_on_tiny_yolov3() {
+    let work = std::env::temp_dir().join(format!("walkthrough-{}", std::process::id()));
+    std::fs::create_dir_all(&work).unwrap();
+    let r = root();
+    let model = r.join("assets/models/tiny-yolov3-11.onnx");
+    let data = r.join("assets/images/COCO2017");
+    let img = data.join("000000124798.jpg");
+    let (model, data, img) = (model.to_str().unwrap(), data.to_str().unwrap(), img.to_str().unwrap());
+
+    run(
+        &work,
+        "model_transform",
+        &[
+            "--model_name",
+            "yolov3_tiny",
+            "--model_def",
+            model,
+            "--input_shapes",
+            "[[1,3,416,416]]",
+            "--scale",
+            "0.0039216,0.0039216,0.0039216",
+            "--pixel_format",
+            "rgb",
+            "--keep_aspect_ratio",
+            "--pad_value",
+            "128",
+            "--output_names=convolution_output1,convolution_output",
+            "--mlir",
+            "yolov3_tiny.mlir",
+        ],
+    );
+    assert!(work.join("yolov3_tiny.mlir").exists());
+    assert!(work.join("yolov3_tiny_top_f32_all_weight.npz").exists());
+
+    run(
+        &work,
+        "run_calibration",
+        &["yolov3_tiny.mlir", "--dataset", data, "--input_num", "10", "-o", "yolov3_cali_table"],
+    );
+    let table = std::fs::read_to_string(work.join("yolov3_cali_table")).unwrap();
+    assert!(table.contains("\nconv2d_1_Conv "), "the table names tpu-mlir's layers");
+
+    run(
+        &work,
+        "model_deploy",
+        &[
+            "--mlir",
+            "yolov3_tiny.mlir",
+            "--quantize",
+            "INT8",
+            "--calibration_table",
+            "yolov3_cali_table",
+            "--chip",
+            "bm1684x",
+            "--model",
+            "yolov3_int8.bmodel",
+        ],
+    );
+    assert!(work.join("yolov3_int8.bmodel").exists());
+
+    let qtable_out = run(
+        &work,
+        "run_qtable",
+        &[
+            "yolov3_tiny.mlir",
+            "--dataset",
+            data,
+            "--input_num",
+            "3",
+            "--calibration_table",
+            "yolov3_cali_table",
+            "--min_layer_cos",
+            "0.999",
+            "--expected_cos",
+            "0.9999",
+            "--chip",
+            "bm1684x",
+            "-o",
+            "yolov3_qtable",
+        ],
+    );
+    let qtable = std::fs::read_to_string(work.join("yolov3_qtable")).unwrap();
+    assert!(qtable.contains("# op_name   quantize_mode\n"));
+    let float_layers: Vec<&str> = qtable.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).collect();
+    assert!(!float_layers.is_empty(), "the search sets some layers to float:\n{qtable}");
+    assert!(float_layers.iter().all(|l| l.ends_with(" F32")), "bm1684x mixes in F32:\n{qtable}");
+    let loss = std::fs::read_to_string(work.join("full_loss_table.txt")).unwrap();
+    assert!(loss.contains("# chip: bm1684x  mix_mode: F32\n###\nNo.0   : Layer: "));
+
+    run(
+        &work,
+        "model_deploy",
+        &[
+            "--mlir",
+            "yolov3_tiny.mlir",
+            "--quantize",
+            "INT8",
+            "--calibration_table",
+            "yolov3_cali_table",
+            "--quantize_table",
+            "yolov3_qtable",
+            "--chip",
+            "bm1684x",
+            "--model",
+            "yolov3_mix.bmodel",
+        ],
+    );
+    assert!(work.join("yolov3_mix.bmodel").exists());
+
+    let onnx = run(&work, "detect_yolov3", &["--model", model, "--input", img, "--output", "yolov3_onnx.jpg"]);
+    let int8 =
+        run(&work, "detect_yolov3", &["--model", "yolov3_int8.bmodel", "--input", img, "--output", "yolov3_int8.jpg"]);
+    let mix =
+        run(&work, "detect_yolov3", &["--model", "yolov3_mix.bmodel", "--input", img, "--output", "yolov3_mix.jpg"]);
+    for pic in ["yolov3_onnx.jpg", "yolov3_int8.jpg", "yolov3_mix.jpg"] {
+        assert!(work.join(pic).exists(), "{pic} written");
+    }
+
+    let f = detections(&onnx);
+    let expected: Vec<(String, f64)> = [("car", 81.7), ("car", 72.6), ("car", 71.1), ("car", 66.0), ("bus", 69.5)]
+        .iter()
+        .map(|(c, s)| (c.to_string(), *s))
+        .collect();
+    assert_eq!(f, expected, "the float model prints the walkthrough's lines");
+    let i8 = detections(&int8);
+    assert!(i8.iter().filter(|(c, _)| c == "car").count() >= 3, "INT8 finds at least 3 cars: {i8:?}");
+    assert!(i8.iter().any(|(c, _)| c == "bus"), "INT8 finds the bus: {i8:?}");
+    let mx = detections(&mix);
+    assert!(mx.iter().filter(|(c, _)| c == "car").count() >= 2, "the mixed model finds at least 2 cars: {mx:?}");
+    assert!(mx.iter().any(|(c, _)| c == "bus"), "the mixed model finds the bus: {mx:?}");
+    // The search's own measure: the mixed network is at least as close to float as all-INT8.
+    let cos_of = |key: &str| -> f64 {
+        let text = String::from_utf8_lossy(&qtable_out.stdout).into_owned();
+        let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no '{key}' in:\n{text}"));
+        line[key.len()..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (ci, cm) = (cos_of("int8 outputs_cos:"), cos_of("mix model outputs_cos:"));
+    assert!(cm >= ci, "mixed cos {cm} >= INT8 cos {ci}");
+    eprintln!(
+        "detections: float {f:?}\nINT8 {i8:?} ({:.1} points off)\nmixed {mx:?} ({:.1} points off)",
+        distance(&f, &i8),
+        distance(&f, &mx)
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
