@@ -447,3 +447,14 @@ fn op_mix_matches_onnxruntime() {
         ]
     );
 }
+
+#[test]
+fn imported_modules_round_trip_through_the_text_form() {
+    for (model, name) in [("models/yolox_nano.onnx", "yolox_nano"), ("models/FastestDet.onnx", "FastestDet")] {
+        let o = ImportOptions { model_name: name.into(), ..Default::default() };
+        let (m, _) = import(&asset(model), &o).unwrap();
+        let text = crate::ir::text::print_module(&m);
+        let back = crate::ir::text::parse_module(&text).unwrap();
+        assert_eq!(back, m, "{name}");
+    }
+}
