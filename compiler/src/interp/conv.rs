@@ -92,7 +92,7 @@ pub(super) fn conv(
     };
     let oc = w.shape()[0];
     let group = g.group.max(1);
-    if c % group != 0 || oc % group != 0 {
+    if !c.is_multiple_of(group) || !oc.is_multiple_of(group) {
         return Err(format!("channels {c} -> {oc} not divisible by group {group}"));
     }
     let (icg, ocg) = (c / group, oc / group);
@@ -459,9 +459,7 @@ pub(super) fn matmul_op(a: &Tensor, b: &Tensor, bias: Option<&Tensor>) -> Result
             return Err(format!("bias has {} elements, expected {nn}", bb.len()));
         }
     }
-    let out_batch: Vec<usize> = if b_batch.iter().product::<usize>() == 1 {
-        a_batch.to_vec()
-    } else if a_batch == b_batch {
+    let out_batch: Vec<usize> = if b_batch.iter().product::<usize>() == 1 || a_batch == b_batch {
         a_batch.to_vec()
     } else {
         return Err(format!("batch dimensions differ: {:?} x {:?}", a.shape(), b.shape()));

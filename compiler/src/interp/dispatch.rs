@@ -122,12 +122,11 @@ fn spatial_rank(op: &Op, x: &Tensor) -> Result<usize, OpError> {
     }
 }
 
+/// Kernel, strides, pads [t,l,b,r] and dilations of a windowed op.
+type Window = ([usize; 2], [usize; 2], [usize; 4], [usize; 2]);
+
 /// Kernel, strides, pads [t,l,b,r] and dilations of a windowed op, 1-D spelled as 2-D.
-fn window(
-    op: &Op,
-    rank: usize,
-    kernel_default: Option<&[usize]>,
-) -> Result<([usize; 2], [usize; 2], [usize; 4], [usize; 2]), OpError> {
+fn window(op: &Op, rank: usize, kernel_default: Option<&[usize]>) -> Result<Window, OpError> {
     let ones = vec![1i64; rank];
     let k = match (op.attrs.contains_key("kernel_shape"), kernel_default) {
         (false, Some(d)) => d.to_vec(),

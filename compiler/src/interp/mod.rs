@@ -62,6 +62,9 @@ impl Const<'_> {
     }
 }
 
+/// The per-result callback of [`Interpreter::run_observe`].
+type Observer<'o> = &'o mut dyn FnMut(ValueId, &Tensor);
+
 /// Marker in `last_use` for values that must survive the run (function outputs).
 const KEEP: usize = usize::MAX;
 /// Marker in `last_use` for values no op reads (freed right after `observe`).
@@ -133,11 +136,7 @@ impl<'a> Interpreter<'a> {
     /// The run loop. Without an observer, a convolution whose only reader is the activation
     /// right after it computes that activation in its output tiles (the conv result is never
     /// materialised).
-    fn execute(
-        &self,
-        inputs: &[Tensor],
-        mut observe: Option<&mut dyn FnMut(ValueId, &Tensor)>,
-    ) -> Result<Vec<Tensor>, InterpError> {
+    fn execute(&self, inputs: &[Tensor], mut observe: Option<Observer<'_>>) -> Result<Vec<Tensor>, InterpError> {
         let func = &self.module.func;
         self.check_inputs(inputs)?;
         let mut env: Vec<Option<Tensor>> = (0..func.values.len()).map(|_| None).collect();

@@ -256,6 +256,7 @@ unsafe fn tile(
 /// c[6x16] = (load_c ? c : init[row]) + sum_k a[k·6 + r] · b[k·ldb + j], then the activation.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel_6x16(
     depth: (usize, usize),
     a: *const f32,
@@ -326,6 +327,7 @@ unsafe fn kernel_6x16(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
 unsafe fn kernel_6x16(
     depth: (usize, usize),
     a: *const f32,

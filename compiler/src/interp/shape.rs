@@ -31,7 +31,7 @@ pub(super) fn reshape(x: Tensor, shape: &[i64]) -> Result<Tensor, String> {
     }
     let known: usize = dims.iter().product();
     if let Some(i) = infer {
-        if known == 0 || x.len() % known != 0 {
+        if known == 0 || !x.len().is_multiple_of(known) {
             return Err(format!("cannot reshape {:?} to {shape:?}", x.shape()));
         }
         dims[i] = x.len() / known;
