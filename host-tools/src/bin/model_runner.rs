@@ -37,8 +37,11 @@ struct Args {
     output: PathBuf,
 }
 
+/// One model input: its name, its preprocessing (image inputs) and its shape.
+type InputSpec = (String, Option<PreprocessConfig>, Vec<usize>);
+
 /// Name and preprocessing of each function argument, from the `top.Input` op that reads it.
-fn input_specs(m: &Module) -> Result<Vec<(String, Option<PreprocessConfig>, Vec<usize>)>> {
+fn input_specs(m: &Module) -> Result<Vec<InputSpec>> {
     let f = &m.func;
     let mut out = Vec::new();
     for (i, &arg) in f.args.iter().enumerate() {

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use compiler::compare::{compare_data, sampled_indices, CompareClass, TensorResult, Tolerance};
 use compiler::ir::weights::TensorData;
 use compiler::npz::read_npz;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -81,7 +81,7 @@ fn print_result(name: &str, d: &TensorData, r: &TensorResult, verbose: u8) {
 }
 
 /// Returns whether every compared tensor passed.
-fn compare(target: &PathBuf, reference: &PathBuf, tolerance: &str, excepts: &str, verbose: u8) -> Result<bool> {
+fn compare(target: &Path, reference: &Path, tolerance: &str, excepts: &str, verbose: u8) -> Result<bool> {
     let tol = Tolerance::parse(tolerance).map_err(anyhow::Error::msg)?;
     let excepts: Vec<&str> = excepts.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
     let t = read_npz(target)?;
@@ -137,7 +137,7 @@ fn compare(target: &PathBuf, reference: &PathBuf, tolerance: &str, excepts: &str
     Ok(failed == 0)
 }
 
-fn dump(file: &PathBuf, only: Option<&str>) -> Result<()> {
+fn dump(file: &Path, only: Option<&str>) -> Result<()> {
     let arrays = read_npz(file)?;
     let mut shown = 0;
     for (name, d) in &arrays {

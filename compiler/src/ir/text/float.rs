@@ -57,7 +57,7 @@ impl FloatSem {
     }
 
     /// Value of a bit pattern in this semantics (for hexadecimal literals).
-    pub(crate) fn from_bits(self, b: u64) -> Option<f64> {
+    pub(crate) fn value_of_bits(self, b: u64) -> Option<f64> {
         match self {
             FloatSem::F64 => Some(f64::from_bits(b)),
             FloatSem::F32 => u32::try_from(b).ok().map(|b| f32::from_bits(b) as f64),
@@ -192,7 +192,7 @@ fn decimal_digits(v: f64, sem: FloatSem, precision: usize) -> (Vec<u8>, i32) {
     }
     // drop decimal digits beyond what the precision needs (truncation, as LLVM does)
     let bits = big.active_bits();
-    let required = (precision * 196 + 58) / 59;
+    let required = (precision * 196).div_ceil(59);
     if bits > required {
         let mut tens = (bits - required) * 59 / 196;
         exp += tens as i32;

@@ -466,7 +466,7 @@ fn numeric_attr(i: &str) -> R<'_, Attr> {
         Num::Float(v) => Attr::Float(FloatSem::from_type(ty).round(v), ty.to_string()),
         Num::Int(v) if is_float_type(ty) => Attr::Float(FloatSem::from_type(ty).round(v as f64), ty.to_string()),
         Num::Int(v) => Attr::Int(v, ty.to_string()),
-        Num::Hex(b) if is_float_type(ty) => match FloatSem::from_type(ty).from_bits(b) {
+        Num::Hex(b) if is_float_type(ty) => match FloatSem::from_type(ty).value_of_bits(b) {
             Some(v) => Attr::Float(v, ty.to_string()),
             None => return fail(ws(i), "a bit pattern that fits the float type"),
         },
