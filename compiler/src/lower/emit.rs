@@ -53,11 +53,6 @@ impl<'a> Builder<'a> {
         Ok(calib::range_to_uniform(r, self.chip, self.asymmetric))
     }
 
-    /// True when the top value has a calibrated range.
-    pub fn has_range(&self, v: ValueId) -> bool {
-        self.ranges.get(v).copied().flatten().is_some()
-    }
-
     /// The f32 data of a top weight operand.
     pub fn weight_f32(&self, op_name: &str, v: ValueId) -> Result<ArrayD<f32>, LowerError> {
         let name = self.name(v);
