@@ -171,6 +171,22 @@ fn model_runner_reproduces_tpu_mlir_top_run() {
         let c = cosine_similarity(a.as_slice().unwrap(), g.as_slice().unwrap());
         assert!(c > 0.999999, "{name}: cosine {c}");
     }
+    // an image input is preprocessed with the top.Input attributes (letterbox, /255)
+    let img = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/images/COCO2017/000000124798.jpg");
+    let out_img = dir.join("img.npz");
+    let o = run(
+        env!("CARGO_BIN_EXE_model_runner"),
+        &["--model", mlir.to_str().unwrap(), "--input", img, "--output", out_img.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let outs = read_f32_map(&out_img).unwrap();
+    let names: Vec<&str> = outs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["convolution_output1_Conv", "convolution_output_Conv"]);
+    for (name, a) in &outs {
+        let (_, g) = golden.iter().find(|(n, _)| n == name).unwrap();
+        let c = cosine_similarity(a.as_slice().unwrap(), g.as_slice().unwrap());
+        assert!(c > 0.999999, "{name}: cosine {c}");
+    }
     // the tool agrees
     let o = npz_tool(&["compare", out.to_str().unwrap(), &format!("{REF}/tpu-mlir/yolov3_top_outputs.npz")]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
