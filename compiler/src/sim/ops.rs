@@ -631,11 +631,68 @@ fn float_op(c: &Ctx, ops: &[Option<&SimTensor>], outs: &[&TensorType], cv: bool)
             }
             o
         }
-        k => return Err(SimError::Unsupported { op: c.name.to_string(), kind: format!("tpu.{k}") }),
+        _ => return interp_fallback(c, ops, outs, cv),
     };
     let v = if relu { v.mapv(|x| x.max(0.0)) } else { v };
     if v.shape() != shape.as_slice() {
         return Err(c.err(format!("result shape {:?} differs from the type {:?}", v.shape(), shape)));
     }
     Ok(vec![from_f32(v, out, cv)])
+}
+
+/// Any other float op: run the top-level twin (`top.<Kind>`, same attributes) with the F32
+/// interpreter on the decoded operands, then round the results to their types.
+fn interp_fallback(c: &Ctx, ops: &[Option<&SimTensor>], outs: &[&TensorType], cv: bool) -> Res {
+    use crate::ir::{Func, Module, Op as IrOp};
+    let short = c.op.short_kind();
+    let mut f = Func::default();
+    let mut mini_ops = Vec::new();
+    let mut operand_ids = Vec::new();
+    let mut given: Vec<Option<ArrayD<f32>>> = Vec::new();
+    for t in ops {
+        match t {
+            Some(t) => {
+                let id = f.add_value(format!("in{}", operand_ids.len()), TensorType::f32(t.shape().to_vec()));
+                f.args.push(id);
+                operand_ids.push(id);
+                given.push(Some(t.to_f32()));
+            }
+            None => {
+                let id = f.add_value("", TensorType::None);
+                mini_ops.push(IrOp {
+                    kind: "top.None".into(),
+                    operands: vec![],
+                    results: vec![id],
+                    attrs: Default::default(),
+                });
+                operand_ids.push(id);
+                given.push(None);
+            }
+        }
+    }
+    let results: Vec<usize> = outs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| f.add_value(format!("{}_{i}", c.name), TensorType::f32(t.shape().to_vec())))
+        .collect();
+    mini_ops.push(IrOp {
+        kind: format!("top.{short}"),
+        operands: operand_ids,
+        results: results.clone(),
+        attrs: c.op.attrs.clone(),
+    });
+    let idx = mini_ops.len() - 1;
+    f.ops = mini_ops;
+    f.returns = results;
+    let m = Module { name: "sim_op".into(), attrs: Default::default(), func: f };
+    let w = crate::ir::weights::Weights::default();
+    let interp = crate::interp::Interpreter::new(&m, &w).map_err(|e| c.err(e.to_string()))?;
+    let refs: Vec<Option<&ArrayD<f32>>> = given.iter().map(|g| g.as_ref()).collect();
+    let res = interp
+        .eval_op(idx, &refs)
+        .map_err(|e| SimError::Unsupported { op: c.name.to_string(), kind: format!("{} ({e})", c.op.kind) })?;
+    if res.len() != outs.len() {
+        return Err(c.err(format!("{} results, expected {}", res.len(), outs.len())));
+    }
+    Ok(res.into_iter().zip(outs).map(|(v, t)| from_f32(v, t, cv)).collect())
 }
