@@ -120,7 +120,7 @@ fn dis(m: &Bmodel<'_>) -> Result<()> {
     Ok(())
 }
 
-fn main() -> Result<()> {
+fn run() -> Result<()> {
     match Args::parse().cmd {
         Cmd::Info { bmodel } => {
             let bytes = read(&bmodel)?;
@@ -167,4 +167,11 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
 }

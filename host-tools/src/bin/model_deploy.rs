@@ -51,7 +51,7 @@ struct Args {
     compare_all: bool,
 }
 
-fn main() -> Result<()> {
+fn run() -> Result<()> {
     let a = Args::parse();
     let chip = Chip::parse(&a.chip)
         .ok_or_else(|| anyhow!("unknown chip '{}' (bm1684x, bm1684, cv183x, cv182x, cv181x, cv180x)", a.chip))?;
@@ -97,8 +97,56 @@ fn main() -> Result<()> {
     if let Some(input) = &a.test_input {
         run_test(&a, &top, &module, &lw, input, &out_dir, &prefix, mode, qtable.is_some())?;
     }
-    write_model(&a.model, &module, &lw, chip)?;
+    // The runtime check runs on the test input, or on a deterministic synthetic one.
+    let inputs = match &a.test_input {
+        Some(input) => load_inputs(&top, input)?,
+        None => {
+            top.func.args.iter().enumerate().map(|(i, &v)| synthetic_input(top.func.values[v].ty.shape(), i)).collect()
+        }
+    };
+    write_model(&a.model, &module, &lw, chip, &inputs)?;
     Ok(())
+}
+
+/// The model inputs for `input`: one per top.Input, preprocessed with its attributes.
+fn load_inputs(top: &Module, input: &Path) -> Result<Vec<ndarray::ArrayD<f32>>> {
+    // inputs: one per top.Input, preprocessed with its attributes
+    let f = &top.func;
+    let mut inputs = Vec::new();
+    for &arg in &f.args {
+        let inp = f.ops.iter().find(|o| o.kind == "top.Input" && o.operands.first() == Some(&arg));
+        let shape = f.values[arg].ty.shape().to_vec();
+        let (cfg, name) = match inp {
+            Some(o) => (
+                compiler::preprocess::PreprocessConfig::from_attrs(&o.attrs).map_err(|e| anyhow!("{e}"))?,
+                Some(f.op_name(o).to_string()),
+            ),
+            None => (None, None),
+        };
+        let x = compiler::preprocess::load_input_named(input, cfg.as_ref(), &shape, name.as_deref())
+            .map_err(|e| anyhow!("{e}"))?;
+        inputs.push(x);
+    }
+    Ok(inputs)
+}
+
+/// A deterministic input in [0, 1) (the value range of the image models' preprocessed inputs).
+fn synthetic_input(shape: &[usize], salt: usize) -> ndarray::ArrayD<f32> {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|i| ((i * 7919 + salt * 104729) % 1000) as f32 / 1000.0).collect();
+    ndarray::ArrayD::from_shape_vec(shape.to_vec(), v).unwrap_or_else(|_| ndarray::ArrayD::zeros(shape.to_vec()))
+}
+
+/// Raw little-endian bytes of a simulator tensor (the runtime's storage form).
+fn sim_bytes(t: &compiler::sim::SimTensor) -> Vec<u8> {
+    use compiler::sim::SimData;
+    match &t.data {
+        SimData::F32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        SimData::I8(a) => a.iter().map(|&v| v as u8).collect(),
+        SimData::U8(a) => a.iter().copied().collect(),
+        SimData::I32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        SimData::F16(a) | SimData::BF16(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
 }
 
 fn load_top_weights(mlir: &Path, top: &Module) -> Result<Weights> {
@@ -137,23 +185,7 @@ fn run_test(
     mode: Mode,
     mixed: bool,
 ) -> Result<()> {
-    // inputs: one per top.Input, preprocessed with its attributes
-    let f = &top.func;
-    let mut inputs = Vec::new();
-    for &arg in &f.args {
-        let inp = f.ops.iter().find(|o| o.kind == "top.Input" && o.operands.first() == Some(&arg));
-        let shape = f.values[arg].ty.shape().to_vec();
-        let (cfg, name) = match inp {
-            Some(o) => (
-                compiler::preprocess::PreprocessConfig::from_attrs(&o.attrs).map_err(|e| anyhow!("{e}"))?,
-                Some(f.op_name(o).to_string()),
-            ),
-            None => (None, None),
-        };
-        let x = compiler::preprocess::load_input_named(input, cfg.as_ref(), &shape, name.as_deref())
-            .map_err(|e| anyhow!("{e}"))?;
-        inputs.push(x);
-    }
+    let inputs = load_inputs(top, input)?;
     let all = compiler::sim::run(module, lw, &inputs).map_err(|e| anyhow!("{e}"))?;
     // which tensors to keep: outputs and the tensor before an output cast, or all
     let mf = &module.func;
@@ -209,14 +241,42 @@ fn run_test(
     Ok(())
 }
 
-fn write_model(path: &Path, module: &Module, lw: &Weights, chip: Chip) -> Result<()> {
+/// Compile to a bmodel, run it on the no_std runtime and require every output byte to equal the
+/// simulator's, then write it atomically and report the memory plan.
+fn write_model(path: &Path, module: &Module, lw: &Weights, chip: Chip, inputs: &[ndarray::ArrayD<f32>]) -> Result<()> {
     let bchip = bmodel_chip(chip)?;
-    let (bytes, _report) =
-        compiler::codegen::build_bmodel(module, lw, bchip).map_err(|e| anyhow!("model file: {e}"))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    let (bytes, report) = compiler::codegen::build_bmodel(module, lw, bchip).map_err(|e| anyhow!("model file: {e}"))?;
+    let sim = compiler::sim::run_outputs(module, lw, inputs).map_err(|e| anyhow!("{e}"))?;
+    let flat: Vec<Vec<f32>> = inputs.iter().map(|a| a.iter().copied().collect()).collect();
+    let slices: Vec<&[f32]> = flat.iter().map(|v| v.as_slice()).collect();
+    let outs = runtime::host::run_f32(&bytes, &slices).map_err(|e| anyhow!("the runtime rejects the bmodel: {e:?}"))?;
+    if outs.len() != sim.len() {
+        bail!("the bmodel has {} outputs, the simulator {}", outs.len(), sim.len());
+    }
+    for (o, s) in outs.iter().zip(&sim) {
+        let sb = sim_bytes(s);
+        let diff = o.raw.iter().zip(&sb).filter(|(x, y)| x != y).count() + o.raw.len().abs_diff(sb.len());
+        if diff != 0 {
+            bail!("output {}: the runtime differs from the simulator in {diff} of {} bytes", o.name, sb.len());
+        }
+    }
+    println!("runtime == simulator on every byte of {} output(s)", outs.len());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    let res = std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("{}: cannot write: {e}", path.display());
+    }
     println!("model: {} ({} bytes)", path.display(), bytes.len());
+    println!(
+        "arena: {} bytes (activations {} + scratch {}; every tensor separately would need {}), coefficients {} bytes, {} instructions",
+        report.arena_size, report.activation_size, report.scratch_size, report.naive_sum, report.coeff_size, report.instr_count
+    );
     Ok(())
 }
 
@@ -227,4 +287,11 @@ fn bmodel_chip(chip: Chip) -> Result<bmodel_format::Chip> {
 #[allow(dead_code)]
 fn is_quantized(t: &compiler::ir::TensorType) -> bool {
     matches!(t.quant(), Some(Quant::Uniform { .. })) || t.elem() != Some(ElemType::F32)
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
 }

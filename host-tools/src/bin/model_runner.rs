@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
     long_about = "Run a top-level .mlir (F32 interpreter) on one input and save its outputs (or every \
                   tensor) as npz. The weights are read from the file named by the module's \
                   weight_file attribute, next to the .mlir. Images are preprocessed with the \
-                  parameters recorded on top.Input. .bmodel files are not supported yet."
+                  parameters recorded on top.Input. A .bmodel runs on the no_std runtime (host arena) on an npz/npy input \
+                  already preprocessed; its outputs are saved dequantized to f32."
 )]
 struct Args {
     /// input: an .npz (arrays matched to the inputs by name, else the first array), an .npy, or
@@ -78,10 +79,8 @@ fn run(args: &Args) -> Result<()> {
     let ext = args.model.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "mlir" => {}
-        "bmodel" | "cvimodel" => {
-            bail!("{}: running .{ext} files is not supported yet (only .mlir models)", args.model.display())
-        }
-        _ => bail!("{}: unknown model type (expected a .mlir file)", args.model.display()),
+        "bmodel" => return run_bmodel(args),
+        _ => bail!("{}: unknown model type (expected a .mlir or .bmodel file)", args.model.display()),
     }
     let module = load_module(&args.model)?;
     let weights = load_weights(&args.model, &module)?;
@@ -120,6 +119,35 @@ fn run(args: &Args) -> Result<()> {
             let name = if name.is_empty() { format!("output{i}") } else { name };
             arrays.push((name, TensorData::F32(t)));
         }
+    }
+    write_npz(&args.output, &arrays)?;
+    Ok(())
+}
+
+/// Run a bmodel on the runtime: inputs from an npz (by input name, else in order) or an npy.
+fn run_bmodel(args: &Args) -> Result<()> {
+    let bytes = std::fs::read(&args.model).with_context(|| format!("{}: cannot read", args.model.display()))?;
+    let size = runtime::arena_size(&bytes).map_err(|e| anyhow!("{}: {e:?}", args.model.display()))? as usize;
+    let mut arena = vec![0u8; size];
+    let loaded = runtime::load(&bytes, &mut arena).map_err(|e| anyhow!("{}: {e:?}", args.model.display()))?;
+    let specs: Vec<(String, Vec<usize>)> =
+        loaded.inputs().iter().map(|t| (t.name.to_string(), t.dims.iter().map(|&d| d as usize).collect())).collect();
+    drop(loaded);
+    if is_image_path(&args.input) {
+        bail!("{}: a .bmodel takes a preprocessed npz or npy input, not an image", args.input.display());
+    }
+    let mut inputs = Vec::with_capacity(specs.len());
+    for (name, shape) in &specs {
+        let t = load_input_named(&args.input, None, shape, Some(name)).with_context(|| format!("input '{name}'"))?;
+        inputs.push(t.iter().copied().collect::<Vec<f32>>());
+    }
+    let slices: Vec<&[f32]> = inputs.iter().map(|v| v.as_slice()).collect();
+    let outs = runtime::host::run_f32(&bytes, &slices).map_err(|e| anyhow!("{}: {e:?}", args.model.display()))?;
+    let mut arrays: Vec<(String, TensorData)> = Vec::new();
+    for o in outs {
+        let a = ndarray::ArrayD::from_shape_vec(o.dims.clone(), o.values)
+            .map_err(|_| anyhow!("{}: output {} has an inconsistent shape", args.model.display(), o.name))?;
+        arrays.push((o.name.clone(), TensorData::F32(a)));
     }
     write_npz(&args.output, &arrays)?;
     Ok(())

@@ -112,7 +112,7 @@ fn preprocess(a: &Args) -> Result<Option<PreprocessConfig>> {
     }))
 }
 
-fn main() -> Result<()> {
+fn real_main() -> Result<()> {
     let a = Args::parse();
     let tol = floats("tolerance", &a.tolerance)?;
     if tol.len() != 2 {
@@ -153,4 +153,11 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("Error: {e:#}");
+        std::process::exit(1);
+    }
 }
