@@ -93,7 +93,7 @@ fn npz_tool_bad_input_is_one_clear_error() {
 }
 
 #[test]
-fn model_runner_rejects_bmodel_and_bad_input_without_output() {
+fn model_runner_bad_input_is_one_error_without_output() {
     let dir = tmp_dir("runner_bad");
     let out = dir.join("o.npz");
     let bin = env!("CARGO_BIN_EXE_model_runner");
@@ -101,7 +101,7 @@ fn model_runner_rejects_bmodel_and_bad_input_without_output() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
-        "error: m.bmodel: running .bmodel files is not supported yet (only .mlir models)\n"
+        "error: m.bmodel: cannot read: No such file or directory (os error 2)\n"
     );
     let mlir = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/reference/tpu-mlir-vectors/tnet.mlir");
     let o = run(bin, &["--model", mlir, "--input", "/nonexistent.npz", "--output", out.to_str().unwrap()]);
@@ -191,4 +191,37 @@ fn model_runner_reproduces_tpu_mlir_top_run() {
     let o = npz_tool(&["compare", out.to_str().unwrap(), &format!("{REF}/tpu-mlir/yolov3_top_outputs.npz")]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn model_runner_runs_a_bmodel_like_the_runtime() {
+    use compiler::ir::weights::TensorData;
+    let dir = tmp_dir("runner_bmodel");
+    let bmodel = concat!(env!("CARGO_MANIFEST_DIR"), "/../firmware-examples/assets/tnet.bmodel");
+    let res = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/reference/tpu-mlir-vectors/res.npz");
+    let x = compiler::npz::read_f32_map(std::path::Path::new(res))
+        .unwrap()
+        .into_iter()
+        .find(|(n, _)| n == "x")
+        .map(|(_, a)| a)
+        .unwrap();
+    let input = dir.join("in.npz");
+    compiler::npz::write_npz(&input, &[("input".to_string(), TensorData::F32(x.clone()))]).unwrap();
+    let out = dir.join("out.npz");
+    let o = run(
+        env!("CARGO_BIN_EXE_model_runner"),
+        &["--model", bmodel, "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = compiler::npz::read_f32_map(&out).unwrap();
+    let bytes = std::fs::read(bmodel).unwrap();
+    let flat: Vec<f32> = x.iter().copied().collect();
+    let want = runtime::host::run_f32(&bytes, &[&flat]).unwrap();
+    assert_eq!(got.len(), want.len());
+    for ((name, a), w) in got.iter().zip(&want) {
+        assert_eq!(name, &w.name);
+        assert_eq!(a.shape(), w.dims.as_slice());
+        let same = a.iter().zip(&w.values).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "{name}: model_runner's output differs from the runtime's");
+    }
 }
