@@ -4,7 +4,8 @@
 //! describes it: the whole-network INT8 cos first; then the layers in order, each judged by the cos
 //! of its INT8 output (its predecessors as already decided) against the float model; a layer under
 //! `min_layer_cos` is set to float with its immediate successors, the network cos is recomputed, and
-//! the change is kept only if it does not make the network worse. The search stops once the network
+//! the change is kept only if it raises the network cos (tpu-mlir keeps any change that is not
+//! below the all-INT8 cos; a change that lowers the current cos only costs size). The search stops once the network
 //! cos exceeds `expected_cos` or too many layers are float.
 //!
 //! The model evaluation is behind [`MixedRunner`], so the algorithm is tested on its own and the
@@ -159,7 +160,8 @@ pub fn search(
         let mut trial_set = float_set.clone();
         trial_set.extend(added.iter().cloned());
         let eval = runner.evaluate(&trial_set)?;
-        let kept = eval.network_cos >= int8_cos;
+        // Keep the change only if it helps: the network must get closer to float than it is now.
+        let kept = eval.network_cos > best_cos;
         result.trials.push(Trial {
             layer: layer.name.clone(),
             added: added.clone(),

@@ -4,6 +4,7 @@
 //! the float model's (the chip's float mode lowered for the whole network, run once).
 
 use super::{Evaluation, LayerInfo, MixedRunner, SearchError};
+use crate::compare::cos_sim;
 use crate::interp::{Interpreter, Tensor};
 use crate::ir::weights::Weights;
 use crate::ir::Module;
@@ -14,24 +15,6 @@ use std::collections::{BTreeSet, HashMap};
 
 /// Kinds that are not layers of the search (no computation of their own).
 const NOT_LAYERS: &[&str] = &["top.Input", "top.Weight", "top.None"];
-
-/// `0.5 + 0.5·cosine(a, b)` (tpu-mlir's `cos_sim`, flow reference 3.2); NaN -> 0.
-pub fn cos_sim(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64, y as f64);
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    let c = ab / (aa.sqrt() * bb.sqrt());
-    let v = 0.5 + 0.5 * c;
-    if v.is_nan() {
-        0.0
-    } else {
-        v
-    }
-}
 
 /// The searchable layers of a top module: every computing op in program order, with its
 /// immediate successors and predecessors among the layers, restricted to ancestors of the outputs.
@@ -236,20 +219,5 @@ impl MixedRunner for SimRunner<'_> {
             }
         }
         Ok(Evaluation { layer_cos, network_cos })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cos_sim_matches_tpu_mlir_definition() {
-        assert!((cos_sim(&[1.0, 2.0], &[1.0, 2.0]) - 1.0).abs() < 1e-12);
-        assert!((cos_sim(&[1.0, 0.0], &[0.0, 1.0]) - 0.5).abs() < 1e-12);
-        assert!((cos_sim(&[1.0, 0.0], &[-1.0, 0.0]) - 0.0).abs() < 1e-12);
-        assert_eq!(cos_sim(&[0.0, 0.0], &[1.0, 0.0]), 0.0);
-        // cos 0.6: 0.8
-        assert!((cos_sim(&[3.0, 4.0], &[1.0, 0.0]) - 0.8).abs() < 1e-12);
     }
 }

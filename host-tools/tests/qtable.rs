@@ -1,0 +1,108 @@
+//! run_qtable on the real model: on cv183x the table is BF16, two runs write the same bytes
+//! (apart from the time stamp), and bad arguments give one clear error.
+
+use compiler::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn asset(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets").join(rel)
+}
+
+/// Import tiny-yolov3 as model_transform does and save it in `dir`.
+fn top_mlir(dir: &Path) -> PathBuf {
+    let pp = PreprocessConfig {
+        mean: vec![0.0; 3],
+        scale: vec![0.0039216; 3],
+        pixel_format: PixelFormat::Rgb,
+        channel_format: ChannelFormat::Nchw,
+        keep_aspect_ratio: true,
+        pad_value: 128,
+        pad_type: PadType::Center,
+        resize_dims: vec![416, 416],
+    };
+    let opts = compiler::onnx::ImportOptions {
+        model_name: "yolov3_tiny".into(),
+        input_shapes: Some(vec![vec![1, 3, 416, 416]]),
+        output_names: vec!["convolution_output1".into(), "convolution_output".into()],
+        preprocess: Some(pp),
+    };
+    let (mut m, w) = compiler::onnx::import(&asset("models/tiny-yolov3-11.onnx"), &opts).unwrap();
+    let p = dir.join("yolov3_tiny.mlir");
+    compiler::model_file::save_model(&p, &mut m, &w, "yolov3_tiny_top_f32_all_weight.npz").unwrap();
+    p
+}
+
+fn run_qtable(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_run_qtable")).args(args).current_dir(dir).output().unwrap()
+}
+
+/// The file without its time stamp line.
+fn body(p: &Path) -> String {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("# genetated time"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn cv183x_search_writes_bf16_tables_deterministically() {
+    let dir = std::env::temp_dir().join(format!("qtable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mlir = top_mlir(&dir);
+    let table = asset("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table");
+    let data = asset("images/COCO2017");
+    let args = |out: &str, loss: &str| -> Vec<String> {
+        [
+            mlir.to_str().unwrap(),
+            "--dataset",
+            data.to_str().unwrap(),
+            "--input_num",
+            "2",
+            "--calibration_table",
+            table.to_str().unwrap(),
+            "--min_layer_cos",
+            "0.999",
+            "--expected_cos",
+            "0.9999",
+            "--chip",
+            "cv183x",
+            "--loss_table",
+            loss,
+            "-o",
+            out,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    for (q, l) in [("q1", "l1.txt"), ("q2", "l2.txt")] {
+        let a = args(q, l);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = run_qtable(&dir, &a);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let q1 = body(&dir.join("q1"));
+    assert!(q1.contains("# chip: cv183x  mix_mode: BF16\n"), "{q1}");
+    let data_lines: Vec<&str> = q1.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(!data_lines.is_empty(), "{q1}");
+    assert!(data_lines.iter().all(|l| l.ends_with(" BF16")), "{q1}");
+    assert_eq!(q1, body(&dir.join("q2")), "two runs give the same table");
+    assert_eq!(body(&dir.join("l1.txt")), body(&dir.join("l2.txt")), "two runs give the same loss table");
+    let loss = body(&dir.join("l1.txt"));
+    let cos: Vec<f64> =
+        loss.lines().filter_map(|l| l.split("Cos: ").nth(1)).map(|c| c.trim().parse().unwrap()).collect();
+    assert!(cos.windows(2).all(|w| w[0] <= w[1]), "sorted by cos ascending:\n{loss}");
+
+    // F16 is not a float mode of cv18xx.
+    let mut a = args("q3", "l3.txt");
+    a.extend(["--fp_type".to_string(), "F16".to_string()]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let o = run_qtable(&dir, &a);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).trim(), "error: --fp_type F16 is not a float mode of cv183x");
+    assert!(!dir.join("q3").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
