@@ -4,6 +4,9 @@
 use crate::kernels::num::{bf16_to_f32, code8, f16_to_f32, f32_to_bf16, f32_to_f16};
 use crate::{load, RuntimeError};
 use bmodel_format::{DType, IoTensor};
+use std::string::{String, ToString};
+use std::vec;
+use std::vec::Vec;
 
 /// One output of a host run.
 #[derive(Debug, Clone, PartialEq)]

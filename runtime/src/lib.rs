@@ -5,7 +5,10 @@
 //! ([`kernels::bm1684x`], [`kernels::cv18xx`], [`kernels::float`]) on raw slices of the arena, and
 //! copies outputs out. Features: `std` (error trait, host helpers in [`host`]), `defmt` (reserved
 //! for embedded logging).
-#![cfg_attr(not(feature = "std"), no_std)]
+#![no_std]
+
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod arena;
 pub mod dispatch;
