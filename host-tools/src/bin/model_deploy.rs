@@ -57,8 +57,7 @@ fn run() -> Result<()> {
         .ok_or_else(|| anyhow!("unknown chip '{}' (bm1684x, bm1684, cv183x, cv182x, cv181x, cv180x)", a.chip))?;
     let mode = Mode::parse(&a.quantize)
         .ok_or_else(|| anyhow!("unknown --quantize '{}' (INT8, F16, BF16, F32)", a.quantize))?;
-    let top = compiler::ir::text::load_module(&a.mlir).map_err(|e| anyhow!("{e}"))?;
-    let weights = load_top_weights(&a.mlir, &top)?;
+    let (top, weights) = compiler::model_file::load_model(&a.mlir)?;
     let table = match &a.calibration_table {
         Some(p) => {
             let t = compiler::calibration::CalibrationTable::read(p).map_err(|e| anyhow!("{e}"))?;
@@ -147,20 +146,6 @@ fn sim_bytes(t: &compiler::sim::SimTensor) -> Vec<u8> {
         SimData::I32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
         SimData::F16(a) | SimData::BF16(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
     }
-}
-
-fn load_top_weights(mlir: &Path, top: &Module) -> Result<Weights> {
-    let name = match top.attrs.get("weight_file") {
-        Some(compiler::ir::Attr::Str(s)) => s.clone(),
-        _ => bail!("{}: the module has no weight_file attribute", mlir.display()),
-    };
-    let dir = mlir.parent().unwrap_or(Path::new("."));
-    let p = if Path::new(&name).is_absolute() { PathBuf::from(&name) } else { dir.join(&name) };
-    let mut w = Weights::default();
-    for (k, v) in compiler::npz::read_npz(&p).map_err(|e| anyhow!("{e}"))? {
-        w.insert(k, v);
-    }
-    Ok(w)
 }
 
 fn default_tolerance(mode: Mode, mixed: bool) -> Tolerance {
