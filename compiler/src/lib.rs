@@ -5,6 +5,7 @@
 //! arithmetic in [`quant`]) -> reference simulator ([`sim`]) -> bmodel ([`codegen`]);
 //! [`search`] is the mixed-precision search, [`yolo`] the detection post-processing.
 
+pub mod atomic_file;
 pub mod calibration;
 pub mod codegen;
 pub mod compare;

@@ -159,32 +159,13 @@ pub fn write_f32_npz(path: &Path, arrays: &[(String, ArrayD<f32>)]) -> Result<()
     write_npz(path, &owned)
 }
 
-/// Create `path` through a temporary file in the same directory, renamed into place only when
-/// `fill` succeeded; on failure the temporary file is removed and `path` is untouched.
+/// Create `path` atomically ([`crate::atomic_file`]) with what `fill` writes.
 fn write_atomically(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> Result<(), String>,
 ) -> Result<(), NpzError> {
-    let io = |msg: String| NpzError::Io { path: path.to_path_buf(), msg };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| io("not a file path".into()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let file = File::create(&tmp).map_err(|e| e.to_string())?;
-        let mut w = BufWriter::new(file);
-        fill(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.to_string())?;
-        file.sync_all().map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
-    })();
-    if let Err(msg) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(msg));
-    }
-    Ok(())
+    crate::atomic_file::write_with(path, |w| fill(w).map_err(std::io::Error::other))
+        .map_err(|e| NpzError::Io { path: path.to_path_buf(), msg: e.to_string() })
 }
 
 /// Encode one array as an npy (format 1.0, little endian, C order) byte string.

@@ -134,28 +134,20 @@ fn run() -> Result<()> {
             dis(&m)?;
         }
         Cmd::Build { mlir, weights, output } => {
-            let text = std::fs::read_to_string(&mlir).with_context(|| format!("reading {}", mlir.display()))?;
-            let module =
-                compiler::ir::text::parse_module(&text).with_context(|| format!("parsing {}", mlir.display()))?;
-            let wpath = match weights {
-                Some(w) => w,
-                None => {
-                    let name = match module.attrs.get("weight_file") {
-                        Some(compiler::ir::Attr::Str(s)) => s.clone(),
-                        _ => anyhow::bail!("{}: no weight_file attribute; pass --weights", mlir.display()),
-                    };
-                    mlir.parent().unwrap_or(std::path::Path::new(".")).join(name)
+            let (module, w) = match weights {
+                None => compiler::model_file::load_model(&mlir)?,
+                Some(wpath) => {
+                    let module = compiler::ir::text::load_module(&mlir)?;
+                    let mut w = compiler::ir::weights::Weights::default();
+                    for (k, v) in compiler::npz::read_npz(&wpath)? {
+                        w.insert(k, v);
+                    }
+                    (module, w)
                 }
             };
-            let mut w = compiler::ir::weights::Weights::default();
-            for (k, v) in compiler::npz::read_npz(&wpath).with_context(|| format!("reading {}", wpath.display()))? {
-                w.insert(k, v);
-            }
             let chip = compiler::codegen::module_chip(&module)?;
             let (bytes, report) = compiler::codegen::build_bmodel(&module, &w, chip)?;
-            let tmp = output.with_extension("bmodel.tmp");
-            std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-            std::fs::rename(&tmp, &output).with_context(|| format!("renaming to {}", output.display()))?;
+            compiler::atomic_file::write(&output, &bytes).with_context(|| format!("writing {}", output.display()))?;
             println!(
                 "wrote {} ({} bytes): arena {} bytes (naive sum of activations {}), {} instructions",
                 output.display(),

@@ -90,23 +90,14 @@ fn run_bmodel(path: &Path, input: &ndarray::ArrayD<f32>) -> Result<Vec<ndarray::
         .collect()
 }
 
-/// Write `img` to `path` atomically (temporary file in the same directory, then rename).
+/// Write `img` to `path` atomically (encoded in memory, then [`compiler::atomic_file::write`]).
 fn write_atomically(img: &image::RgbImage, path: &Path) -> Result<()> {
     let format = image::ImageFormat::from_path(path)
         .with_context(|| format!("{}: cannot tell the picture format from the extension", path.display()))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let result =
-        img.save_with_format(&tmp, format).with_context(|| format!("{}: cannot write picture", path.display()));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot move the picture into place", path.display()))
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, format).with_context(|| format!("{}: cannot encode the picture", path.display()))?;
+    compiler::atomic_file::write(path, bytes.get_ref())
+        .with_context(|| format!("{}: cannot write picture", path.display()))
 }
 
 fn run(args: &Args) -> Result<()> {

@@ -246,17 +246,7 @@ fn write_model(path: &Path, module: &Module, lw: &Weights, chip: Chip, inputs: &
         }
     }
     println!("runtime == simulator on every byte of {} output(s)", outs.len());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let res = std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        bail!("{}: cannot write: {e}", path.display());
-    }
+    compiler::atomic_file::write(path, &bytes).with_context(|| format!("{}: cannot write", path.display()))?;
     println!("model: {} ({} bytes)", path.display(), bytes.len());
     println!(
         "arena: {} bytes (activations {} + scratch {}; every tensor separately would need {}), coefficients {} bytes, {} instructions",

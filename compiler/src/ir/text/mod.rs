@@ -63,20 +63,8 @@ pub fn load_module(path: &Path) -> Result<Module, MlirFileError> {
 
 /// Print a module to an `.mlir` file atomically (temporary file in the same directory, then rename).
 pub fn save_module(path: &Path, module: &Module) -> Result<(), MlirFileError> {
-    let io = |msg: String| MlirFileError::Io { path: path.to_path_buf(), msg };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path.file_name().ok_or_else(|| io("not a file path".into()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
-    let text = print_module(module);
-    let result = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e.to_string()));
-    }
-    Ok(())
+    crate::atomic_file::write(path, print_module(module).as_bytes())
+        .map_err(|e| MlirFileError::Io { path: path.to_path_buf(), msg: e.to_string() })
 }
 
 #[cfg(test)]
