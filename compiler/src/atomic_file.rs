@@ -13,9 +13,7 @@ fn temp_path(path: &Path) -> io::Result<PathBuf> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
     Ok(dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id())))
 }
 
