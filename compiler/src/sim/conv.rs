@@ -1,4 +1,17 @@
 //! Convolution kernels: im2col + GEMM, integer (i32 accumulation) and f32; transposed conv.
+//!
+//! Both element types give exactly what the plain loop [`conv2d_reference`] gives:
+//! * i32: integer sums are exact in any order, so when the operands are small enough the product
+//!   runs as an f32 GEMM (the `gemm` crate) over chunks of the reduction short enough that every
+//!   partial sum is an integer below 2^24 (exact in f32); each chunk is converted back to i32 and
+//!   the chunks are added in i32. Operands of wider range use the plain loop.
+//! * f32: the runtime's float kernels must equal the simulator byte for byte, so every output
+//!   element is `acc = acc + w·x` (no FMA) over the reduction index ascending, starting from 0;
+//!   the fast kernel keeps exactly that per-element order and only blocks and vectorises over
+//!   output channels and positions.
+//!
+//! Both kernels work on tiles of output positions, so the im2col buffer is one tile, never the
+//! whole image.
 
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
@@ -25,13 +38,34 @@ pub struct ConvGeom {
 }
 
 /// Numbers the GEMM works on.
-pub trait Num: Copy + Send + Sync + Default + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> {}
-impl Num for i32 {}
-impl Num for f32 {}
+pub trait Num: Copy + Send + Sync + Default + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self> {
+    /// The fastest kernel of this type that gives exactly [`conv2d_reference`]'s result.
+    fn conv2d_fast(x: &[Self], w: &[Self], g: &ConvGeom) -> Vec<Self> {
+        conv2d_reference(x, w, g)
+    }
+}
+
+impl Num for i32 {
+    fn conv2d_fast(x: &[i32], w: &[i32], g: &ConvGeom) -> Vec<i32> {
+        conv2d_i32(x, w, g)
+    }
+}
+
+impl Num for f32 {
+    fn conv2d_fast(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
+        conv2d_f32(x, w, g)
+    }
+}
 
 /// `out[n][oc][p] = Σ_k w[oc][k] · col[k][p]` per group; padding contributes `T::default()` (0).
 /// Returns NCHW output (no bias).
 pub fn conv2d<T: Num>(x: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
+    T::conv2d_fast(x, w, g)
+}
+
+/// The plain im2col loop: per output element, `acc = acc + w·x` over the reduction index
+/// `k = (c, ky, kx)` ascending, from 0. The definition the fast kernels are tested against.
+pub fn conv2d_reference<T: Num>(x: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
     let icg = g.ic / g.group;
     let ocg = g.oc / g.group;
     let k = icg * g.kh * g.kw;
@@ -39,29 +73,10 @@ pub fn conv2d<T: Num>(x: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
     let mut out = vec![T::default(); g.n * g.oc * p];
     for n in 0..g.n {
         for grp in 0..g.group {
-            // im2col
             let mut col = vec![T::default(); k * p];
-            col.par_chunks_mut(p).enumerate().for_each(|(row, dst)| {
-                let c = row / (g.kh * g.kw);
-                let ky = (row / g.kw) % g.kh;
-                let kx = row % g.kw;
-                let base = (n * g.ic + grp * icg + c) * g.ih * g.iw;
-                for oy in 0..g.oh {
-                    let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
-                    if iy < 0 || iy >= g.ih as isize {
-                        continue;
-                    }
-                    for ox in 0..g.ow {
-                        let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
-                        if ix < 0 || ix >= g.iw as isize {
-                            continue;
-                        }
-                        dst[oy * g.ow + ox] = x[base + iy as usize * g.iw + ix as usize];
-                    }
-                }
-            });
+            col.par_chunks_mut(p.max(1)).enumerate().for_each(|(row, dst)| im2col_row(x, g, n, grp, row, 0, dst));
             let obase = (n * g.oc + grp * ocg) * p;
-            out[obase..obase + ocg * p].par_chunks_mut(p).enumerate().for_each(|(o, acc)| {
+            out[obase..obase + ocg * p].par_chunks_mut(p.max(1)).enumerate().for_each(|(o, acc)| {
                 let wrow = &w[(grp * ocg + o) * k..(grp * ocg + o + 1) * k];
                 for (kk, &wv) in wrow.iter().enumerate() {
                     let crow = &col[kk * p..(kk + 1) * p];
@@ -70,6 +85,243 @@ pub fn conv2d<T: Num>(x: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
                     }
                 }
             });
+        }
+    }
+    out
+}
+
+/// One im2col row: reduction index `row` (within the group) for output positions
+/// `p0 .. p0 + dst.len()` (positions past the end, and padding, are left as they are: 0).
+#[inline]
+fn im2col_row<T: Copy>(x: &[T], g: &ConvGeom, n: usize, grp: usize, row: usize, p0: usize, dst: &mut [T]) {
+    let icg = g.ic / g.group;
+    let c = row / (g.kh * g.kw);
+    let ky = (row / g.kw) % g.kh;
+    let kx = row % g.kw;
+    let base = (n * g.ic + grp * icg + c) * g.ih * g.iw;
+    let p_end = (p0 + dst.len()).min(g.oh * g.ow);
+    if p0 >= p_end {
+        return;
+    }
+    let (oy0, oy1) = (p0 / g.ow, (p_end - 1) / g.ow);
+    for oy in oy0..=oy1 {
+        let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+        if iy < 0 || iy >= g.ih as isize {
+            continue;
+        }
+        let xrow = &x[base + iy as usize * g.iw..base + (iy as usize + 1) * g.iw];
+        let ox0 = if oy == oy0 { p0 % g.ow } else { 0 };
+        let ox1 = if oy == oy1 { (p_end - 1) % g.ow + 1 } else { g.ow };
+        let row_start = oy * g.ow;
+        for ox in ox0..ox1 {
+            let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
+            if ix >= 0 && ix < g.iw as isize {
+                dst[row_start + ox - p0] = xrow[ix as usize];
+            }
+        }
+    }
+}
+
+/// Output positions per tile for a reduction of `k` rows: the im2col tile stays about 256 KiB.
+fn tile_width(k: usize, p: usize) -> usize {
+    let w = (65536 / k.max(1)).clamp(64, 4096) / 16 * 16;
+    w.min(p.div_ceil(16) * 16).max(16)
+}
+
+/// Write tile results (`rows` rows of `width` values, row-major) into the `[rows][p]` output at
+/// column `p0`.
+fn scatter_tile<T: Copy>(out: &mut [T], p: usize, p0: usize, width: usize, rows: usize, tile: &[T]) {
+    let n = width.min(p - p0);
+    for r in 0..rows {
+        out[r * p + p0..r * p + p0 + n].copy_from_slice(&tile[r * width..r * width + n]);
+    }
+}
+
+// ---- integer: chunked exact f32 GEMM ----
+
+/// f32 represents every integer of magnitude up to 2^24 exactly.
+const F32_EXACT: u64 = 1 << 24;
+/// Below this many reduction terms per exact chunk the GEMM is not worth it.
+const MIN_CHUNK: usize = 16;
+
+/// Reduction terms per chunk such that every partial sum is an exactly representable integer,
+/// or `None` when the operands are too wide for the f32 path.
+fn exact_chunk(x: &[i32], w: &[i32]) -> Option<usize> {
+    let mx = x.iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    let mw = w.iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+    if mx > F32_EXACT || mw > F32_EXACT {
+        return None;
+    }
+    let prod = mx * mw;
+    let chunk = if prod == 0 { usize::MAX } else { (F32_EXACT / prod) as usize };
+    (chunk >= MIN_CHUNK).then_some(chunk)
+}
+
+fn conv2d_i32(x: &[i32], w: &[i32], g: &ConvGeom) -> Vec<i32> {
+    let icg = g.ic / g.group;
+    let ocg = g.oc / g.group;
+    let k = icg * g.kh * g.kw;
+    let p = g.oh * g.ow;
+    let chunk = exact_chunk(x, w);
+    let Some(chunk) = chunk.filter(|_| ocg >= 4 && k > 0 && p > 0) else {
+        return conv2d_reference(x, w, g);
+    };
+    let chunk = chunk.min(k);
+    let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let wf: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+    let width = tile_width(chunk, p);
+    let tiles = p.div_ceil(width);
+    let mut out = vec![0i32; g.n * g.oc * p];
+    for n in 0..g.n {
+        for grp in 0..g.group {
+            let wg = &wf[grp * ocg * k..(grp + 1) * ocg * k];
+            let results: Vec<Vec<i32>> = (0..tiles)
+                .into_par_iter()
+                .map(|t| {
+                    let p0 = t * width;
+                    let mut col = vec![0f32; chunk * width];
+                    let mut acc = vec![0f32; ocg * width];
+                    let mut sum = vec![0i32; ocg * width];
+                    let mut k0 = 0;
+                    while k0 < k {
+                        let kc = chunk.min(k - k0);
+                        col[..kc * width].fill(0.0);
+                        for r in 0..kc {
+                            im2col_row(&xf, g, n, grp, k0 + r, p0, &mut col[r * width..(r + 1) * width]);
+                        }
+                        // SAFETY: lhs is `ocg × kc` inside `wg` (row stride k), rhs `kc × width`
+                        // inside `col`, dst `ocg × width` inside `acc`; all owned or borrowed here.
+                        unsafe {
+                            gemm::gemm(
+                                ocg,
+                                width,
+                                kc,
+                                acc.as_mut_ptr(),
+                                1,
+                                width as isize,
+                                false,
+                                wg.as_ptr().add(k0),
+                                1,
+                                k as isize,
+                                col.as_ptr(),
+                                1,
+                                width as isize,
+                                0.0f32,
+                                1.0f32,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                        for (s, &a) in sum.iter_mut().zip(&acc) {
+                            *s += a as i32;
+                        }
+                        k0 += kc;
+                    }
+                    sum
+                })
+                .collect();
+            let obase = (n * g.oc + grp * ocg) * p;
+            for (t, tile) in results.iter().enumerate() {
+                scatter_tile(&mut out[obase..obase + ocg * p], p, t * width, width, ocg, tile);
+            }
+        }
+    }
+    out
+}
+
+// ---- f32: blocked kernel with the reference's per-element order ----
+
+/// Output channels per register block.
+const MR: usize = 4;
+/// Output positions per register block.
+const NR: usize = 16;
+
+/// `acc[o][j] = acc[o][j] + w[o][kk] · col[kk][j]` for kk ascending, for one `MR × NR` block.
+/// `w` holds MR rows of `k` weights, `col` the tile (`k` rows of `width`), `j0` the block column.
+#[inline(always)]
+fn block_f32(w: &[f32], k: usize, col: &[f32], width: usize, j0: usize) -> [[f32; NR]; MR] {
+    let mut acc = [[0f32; NR]; MR];
+    for kk in 0..k {
+        let c: &[f32; NR] =
+            col[kk * width + j0..kk * width + j0 + NR].try_into().expect("tile width is a multiple of NR");
+        for (o, a) in acc.iter_mut().enumerate() {
+            let wv = w[o * k + kk];
+            for j in 0..NR {
+                a[j] = a[j] + wv * c[j];
+            }
+        }
+    }
+    acc
+}
+
+/// One tile: `wp` (ocg rounded up to MR rows of k), `col` (`k × width`) -> `rows × width`.
+#[inline(always)]
+fn tile_f32_body(wp: &[f32], k: usize, rows: usize, col: &[f32], width: usize, out: &mut [f32]) {
+    for ob in (0..rows).step_by(MR) {
+        let wb = &wp[ob * k..(ob + MR) * k];
+        for j0 in (0..width).step_by(NR) {
+            let acc = block_f32(wb, k, col, width, j0);
+            for (o, a) in acc.iter().enumerate() {
+                if ob + o < rows {
+                    out[(ob + o) * width + j0..(ob + o) * width + j0 + NR].copy_from_slice(a);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn tile_f32_avx2(wp: &[f32], k: usize, rows: usize, col: &[f32], width: usize, out: &mut [f32]) {
+    // avx2 only widens the vectors; mul and add stay separate instructions (no fma enabled).
+    tile_f32_body(wp, k, rows, col, width, out)
+}
+
+fn tile_f32(wp: &[f32], k: usize, rows: usize, col: &[f32], width: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports avx2 (checked just above).
+        unsafe { tile_f32_avx2(wp, k, rows, col, width, out) };
+        return;
+    }
+    tile_f32_body(wp, k, rows, col, width, out)
+}
+
+fn conv2d_f32(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
+    let icg = g.ic / g.group;
+    let ocg = g.oc / g.group;
+    let k = icg * g.kh * g.kw;
+    let p = g.oh * g.ow;
+    if k == 0 || p == 0 || ocg == 0 {
+        return conv2d_reference(x, w, g);
+    }
+    let width = tile_width(k, p);
+    let tiles = p.div_ceil(width);
+    let rows_padded = ocg.div_ceil(MR) * MR;
+    let mut out = vec![0f32; g.n * g.oc * p];
+    for n in 0..g.n {
+        for grp in 0..g.group {
+            let mut wp = vec![0f32; rows_padded * k];
+            wp[..ocg * k].copy_from_slice(&w[grp * ocg * k..(grp + 1) * ocg * k]);
+            let results: Vec<Vec<f32>> = (0..tiles)
+                .into_par_iter()
+                .map(|t| {
+                    let p0 = t * width;
+                    let mut col = vec![0f32; k * width];
+                    for r in 0..k {
+                        im2col_row(x, g, n, grp, r, p0, &mut col[r * width..(r + 1) * width]);
+                    }
+                    let mut tile = vec![0f32; ocg * width];
+                    tile_f32(&wp, k, ocg, &col, width, &mut tile);
+                    tile
+                })
+                .collect();
+            let obase = (n * g.oc + grp * ocg) * p;
+            for (t, tile) in results.iter().enumerate() {
+                scatter_tile(&mut out[obase..obase + ocg * p], p, t * width, width, ocg, tile);
+            }
         }
     }
     out
@@ -115,4 +367,106 @@ pub fn deconv2d<T: Num>(x: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
 /// Shape `[n, oc, oh, ow]` as an ndarray from a flat buffer.
 pub fn to_array<T: Clone>(v: Vec<T>, g: &ConvGeom) -> ArrayD<T> {
     ArrayD::from_shape_vec(IxDyn(&[g.n, g.oc, g.oh, g.ow]), v).expect("conv output shape")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random numbers (64-bit LCG, high bits).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self) -> u32 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) as u32
+        }
+        fn int(&mut self, lo: i32, hi: i32) -> i32 {
+            lo + (self.next() % (hi - lo + 1) as u32) as i32
+        }
+        fn float(&mut self) -> f32 {
+            (self.next() as f32 / (1u32 << 31) as f32) * 2.0 - 1.0
+        }
+    }
+
+    /// (n, ic, ih, iw, oc, kh, kw, stride, pad, dilation, group)
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize, usize, usize, usize);
+
+    const CASES: &[Case] = &[
+        (1, 3, 20, 17, 16, 3, 3, 1, 1, 1, 1),  // first-layer like
+        (2, 8, 9, 11, 12, 3, 3, 2, 1, 1, 1),   // batch, stride 2, oc not a multiple of 4
+        (1, 64, 7, 7, 8, 3, 3, 1, 1, 1, 1),    // k = 576: several exact chunks
+        (1, 16, 13, 13, 33, 1, 1, 1, 0, 1, 1), // 1x1, odd oc
+        (1, 12, 10, 10, 24, 3, 3, 1, 2, 2, 2), // groups, dilation, wide padding
+        (1, 8, 9, 9, 8, 3, 3, 1, 1, 1, 8),     // depthwise
+        (1, 4, 40, 41, 8, 5, 3, 3, 2, 1, 1),   // rectangular kernel, stride 3
+        (1, 2, 3, 3, 5, 3, 3, 1, 0, 1, 1),     // one output position
+        (1, 1024, 2, 2, 4, 3, 3, 1, 1, 1, 1),  // k = 9216
+    ];
+
+    fn geom(c: &Case) -> ConvGeom {
+        let &(n, ic, ih, iw, oc, kh, kw, s, p, d, group) = c;
+        let oh = (ih + 2 * p - d * (kh - 1) - 1) / s + 1;
+        let ow = (iw + 2 * p - d * (kw - 1) - 1) / s + 1;
+        ConvGeom { n, ic, ih, iw, oc, kh, kw, sh: s, sw: s, pt: p, pl: p, dh: d, dw: d, group, oh, ow }
+    }
+
+    fn sizes(g: &ConvGeom) -> (usize, usize) {
+        (g.n * g.ic * g.ih * g.iw, g.oc * (g.ic / g.group) * g.kh * g.kw)
+    }
+
+    #[test]
+    fn integer_fast_path_equals_the_plain_loop() {
+        let mut r = Lcg(7);
+        for c in CASES {
+            let g = geom(c);
+            let (nx, nw) = sizes(&g);
+            // int8 codes, uint8 codes, extremes at the 2^24 chunk bound, and a wide range.
+            let variants: Vec<(Vec<i32>, Vec<i32>)> = vec![
+                ((0..nx).map(|_| r.int(-128, 127)).collect(), (0..nw).map(|_| r.int(-128, 127)).collect()),
+                ((0..nx).map(|_| r.int(0, 255)).collect(), (0..nw).map(|_| r.int(-128, 127)).collect()),
+                (vec![255; nx], vec![-128; nw]),
+                ((0..nx).map(|i| if i % 2 == 0 { -255 } else { 255 }).collect(), vec![128; nw]),
+                // wide: small exact chunks (41 terms), then too wide for f32 (the plain loop).
+                ((0..nx).map(|_| r.int(-20_000, 20_000)).collect(), (0..nw).map(|_| r.int(-20, 20)).collect()),
+                ((0..nx).map(|_| r.int(-20_000_000, 20_000_000)).collect(), (0..nw).map(|_| r.int(-1, 1)).collect()),
+            ];
+            for (x, w) in variants {
+                assert_eq!(conv2d(&x, &w, &g), conv2d_reference(&x, &w, &g), "{c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_sums_are_exact() {
+        // 1024·9 products of 255·(−128): −300 810 240, far beyond f32's exact range as one sum.
+        let g = geom(&(1, 1024, 3, 3, 4, 3, 3, 1, 0, 1, 1));
+        let (nx, nw) = sizes(&g);
+        let out = conv2d(&vec![255; nx], &vec![-128; nw], &g);
+        assert_eq!(out, vec![-300_810_240; 4]);
+    }
+
+    #[test]
+    fn float_fast_path_equals_the_plain_loop_bit_for_bit() {
+        let mut r = Lcg(11);
+        for c in CASES {
+            let g = geom(c);
+            let (nx, nw) = sizes(&g);
+            let mut x: Vec<f32> = (0..nx).map(|_| r.float() * 10.0).collect();
+            let w: Vec<f32> = (0..nw).map(|_| r.float()).collect();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&conv2d(&x, &w, &g)), bits(&conv2d_reference(&x, &w, &g)), "{c:?}");
+            // Order-sensitive magnitudes, overflow to inf, inf·0 in the padding, signed zeros.
+            for (i, v) in x.iter_mut().enumerate() {
+                *v = match i % 7 {
+                    0 => 3.0e38,
+                    1 => -1.0e-30,
+                    2 => -0.0,
+                    3 => f32::INFINITY,
+                    _ => *v * 1.0e7,
+                };
+            }
+            let w2: Vec<f32> = w.iter().enumerate().map(|(i, &v)| if i % 5 == 0 { 1.0e30 } else { v }).collect();
+            assert_eq!(bits(&conv2d(&x, &w2, &g)), bits(&conv2d_reference(&x, &w2, &g)), "{c:?} extremes");
+        }
+    }
 }
