@@ -7,13 +7,10 @@ use compiler::ir::Module;
 use compiler::npz::read_f32_map;
 use compiler::onnx::transform::{parse_input_shapes, run as run_transform, TransformConfig};
 use compiler::onnx::{import, ImportOptions};
+use e2e_tests::{asset, temp_dir, tool, YOLO_FLAGS};
 use ndarray::ArrayD;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn asset(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/")).join(rel)
-}
 
 fn cosine(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f64 {
     assert_eq!(a.shape(), b.shape());
@@ -109,29 +106,8 @@ fn fastestdet_matches_onnxruntime() {
 
 // ---- the model_transform binary ----
 
-/// Path of the `model_transform` binary, built once (a no-op when `cargo test` already built it).
 fn model_transform_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-            let st = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "host-tools", "--bin", "model_transform"])
-                .current_dir(&root)
-                .status()
-                .expect("cargo runs");
-            assert!(st.success(), "building model_transform failed");
-            let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-            target.join("debug").join("model_transform")
-        })
-        .clone()
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("model_transform_{tag}_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    tool("model_transform")
 }
 
 fn files_in(d: &Path) -> Vec<String> {
@@ -140,21 +116,6 @@ fn files_in(d: &Path) -> Vec<String> {
     v.sort();
     v
 }
-
-const YOLO_FLAGS: &[&str] = &[
-    "--model_name",
-    "yolov3_tiny",
-    "--input_shapes",
-    "[[1,3,416,416]]",
-    "--scale",
-    "0.0039216,0.0039216,0.0039216",
-    "--pixel_format",
-    "rgb",
-    "--keep_aspect_ratio",
-    "--pad_value",
-    "128",
-    "--output_names=convolution_output1,convolution_output",
-];
 
 #[test]
 fn binary_walkthrough_reproduces_tpu_mlir_files() {

@@ -5,33 +5,11 @@
 //! document's: the float model's exact detections, and INT8 / mixed models that still find the
 //! cars and the bus, the mixed one no further from float than INT8.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The directory holding the host-tools binaries of this build (`target/<profile>`).
-fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
-    let probe = dir.join("model_transform");
-    if !probe.exists() {
-        let profile = dir.file_name().and_then(|s| s.to_str()).unwrap_or("debug").to_string();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "host-tools", "--bins"]).current_dir(root());
-        if profile == "release" {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("cargo build of host-tools");
-        assert!(st.success(), "building host-tools failed");
-    }
-    dir
-}
-
 fn run(work: &Path, tool: &str, args: &[&str]) -> Output {
-    let out = Command::new(bin_dir().join(tool)).args(args).current_dir(work).output().expect("spawn tool");
+    let out = Command::new(e2e_tests::tool(tool)).args(args).current_dir(work).output().expect("spawn tool");
     assert!(
         out.status.success(),
         "{tool} {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
@@ -39,6 +17,16 @@ fn run(work: &Path, tool: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// `model_deploy --quantize INT8` of the walkthrough (with the qtable when given).
+fn deploy(work: &Path, qtable: Option<&str>, model: &str) {
+    let mut args = vec!["--mlir", "yolov3_tiny.mlir", "--quantize", "INT8", "--calibration_table", "yolov3_cali_table"];
+    if let Some(q) = qtable {
+        args.extend(["--quantize_table", q]);
+    }
+    args.extend(["--chip", "bm1684x", "--model", model]);
+    run(work, "model_deploy", &args);
 }
 
 /// `class:score%` lines -> (class, score).
@@ -79,34 +67,15 @@ fn distance(float: &[(String, f64)], other: &[(String, f64)]) -> f64 {
 fn walkthrough_on_tiny_yolov3() {
     let work = std::env::temp_dir().join(format!("walkthrough-{}", std::process::id()));
     std::fs::create_dir_all(&work).unwrap();
-    let r = root();
+    let r = e2e_tests::root();
     let model = r.join("assets/models/tiny-yolov3-11.onnx");
     let data = r.join("assets/images/COCO2017");
     let img = data.join("000000124798.jpg");
     let (model, data, img) = (model.to_str().unwrap(), data.to_str().unwrap(), img.to_str().unwrap());
 
-    run(
-        &work,
-        "model_transform",
-        &[
-            "--model_name",
-            "yolov3_tiny",
-            "--model_def",
-            model,
-            "--input_shapes",
-            "[[1,3,416,416]]",
-            "--scale",
-            "0.0039216,0.0039216,0.0039216",
-            "--pixel_format",
-            "rgb",
-            "--keep_aspect_ratio",
-            "--pad_value",
-            "128",
-            "--output_names=convolution_output1,convolution_output",
-            "--mlir",
-            "yolov3_tiny.mlir",
-        ],
-    );
+    let mut transform_args = e2e_tests::YOLO_FLAGS.to_vec();
+    transform_args.extend(["--model_def", model, "--mlir", "yolov3_tiny.mlir"]);
+    run(&work, "model_transform", &transform_args);
     assert!(work.join("yolov3_tiny.mlir").exists());
     assert!(work.join("yolov3_tiny_top_f32_all_weight.npz").exists());
 
@@ -118,22 +87,7 @@ fn walkthrough_on_tiny_yolov3() {
     let table = std::fs::read_to_string(work.join("yolov3_cali_table")).unwrap();
     assert!(table.contains("\nconv2d_1_Conv "), "the table names tpu-mlir's layers");
 
-    run(
-        &work,
-        "model_deploy",
-        &[
-            "--mlir",
-            "yolov3_tiny.mlir",
-            "--quantize",
-            "INT8",
-            "--calibration_table",
-            "yolov3_cali_table",
-            "--chip",
-            "bm1684x",
-            "--model",
-            "yolov3_int8.bmodel",
-        ],
-    );
+    deploy(&work, None, "yolov3_int8.bmodel");
     assert!(work.join("yolov3_int8.bmodel").exists());
 
     let qtable_out = run(
@@ -165,24 +119,7 @@ fn walkthrough_on_tiny_yolov3() {
     let loss = std::fs::read_to_string(work.join("full_loss_table.txt")).unwrap();
     assert!(loss.contains("# chip: bm1684x  mix_mode: F32\n###\nNo.0   : Layer: "));
 
-    run(
-        &work,
-        "model_deploy",
-        &[
-            "--mlir",
-            "yolov3_tiny.mlir",
-            "--quantize",
-            "INT8",
-            "--calibration_table",
-            "yolov3_cali_table",
-            "--quantize_table",
-            "yolov3_qtable",
-            "--chip",
-            "bm1684x",
-            "--model",
-            "yolov3_mix.bmodel",
-        ],
-    );
+    deploy(&work, Some("yolov3_qtable"), "yolov3_mix.bmodel");
     assert!(work.join("yolov3_mix.bmodel").exists());
 
     let onnx = run(&work, "detect_yolov3", &["--model", model, "--input", img, "--output", "yolov3_onnx.jpg"]);
