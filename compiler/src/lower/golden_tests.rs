@@ -85,9 +85,9 @@ fn attr_ints(a: &Attr) -> Option<Vec<i64>> {
 }
 
 /// Compare our lowered module with tpu-mlir's: op sequence (names, kinds), result types and the
-/// quantization attributes. Per-channel `multiplier`/`rshift` pairs are counted, not asserted:
-/// returns (ops compared, differing channels, channels); a channel whose `m/2^r` differs by more
-/// than 1e-5 relative panics.
+/// quantization attributes. Per-channel `multiplier`/`rshift` pairs are counted here (callers
+/// assert the count): returns (ops compared, differing channels, channels); a channel whose
+/// `m/2^r` differs by more than 1e-5 relative panics.
 pub(crate) fn compare_modules(ours: &Module, theirs: &Module) -> (usize, usize, usize) {
     let (mut bad, mut chans) = (0, 0);
     let val = |m: i64, r: i64| m as f64 / 2f64.powi(r as i32);
@@ -344,26 +344,32 @@ pub(crate) fn agreement(
     rows
 }
 
-fn yolo_int8(chip: Chip) {
+/// What the INT8 tiny-yolov3 lowering of one chip must reproduce of tpu-mlir's.
+struct YoloExpect {
+    /// Conv channels carrying a multiplier/rshift pair (all must equal tpu-mlir's).
+    channels: usize,
+    /// int8 weight elements allowed to differ: (weight, flat index, ours, tpu-mlir's).
+    weight_diffs: &'static [(&'static str, usize, f32, f32)],
+    /// Tensors allowed to differ: (name, differing elements, by at most one step); every other
+    /// simulated tensor must be 100% identical.
+    tensor_diffs: &'static [(&'static str, usize)],
+}
+
+fn yolo_int8(chip: Chip, want: YoloExpect) {
     let (top, w) = yolo_top();
     let table = load_table("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table");
     let (m, lw) = lower(&top, &w, &opts(chip, &table)).unwrap();
     let dir = if chip.is_cv18xx() { "int8_cv183x" } else { "int8_bm1684x" };
     let prefix = format!("reference/tiny-yolov3/tpu-mlir/{dir}/yolov3_tiny_{}_int8_sym_tpu", chip.name());
     let theirs = load_module(&format!("{prefix}.mlir"));
-    // Our top weights come from our own ONNX import (tpu-mlir's top npz is not bundled); its BN
-    // folding differs from tpu-mlir's in the last bits of some channels (1-4 ulp of max|W|), which
-    // moves those channels' multiplier/shift and a few int8 weights.
+    // Our top weights come from our own ONNX import (tpu-mlir's top npz is not bundled); its
+    // BatchNorm fold uses ONNX Runtime's sqrt like tpu-mlir's model_transform, so every
+    // channel's multiplier/shift is tpu-mlir's.
     let (n, bad, chans) = compare_modules(&m, &theirs);
-    assert!(n >= 36, "{n} ops compared");
-    let (wbad, wall) = weight_diffs(&lw, &load_weights(&format!("{prefix}_weights.npz")));
-    eprintln!(
-        "{chip}: multiplier/rshift identical for {}/{chans} channels; int8/int32 weights identical {}/{wall}",
-        chans - bad,
-        wall - wbad
-    );
-    assert!((chans - bad) as f64 >= 0.75 * chans as f64);
-    assert!((wall - wbad) as f64 >= 0.999 * wall as f64);
+    let their_w = load_weights(&format!("{prefix}_weights.npz"));
+    let (wbad, wall) = weight_diffs(&lw, &their_w);
+    eprintln!("{chip}: multiplier/rshift identical for {}/{chans} channels", chans - bad);
+    eprintln!("{chip}: int8/int32 weights identical {}/{wall}", wall - wbad);
     let x = npz_f32("reference/tiny-yolov3/yolov3_tiny_in_f32.npz")["input_1"].clone();
     let out = sim::run(&m, &lw, &[x]).unwrap();
     let reference = npz_f32(&format!("{prefix}_outputs.npz"));
@@ -371,21 +377,46 @@ fn yolo_int8(chip: Chip) {
     for (name, same, maxd) in &rows {
         eprintln!("{chip} {name}: {:.4}% identical, max diff {maxd} steps", same * 100.0);
     }
+    assert!(n >= 36, "{n} ops compared");
+    assert_eq!((bad, chans), (0, want.channels), "{chip}: (differing channels, channels)");
+    assert_eq!(wbad, want.weight_diffs.len(), "{chip}: int8/int32 weight elements differing");
+    for &(name, i, ours, theirs) in want.weight_diffs {
+        let flat = |w: &Weights| w.get(name).unwrap().to_f32().iter().copied().collect::<Vec<f32>>();
+        assert_eq!((flat(&lw)[i], flat(&their_w)[i]), (ours, theirs), "{name}[{i}]");
+    }
     assert_eq!(rows.len(), reference.len(), "every reference tensor is compared");
     for (name, same, maxd) in &rows {
-        assert!(*same >= 0.999, "{name}: only {:.4}% identical", same * 100.0);
-        assert!(*maxd <= 1.0 + 1e-6, "{name}: max diff {maxd} steps");
+        let numel = reference[name].len();
+        let differing = ((1.0 - same) * numel as f64).round() as usize;
+        let allowed = want.tensor_diffs.iter().find(|(n, _)| n == name).map_or(0, |&(_, k)| k);
+        assert_eq!(differing, allowed, "{chip} {name}: {:.4}% identical", same * 100.0);
+        assert!(*maxd <= if allowed > 0 { 1.0 } else { 0.0 }, "{chip} {name}: max diff {maxd} steps");
     }
 }
 
+/// BM1684X: every multiplier/shift and every tensor is tpu-mlir's, except two int8 weights of
+/// conv2d_7 whose `W/scale_w` is a tie in f32 (36.5, 18.5) but 36.4999996 / 18.49999997 in the
+/// double division tpu-mlir uses (its `scale_w` is a double); lower/int8_ops.rs still divides in
+/// f32 (`(v / scale_w) as f64`), which moves one element of conv2d_7_Conv by one step.
 #[test]
 fn tiny_yolov3_bm1684x_int8_matches_tpu_mlir() {
-    yolo_int8(Chip::Bm1684x);
+    yolo_int8(
+        Chip::Bm1684x,
+        YoloExpect {
+            channels: 3707,
+            weight_diffs: &[
+                ("conv2d_7_Conv_filter_i8", 229 * 4608 + 3638, 37.0, 36.0),
+                ("conv2d_7_Conv_filter_i8", 692 * 4608 + 4497, 19.0, 18.0),
+            ],
+            tensor_diffs: &[("conv2d_7_Conv", 1)],
+        },
+    );
 }
 
+/// CV183x: every multiplier/shift, int8 weight, int32 bias and simulated tensor is tpu-mlir's.
 #[test]
 fn tiny_yolov3_cv183x_int8_matches_tpu_mlir() {
-    yolo_int8(Chip::Cv183x);
+    yolo_int8(Chip::Cv183x, YoloExpect { channels: 3833, weight_diffs: &[], tensor_diffs: &[] });
 }
 
 fn cosine(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f64 {

@@ -1,17 +1,26 @@
 //! BatchNormalization folded into the preceding Conv, as tpu-mlir's onnxsim step does it.
 //!
 //! Arithmetic (f32, in onnx-optimizer's order): `s = gamma / sqrt(var + eps)`,
-//! `W' = W * s[oc]`, `b' = (b - mean) * s + beta`. Names: onnx-optimizer 0.4.x builds the fused
-//! tensors as a chain of new nodes whose outputs are numbered `_v_<n>` after the `N` values of
-//! the graph (inputs + initializers + node outputs); the k-th fusion's weight ends up named
-//! `_v_<N+18+24k>` and its bias `_v_<N+24+24k>` (checked against onnxoptimizer 0.4.2 and the
-//! reference tiny-yolov3 top MLIR: `_v_123`, `_v_129`, `_v_147`, ...).
+//! `W' = W * s[oc]`, `b' = (b - mean) * s + beta`. onnx-optimizer only builds these as nodes;
+//! tpu-mlir's ONNX Runtime constant folding evaluates them, so `sqrt` is ONNX Runtime's (Eigen's
+//! fast-math estimate, up to 4 ulps off, see [`onnxruntime_sqrt`]); the other steps are exact
+//! IEEE f32 operations.
+//!
+//! Names: onnx-optimizer 0.4.x builds the fused tensors as a chain of new nodes whose outputs
+//! are numbered `_v_<n>` after the `N` values of the graph (inputs + initializers + node
+//! outputs); the k-th fusion's weight ends up named `_v_<N+18+24k>` and its bias
+//! `_v_<N+24+24k>` (checked against onnxoptimizer 0.4.2 and the reference tiny-yolov3 top MLIR:
+//! `_v_123`, `_v_129`, `_v_147`, ...).
 
 use super::error::OnnxError;
 use super::graph::OnnxGraph;
 use super::tensor::ConstTensor;
 use ndarray::{ArrayD, Axis, IxDyn};
 use std::collections::HashMap;
+
+mod ort_sqrt;
+
+pub use ort_sqrt::onnxruntime_sqrt;
 
 /// Fused weight and bias of one Conv+BN pair.
 pub struct FusedConv {
@@ -21,7 +30,7 @@ pub struct FusedConv {
     pub bias: ArrayD<f32>,
 }
 
-/// Compute the fused weight and bias (f32, onnx-optimizer order of operations).
+/// Compute the fused weight and bias (f32, onnx-optimizer order of operations, ONNX Runtime's `sqrt`).
 pub fn fuse_params(
     w: &ArrayD<f32>,
     b: Option<&ArrayD<f32>>,
@@ -35,7 +44,9 @@ pub fn fuse_params(
     if [gamma.len(), beta.len(), mean.len(), var.len()].iter().any(|&l| l != oc) {
         return Err(format!("BatchNormalization parameters do not match the {oc} conv output channels"));
     }
-    let scale: Vec<f32> = (0..oc).map(|c| gamma[c] / (var[c] + eps).sqrt()).collect();
+    let var_eps: Vec<f32> = var.iter().map(|&v| v + eps).collect();
+    let root = ort_sqrt::onnxruntime_sqrt(&var_eps);
+    let scale: Vec<f32> = (0..oc).map(|c| gamma[c] / root[c]).collect();
     let mut weight = w.clone();
     for (c, mut sub) in weight.axis_iter_mut(Axis(0)).enumerate() {
         sub.mapv_inplace(|x| x * scale[c]);
