@@ -8,8 +8,9 @@ use crate::{Chip, FormatError};
 
 /// Magic number at the start of every bmodel written by this project.
 pub const MAGIC: [u8; 4] = *b"BMRS";
-/// Version of the container layout this crate reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version of the container layout this crate reads and writes (2: `Mul`, `Copy`, `Pad`, `Sigmoid`,
+/// `Softmax` instructions, broadcasting `Add` with `relu`).
+pub const FORMAT_VERSION: u16 = 2;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 32;
 /// Alignment of the coefficient section inside the file.

@@ -134,6 +134,20 @@ pub enum AddParams {
     Float,
 }
 
+/// Element-wise multiplication parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum MulParams {
+    /// int8 (BM1684X and CV18xx): `sat(RightShiftRound(a·b·multiplier, rshift, HalfUp))`.
+    Int {
+        /// multiplier
+        multiplier: i32,
+        /// right shift
+        rshift: i32,
+    },
+    /// Float: `a · b` in f32, rounded to the output type.
+    Float,
+}
+
 /// Conversion performed by [`Instr::Cast`]; the direction follows the operand types.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum CastMode {
@@ -281,7 +295,7 @@ pub enum Instr {
         /// optional int8 (multiplier, rshift)
         requant: Option<(i32, i32)>,
     },
-    /// Element-wise addition of two tensors of one shape.
+    /// Element-wise addition with broadcasting (every input dim equals the output's or is 1).
     Add {
         /// first input
         a: TensorRef,
@@ -291,6 +305,8 @@ pub enum Instr {
         y: TensorRef,
         /// arithmetic
         params: AddParams,
+        /// clamp the sum at zero before saturation / rounding
+        relu: bool,
     },
     /// 256-entry table lookup on 8-bit codes: `y = table[x as u8]`.
     Lut {
@@ -310,6 +326,58 @@ pub enum Instr {
         /// conversion
         mode: CastMode,
     },
+    /// Element-wise multiplication with broadcasting (every input dim equals the output's or is 1).
+    Mul {
+        /// first input
+        a: TensorRef,
+        /// second input
+        b: TensorRef,
+        /// output
+        y: TensorRef,
+        /// arithmetic
+        params: MulParams,
+        /// clamp the product at zero before saturation / rounding
+        relu: bool,
+    },
+    /// Strided gather-copy (Slice, Permute, Gather with a constant index): `y` is dense over its
+    /// shape and `y[i0, i1, i2, i3] = x.flat[start + Σ i_k · strides[k]]` (elements, not bytes).
+    Copy {
+        /// source (only its element count matters)
+        x: TensorRef,
+        /// destination
+        y: TensorRef,
+        /// first source element
+        start: u32,
+        /// source element step per destination axis
+        strides: [u32; 4],
+    },
+    /// Constant padding: `y` is filled with `value` and `x` is placed at offsets `before`.
+    Pad {
+        /// input
+        x: TensorRef,
+        /// output (each dim at least `x`'s plus `before`)
+        y: TensorRef,
+        /// leading padding per axis
+        before: [u32; 4],
+        /// fill value as the raw little-endian bits of `y`'s element type (low bytes used)
+        value: u32,
+    },
+    /// Float logistic function `1 / (1 + exp(-x))` in f32, rounded to the output type.
+    Sigmoid {
+        /// input
+        x: TensorRef,
+        /// output
+        y: TensorRef,
+    },
+    /// Float softmax along `axis` (max-subtracted, f32), rounded to the output type.
+    Softmax {
+        /// input
+        x: TensorRef,
+        /// output (same shape)
+        y: TensorRef,
+        /// axis in NCHW (0..4)
+        axis: u8,
+    },
 }
 
 impl Instr {
@@ -327,6 +395,11 @@ impl Instr {
             Instr::Add { .. } => "add",
             Instr::Lut { .. } => "lut",
             Instr::Cast { .. } => "cast",
+            Instr::Mul { .. } => "mul",
+            Instr::Copy { .. } => "copy",
+            Instr::Pad { .. } => "pad",
+            Instr::Sigmoid { .. } => "sigmoid",
+            Instr::Softmax { .. } => "softmax",
         }
     }
 
@@ -354,11 +427,15 @@ impl Instr {
             | Instr::Relu { x, y }
             | Instr::MulShift { x, y, .. }
             | Instr::ConcatPart { x, y, .. }
-            | Instr::Cast { x, y, .. } => {
+            | Instr::Cast { x, y, .. }
+            | Instr::Copy { x, y, .. }
+            | Instr::Pad { x, y, .. }
+            | Instr::Sigmoid { x, y }
+            | Instr::Softmax { x, y, .. } => {
                 push("x", x);
                 push("y", y);
             }
-            Instr::Add { a, b, y, .. } => {
+            Instr::Add { a, b, y, .. } | Instr::Mul { a, b, y, .. } => {
                 push("a", a);
                 push("b", b);
                 push("y", y);
@@ -392,11 +469,15 @@ impl Instr {
             | Instr::Relu { x, y }
             | Instr::MulShift { x, y, .. }
             | Instr::ConcatPart { x, y, .. }
-            | Instr::Cast { x, y, .. } => {
+            | Instr::Cast { x, y, .. }
+            | Instr::Copy { x, y, .. }
+            | Instr::Pad { x, y, .. }
+            | Instr::Sigmoid { x, y }
+            | Instr::Softmax { x, y, .. } => {
                 f(x);
                 f(y);
             }
-            Instr::Add { a, b, y, .. } => {
+            Instr::Add { a, b, y, .. } | Instr::Mul { a, b, y, .. } => {
                 f(a);
                 f(b);
                 f(y);
@@ -422,7 +503,12 @@ impl Instr {
             | Instr::ConcatPart { y, .. }
             | Instr::Add { y, .. }
             | Instr::Lut { y, .. }
-            | Instr::Cast { y, .. } => y,
+            | Instr::Cast { y, .. }
+            | Instr::Mul { y, .. }
+            | Instr::Copy { y, .. }
+            | Instr::Pad { y, .. }
+            | Instr::Sigmoid { y, .. }
+            | Instr::Softmax { y, .. } => y,
         }
     }
 }

@@ -20,7 +20,7 @@ pub mod writer;
 
 pub use header::{Header, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use heapless;
-pub use instr::{AddParams, CastMode, ConvRequant, Instr, LeakyParams, PoolMode, RoundMode, Window};
+pub use instr::{AddParams, CastMode, ConvRequant, Instr, LeakyParams, MulParams, PoolMode, RoundMode, Window};
 pub use net::{Bmodel, InstrIter, NetMeta};
 pub use plan::MemoryPlan;
 pub use tensor::{Chip, DType, IoTensor, Region, TensorRef, MAX_IO, MAX_RANK};

@@ -2,7 +2,7 @@
 //! instruction its operands inside their regions, consistent shapes and types, legal aliasing and
 //! enough scratch. After [`verify`] succeeds the kernels may index without further checks.
 
-use crate::instr::{AddParams, CastMode, ConvRequant, Instr, LeakyParams, PoolMode, Window};
+use crate::instr::{AddParams, CastMode, ConvRequant, Instr, LeakyParams, MulParams, PoolMode, Window};
 use crate::net::Bmodel;
 use crate::scratch::scratch_bytes;
 use crate::tensor::{DType, IoTensor, Region, TensorRef};
@@ -157,6 +157,11 @@ fn conv_out(i: u32, k: u16, s: u16, p0: u16, p1: u16, d: u16) -> Option<u32> {
     Some(((span - eff) / s as u64 + 1) as u32)
 }
 
+/// Every dim of `a` equals `y`'s or is 1 (numpy broadcasting at equal rank).
+fn broadcasts(a: &TensorRef, y: &TensorRef) -> bool {
+    (0..4).all(|k| a.shape[k] == y.shape[k] || a.shape[k] == 1)
+}
+
 fn check_instr(instr: &Instr, s: &RegionSizes) -> Result<(), InstrProblem> {
     let ops = instr.operands();
     for (name, t) in ops.iter() {
@@ -167,7 +172,13 @@ fn check_instr(instr: &Instr, s: &RegionSizes) -> Result<(), InstrProblem> {
     ensure(y.region == Region::Activation, InstrProblem::OutputInCoeff)?;
     let elementwise = matches!(
         instr,
-        Instr::LeakyRelu { .. } | Instr::Relu { .. } | Instr::MulShift { .. } | Instr::Lut { .. } | Instr::Add { .. }
+        Instr::LeakyRelu { .. }
+            | Instr::Relu { .. }
+            | Instr::MulShift { .. }
+            | Instr::Lut { .. }
+            | Instr::Add { .. }
+            | Instr::Mul { .. }
+            | Instr::Sigmoid { .. }
     );
     for (name, t) in ops.iter().take(ops.len() - 1) {
         if overlaps(t, &y) {
@@ -300,13 +311,41 @@ fn check_instr(instr: &Instr, s: &RegionSizes) -> Result<(), InstrProblem> {
                 None => ensure(x.dtype == y.dtype, InstrProblem::DType("concat"))?,
             }
         }
-        Instr::Add { a, b, y, params } => {
-            ensure(a.shape == y.shape && b.shape == y.shape, InstrProblem::Shape("add shapes"))?;
+        Instr::Add { a, b, y, params, .. } => {
+            ensure(broadcasts(&a, &y) && broadcasts(&b, &y), InstrProblem::Shape("add shapes"))?;
             let ok = match params {
                 AddParams::Float => a.dtype.is_float() && b.dtype.is_float() && y.dtype.is_float(),
                 _ => a.dtype.is_int8() && b.dtype.is_int8() && y.dtype.is_int8(),
             };
             ensure(ok, InstrProblem::DType("add"))?;
+        }
+        Instr::Mul { a, b, y, params, .. } => {
+            ensure(broadcasts(&a, &y) && broadcasts(&b, &y), InstrProblem::Shape("mul shapes"))?;
+            let ok = match params {
+                MulParams::Float => a.dtype.is_float() && b.dtype.is_float() && y.dtype.is_float(),
+                MulParams::Int { .. } => a.dtype.is_int8() && b.dtype.is_int8() && y.dtype.is_int8(),
+            };
+            ensure(ok, InstrProblem::DType("mul"))?;
+        }
+        Instr::Copy { x, y, start, strides } => {
+            ensure(x.dtype == y.dtype, InstrProblem::DType("copy"))?;
+            // the last element read must lie inside x (every index is at most this one)
+            let last: u64 = start as u64 + (0..4).map(|k| (y.shape[k] as u64 - 1) * strides[k] as u64).sum::<u64>();
+            ensure(last < x.numel(), InstrProblem::Shape("copy reads past its source"))?;
+        }
+        Instr::Pad { x, y, before, .. } => {
+            ensure(x.dtype == y.dtype, InstrProblem::DType("pad"))?;
+            let fits = (0..4).all(|k| x.shape[k] as u64 + before[k] as u64 <= y.shape[k] as u64);
+            ensure(fits, InstrProblem::Shape("pad output smaller than input plus padding"))?;
+        }
+        Instr::Sigmoid { x, y } => {
+            ensure(x.numel() == y.numel(), InstrProblem::Shape("element count"))?;
+            ensure(x.dtype.is_float() && y.dtype.is_float(), InstrProblem::DType("sigmoid"))?;
+        }
+        Instr::Softmax { x, y, axis } => {
+            ensure(axis < 4, InstrProblem::Shape("axis"))?;
+            ensure(x.shape == y.shape, InstrProblem::Shape("softmax shapes"))?;
+            ensure(x.dtype.is_float() && y.dtype.is_float(), InstrProblem::DType("softmax"))?;
         }
         Instr::Lut { x, y, table } => {
             ensure(x.numel() == y.numel(), InstrProblem::Shape("element count"))?;

@@ -5,8 +5,8 @@ use crate::arena::views;
 use crate::kernels::conv::{conv_float, ConvGeom, FloatConv, IntConv};
 use crate::kernels::data::{self, PoolGeom};
 use crate::kernels::float::{self, FSrc};
-use crate::kernels::{bm1684x, cv18xx};
-use bmodel_format::{AddParams, CastMode, Chip, ConvRequant, DType, Instr, LeakyParams, PoolMode};
+use crate::kernels::{bm1684x, cv18xx, Bcast};
+use bmodel_format::{AddParams, CastMode, Chip, ConvRequant, DType, Instr, LeakyParams, MulParams, PoolMode};
 
 /// A shared input that the verifier guarantees is not the output itself.
 #[inline(always)]
@@ -165,26 +165,60 @@ pub fn execute(instr: &Instr, chip: Chip, act: &mut [u8], coeff: &[u8], scratch:
                 }
             }
         }
-        Instr::Add { a, b, y, params } => {
+        Instr::Add { a, b, y, params, relu } => {
             let ([as_, bs], ys) = views(act, coeff, [a, b], y);
+            let shapes = Bcast { a: a.shape, b: b.shape, y: y.shape };
             match params {
                 AddParams::Bm { multiplier, rshift } => {
-                    let signs = [a.dtype == DType::U8, b.dtype == DType::U8, y.dtype == DType::U8];
-                    bm1684x::add(as_, bs, ys, signs, *multiplier, *rshift)
+                    let unsigned = [a.dtype == DType::U8, b.dtype == DType::U8, y.dtype == DType::U8];
+                    bm1684x::add(as_, bs, ys, &shapes, unsigned, *multiplier, *rshift, *relu)
                 }
-                AddParams::Cv { multiplier, rshift } => cv18xx::add(as_, bs, ys, *multiplier, *rshift),
-                AddParams::Float => {
-                    let n = y.numel() as usize;
-                    float::add(
-                        FSrc { bytes: as_, dtype: a.dtype },
-                        FSrc { bytes: bs, dtype: b.dtype },
-                        ys,
-                        y.dtype,
-                        n,
-                        cv,
-                    )
-                }
+                AddParams::Cv { multiplier, rshift } => cv18xx::add(as_, bs, ys, &shapes, *multiplier, *rshift, *relu),
+                AddParams::Float => float::add(
+                    FSrc { bytes: as_, dtype: a.dtype },
+                    FSrc { bytes: bs, dtype: b.dtype },
+                    ys,
+                    y.dtype,
+                    &shapes,
+                    *relu,
+                    cv,
+                ),
             }
+        }
+        Instr::Mul { a, b, y, params, relu } => {
+            let ([as_, bs], ys) = views(act, coeff, [a, b], y);
+            let shapes = Bcast { a: a.shape, b: b.shape, y: y.shape };
+            match params {
+                MulParams::Int { multiplier, rshift } => {
+                    let unsigned = [a.dtype == DType::U8, b.dtype == DType::U8, y.dtype == DType::U8];
+                    bm1684x::mul(as_, bs, ys, &shapes, unsigned, *multiplier, *rshift, *relu)
+                }
+                MulParams::Float => float::mul(
+                    FSrc { bytes: as_, dtype: a.dtype },
+                    FSrc { bytes: bs, dtype: b.dtype },
+                    ys,
+                    y.dtype,
+                    &shapes,
+                    *relu,
+                    cv,
+                ),
+            }
+        }
+        Instr::Copy { x, y, start, strides } => {
+            let ([xs], ys) = views(act, coeff, [x], y);
+            data::strided_copy(src(xs), ys, y.shape, *start as usize, *strides, x.dtype.size());
+        }
+        Instr::Pad { x, y, before, value } => {
+            let ([xs], ys) = views(act, coeff, [x], y);
+            data::pad(src(xs), ys, x.shape, y.shape, *before, *value, y.dtype.size());
+        }
+        Instr::Sigmoid { x, y } => {
+            let ([xs], ys) = views(act, coeff, [x], y);
+            float::sigmoid(FSrc { bytes: xs, dtype: x.dtype }, ys, y.dtype, y.numel() as usize, cv);
+        }
+        Instr::Softmax { x, y, axis } => {
+            let ([xs], ys) = views(act, coeff, [x], y);
+            float::softmax(src(xs), x.dtype, ys, y.dtype, y.shape, *axis as usize, cv);
         }
         Instr::Lut { x, y, table } => {
             let ([xs, ts], ys) = views(act, coeff, [x, table], y);

@@ -76,7 +76,7 @@ fn rejects_truncated_bad_magic_bad_crc_and_small_arena() {
     bad[4] = 9;
     assert_eq!(
         load(&bad, &mut arena).err(),
-        Some(RuntimeError::Format(FormatError::UnsupportedVersion { found: 9, supported: 1 }))
+        Some(RuntimeError::Format(FormatError::UnsupportedVersion { found: 9, supported: 2 }))
     );
     let mut small = vec![0u8; need - 1];
     assert_eq!(

@@ -2,12 +2,14 @@
 //! owning their storage) that [`super::plan`] later replaces with the planned arena offset.
 
 use super::coeff::CoeffBlob;
+use super::strided::{self, View};
 use super::types::{axis4, dtype_of, scale_zp, shape4};
 use super::CodegenError;
 use crate::ir::weights::Weights;
 use crate::ir::{Func, Module, Op, ValueId};
 use bmodel_format::{
-    AddParams, CastMode, Chip, ConvRequant, DType, Instr, LeakyParams, PoolMode, Region, RoundMode, TensorRef, Window,
+    AddParams, CastMode, Chip, ConvRequant, DType, Instr, LeakyParams, MulParams, PoolMode, Region, RoundMode,
+    TensorRef, Window,
 };
 
 /// Where a value's bytes live.
@@ -268,6 +270,20 @@ impl Emitter<'_> {
             }
             "tpu.Concat" => self.concat(i, op),
             "tpu.Add" => self.add(i, op),
+            "tpu.Mul" => self.mul(i, op),
+            "tpu.Sigmoid" => {
+                let xv = self.operand(op, 0)?;
+                let x = self.tref(xv)?;
+                let (_, y) = self.elementwise_result(i, op, xv)?;
+                if !(x.dtype.is_float() && y.dtype.is_float()) {
+                    return Err(self.err(op, "Sigmoid on int8 must be lowered to a tpu.Lut"));
+                }
+                self.push(i, Instr::Sigmoid { x, y });
+                Ok(())
+            }
+            "tpu.Softmax" => self.softmax(i, op),
+            "tpu.Slice" | "tpu.Permute" | "tpu.Gather" => self.strided_copy(i, op),
+            "tpu.Pad" => self.pad(i, op),
             "tpu.Lut" => {
                 let xv = self.operand(op, 0)?;
                 let tv = self.operand(op, 1)?;
@@ -481,20 +497,58 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    fn add(&mut self, i: usize, op: &Op) -> Result<(), CodegenError> {
+    /// An input operand: activations as they are, weights materialised with their own type.
+    fn input_ref(&mut self, op: &Op, v: ValueId) -> Result<TensorRef, CodegenError> {
+        match self.storage[v] {
+            Storage::Coeff(_) | Storage::Nothing if !self.is_none(v) => {
+                let t = &self.func.values[v];
+                let (dt, sh) = (dtype_of(&t.ty, &t.name)?, shape4(t.ty.shape(), &t.name)?);
+                self.weight(op, v, dt, sh)
+            }
+            _ => self.tref(v),
+        }
+    }
+
+    /// Operands of a broadcasting binary op, with the result computed in place over `a` when
+    /// `a` has the result's size and dies here.
+    fn binary(&mut self, i: usize, op: &Op) -> Result<(TensorRef, TensorRef, TensorRef), CodegenError> {
         if op.operands.len() != 2 {
             return Err(self.err(op, format!("{} inputs (only 2 supported)", op.operands.len())));
         }
-        if op.attr_bool("do_relu") {
-            return Err(self.err(op, "do_relu is not supported"));
-        }
         let (av, bv) = (self.operand(op, 0)?, self.operand(op, 1)?);
-        let (a, b) = (self.tref(av)?, self.tref(bv)?);
-        if a.shape != b.shape {
-            return Err(self.err(op, "broadcasting add is not supported"));
+        let (a, b) = (self.input_ref(op, av)?, self.input_ref(op, bv)?);
+        let r = *op.results.first().ok_or_else(|| self.err(op, "has no result"))?;
+        let rank = self.func.values[r].ty.shape().len();
+        let ranks = [self.func.values[av].ty.shape().len(), self.func.values[bv].ty.shape().len()];
+        if rank > 4 && ranks.iter().any(|&k| k != rank) {
+            return Err(self.err(op, format!("broadcasting at rank {rank} > 4 is not supported")));
         }
-        let (_, y) =
-            if self.root(av) != self.root(bv) { self.elementwise_result(i, op, av)? } else { self.result(op)? };
+        let ys = shape4(self.func.values[r].ty.shape(), &self.func.values[r].name)?;
+        for t in [&a, &b] {
+            if (0..4).any(|k| t.shape[k] != ys[k] && t.shape[k] != 1) {
+                return Err(self.err(op, format!("cannot broadcast {:?} to {:?}", t.shape, ys)));
+            }
+        }
+        let distinct = a.region == Region::Coeff || b.region == Region::Coeff || self.root(av) != self.root(bv);
+        let (_, y) = if distinct && a.region == Region::Activation {
+            self.elementwise_result(i, op, av)?
+        } else {
+            self.result(op)?
+        };
+        Ok((a, b, y))
+    }
+
+    fn relu_flag(&self, op: &Op) -> Result<bool, CodegenError> {
+        let relu = op.attr_bool("do_relu");
+        if relu && op.attr_f64_or("relu_limit", -1.0).unwrap_or(-1.0) >= 0.0 {
+            return Err(self.err(op, "relu_limit is not supported"));
+        }
+        Ok(relu)
+    }
+
+    fn add(&mut self, i: usize, op: &Op) -> Result<(), CodegenError> {
+        let relu = self.relu_flag(op)?;
+        let (a, b, y) = self.binary(i, op)?;
         let params = if y.dtype.is_int8() {
             let m = self.ints(op, "multipliers")?;
             let to32 = |v: i64| i32::try_from(v).map_err(|_| self.err(op, "parameter out of i32"));
@@ -513,7 +567,107 @@ impl Emitter<'_> {
         } else {
             AddParams::Float
         };
-        self.push(i, Instr::Add { a, b, y, params });
+        self.push(i, Instr::Add { a, b, y, params, relu });
+        Ok(())
+    }
+
+    fn mul(&mut self, i: usize, op: &Op) -> Result<(), CodegenError> {
+        let relu = self.relu_flag(op)?;
+        let (a, b, y) = self.binary(i, op)?;
+        let params = if y.dtype.is_int8() {
+            MulParams::Int { multiplier: self.i32_attr(op, "multiplier")?, rshift: self.i32_attr(op, "rshift")? }
+        } else {
+            MulParams::Float
+        };
+        self.push(i, Instr::Mul { a, b, y, params, relu });
+        Ok(())
+    }
+
+    fn softmax(&mut self, i: usize, op: &Op) -> Result<(), CodegenError> {
+        let xv = self.operand(op, 0)?;
+        let x = self.tref(xv)?;
+        let (r, y) = self.result(op)?;
+        let rank = self.func.values[r].ty.shape().len();
+        let axis = axis4(op.attr_i64_or("axis", -1).map_err(|e| self.err(op, e.to_string()))?, rank, &self.name(op))?;
+        if !(x.dtype.is_float() && y.dtype.is_float()) {
+            return Err(self.err(op, "int8 Softmax is not supported (lowered in float)"));
+        }
+        self.push(i, Instr::Softmax { x, y, axis });
+        Ok(())
+    }
+
+    /// Slice, Permute and constant-index Gather as one strided copy.
+    fn strided_copy(&mut self, i: usize, op: &Op) -> Result<(), CodegenError> {
+        let xv = self.operand(op, 0)?;
+        let x = self.input_ref(op, xv)?;
+        let x_dims = self.func.values[xv].ty.shape().to_vec();
+        let r = *op.results.first().ok_or_else(|| self.err(op, "has no result"))?;
+        let out_dims = self.func.values[r].ty.shape().to_vec();
+        let view: View = match op.kind.as_str() {
+            "tpu.Slice" => {
+                if op.attrs.contains_key("axes") {
+                    return Err(self.err(op, "Slice with explicit axes is not supported"));
+                }
+                let offs = self.ints(op, "offset")?;
+                let steps = op.attr_ints_or("steps", &vec![1; offs.len()]).map_err(|e| self.err(op, e.to_string()))?;
+                let ends = self.ints(op, "ends")?;
+                strided::slice(&x_dims, &offs, &steps, &ends, &out_dims)
+            }
+            "tpu.Permute" => strided::permute(&x_dims, &self.ints(op, "order")?),
+            _ => {
+                let iv = self.operand(op, 1)?;
+                let iname = self.func.values[iv].name.clone();
+                let idx = self.weights.get(&iname).ok_or_else(|| {
+                    self.err(op, format!("indices '{iname}' are not a constant (only constant indices are supported)"))
+                })?;
+                let vals: Vec<i64> = idx.to_f32().iter().map(|&v| v as i64).collect();
+                strided::gather(&x_dims, self.int(op, "axis")?, &vals, idx.shape())
+            }
+        }
+        .map_err(|why| self.err(op, why))?;
+        if view.dims.iter().product::<usize>() != out_dims.iter().product::<usize>() {
+            return Err(self.err(op, "view size differs from the result type"));
+        }
+        let (dims, strides) =
+            strided::fold4(&view).ok_or_else(|| self.err(op, "the view needs more than 4 strided axes"))?;
+        let (_, y) = self.result(op)?;
+        let start = u32::try_from(view.start).map_err(|_| self.err(op, "start out of range"))?;
+        self.push(i, Instr::Copy { x, y: TensorRef { shape: dims, ..y }, start, strides });
+        Ok(())
+    }
+
+    fn pad(&mut self, i: usize, op: &Op) -> Result<(), CodegenError> {
+        let xv = self.operand(op, 0)?;
+        let x = self.tref(xv)?;
+        let (r, y) = self.result(op)?;
+        let mode = op.attr_str("mode").unwrap_or("constant");
+        if mode != "constant" {
+            return Err(self.err(op, format!("pad mode {mode} is not supported (only constant)")));
+        }
+        let rank = self.func.values[xv].ty.shape().len();
+        let pads = self.ints(op, "paddings")?;
+        if rank > 4 || pads.len() != 2 * rank || pads.iter().any(|&p| p < 0) {
+            return Err(self.err(op, format!("paddings {pads:?} for rank {rank} (non-negative, rank <= 4)")));
+        }
+        let mut before = [0u32; 4];
+        for k in 0..rank {
+            before[4 - rank + k] = u32::try_from(pads[k]).map_err(|_| self.err(op, "padding out of range"))?;
+        }
+        let val = op.attr_f64_or("val", 0.0).map_err(|e| self.err(op, e.to_string()))? as f32;
+        let value = match y.dtype {
+            DType::F32 => val.to_bits(),
+            DType::F16 => crate::quant::float::f32_to_f16_bits(val) as u32,
+            DType::BF16 if self.chip.is_cv18xx() => crate::quant::float::cv_f32_to_bf16_bits(val) as u32,
+            DType::BF16 => crate::quant::float::f32_to_bf16_bits(val) as u32,
+            DType::I8 | DType::U8 => {
+                let (s, zp) = scale_zp(&self.func.values[r].ty);
+                let q = ((val * (1.0 / s) as f32) as f64).round() + zp as f64;
+                let q = if y.dtype == DType::I8 { q.clamp(-128.0, 127.0) } else { q.clamp(0.0, 255.0) };
+                (q as i64 as u8) as u32
+            }
+            other => return Err(self.err(op, format!("pad of {} is not supported", other.name()))),
+        };
+        self.push(i, Instr::Pad { x, y, before, value });
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 pub mod coeff;
 pub mod emit;
 pub mod plan;
+pub mod strided;
 pub mod types;
 
 use crate::ir::weights::Weights;

@@ -37,14 +37,14 @@ pub fn scale_zp(ty: &TensorType) -> (f64, i64) {
     }
 }
 
-/// NCHW shape of up to 4 dims (leading 1s added; extra leading 1s squeezed).
+/// NCHW storage shape: leading 1s added below rank 4; above rank 4 the leading dims are merged
+/// into the first (the element order is unchanged, which is all element-wise ops and views need;
+/// ops that interpret axes check the rank themselves).
 pub fn shape4(shape: &[usize], what: &str) -> Result<[u32; 4], CodegenError> {
     let mut dims: Vec<usize> = shape.to_vec();
-    while dims.len() > 4 && dims[0] == 1 {
-        dims.remove(0);
-    }
-    if dims.len() > 4 {
-        return Err(CodegenError::Type { tensor: what.to_string(), why: format!("rank {} > 4", shape.len()) });
+    while dims.len() > 4 {
+        let d0 = dims.remove(0);
+        dims[0] *= d0;
     }
     let mut out = [1u32; 4];
     let off = 4 - dims.len();

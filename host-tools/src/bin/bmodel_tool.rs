@@ -111,9 +111,13 @@ fn dis(m: &Bmodel<'_>) -> Result<()> {
                 format!(" m={multiplier} r={rshift} {round:?} zp={zero_point}")
             }
             Instr::ConcatPart { axis, start, requant, .. } => format!(" axis={axis} start={start} requant={requant:?}"),
-            Instr::Add { params, .. } => format!(" {params:?}"),
+            Instr::Add { params, relu, .. } => format!(" {params:?}{}", if *relu { " relu" } else { "" }),
+            Instr::Mul { params, relu, .. } => format!(" {params:?}{}", if *relu { " relu" } else { "" }),
+            Instr::Copy { start, strides, .. } => format!(" start={start} strides={strides:?}"),
+            Instr::Pad { before, value, .. } => format!(" before={before:?} value={value:#x}"),
+            Instr::Softmax { axis, .. } => format!(" axis={axis}"),
             Instr::Cast { mode, .. } => format!(" {mode:?}"),
-            Instr::Relu { .. } | Instr::Lut { .. } => String::new(),
+            Instr::Relu { .. } | Instr::Lut { .. } | Instr::Sigmoid { .. } => String::new(),
         };
         println!("{i:4} {:<12} {}{extra}", ins.mnemonic(), ops.join(" "));
     }

@@ -4,7 +4,7 @@
 use super::conv::{conv_int8, ConvGeom, IntConv, Requant};
 use super::data::PoolGeom;
 use super::num::{code8, load_float, load_i32, round_f32, rshift_half_up, rshift_round, sat8, store_float};
-use super::{map_bytes_via_table, zip_bytes, Src};
+use super::{map_bytes_via_table, zip_bytes_bcast, Bcast, Src};
 use bmodel_format::{DType, RoundMode};
 
 /// Output side of an int8 conv on BM1684X.
@@ -76,12 +76,35 @@ pub fn mul_shift(
     });
 }
 
-/// Add: `sat(RightShiftRound(a·m0, r0, HalfUp) + RightShiftRound(b·m1, r1, HalfUp))`.
-pub fn add(a: Src<'_>, b: Src<'_>, y: &mut [u8], signs: [bool; 3], m: [i32; 2], r: [i32; 2]) {
-    zip_bytes(a, b, y, |va, vb| {
-        let ta = rshift_round(code8(va, signs[0]) as i64 * m[0] as i64, r[0], RoundMode::HalfUp);
-        let tb = rshift_round(code8(vb, signs[1]) as i64 * m[1] as i64, r[1], RoundMode::HalfUp);
-        sat8(ta + tb, signs[2])
+/// Add with broadcasting: `sat(RightShiftRound(a·m0, r0, HalfUp) + RightShiftRound(b·m1, r1,
+/// HalfUp))`, clamped at 0 first when `relu`. `unsigned` flags a, b, y.
+#[allow(clippy::too_many_arguments)]
+pub fn add(
+    a: Src<'_>,
+    b: Src<'_>,
+    y: &mut [u8],
+    shapes: &Bcast,
+    unsigned: [bool; 3],
+    m: [i32; 2],
+    r: [i32; 2],
+    relu: bool,
+) {
+    zip_bytes_bcast(a, b, y, shapes, |va, vb| {
+        let ta = rshift_round(code8(va, unsigned[0]) as i64 * m[0] as i64, r[0], RoundMode::HalfUp);
+        let tb = rshift_round(code8(vb, unsigned[1]) as i64 * m[1] as i64, r[1], RoundMode::HalfUp);
+        let s = ta + tb;
+        sat8(if relu { s.max(0) } else { s }, unsigned[2])
+    });
+}
+
+/// int8 multiply with broadcasting (BM1684X and CV18xx alike):
+/// `sat(RightShiftRound(a·b·m, r, HalfUp))`, clamped at 0 first when `relu`.
+#[allow(clippy::too_many_arguments)]
+pub fn mul(a: Src<'_>, b: Src<'_>, y: &mut [u8], shapes: &Bcast, unsigned: [bool; 3], m: i32, r: i32, relu: bool) {
+    zip_bytes_bcast(a, b, y, shapes, |va, vb| {
+        let p = code8(va, unsigned[0]) as i64 * code8(vb, unsigned[1]) as i64 * m as i64;
+        let t = rshift_half_up(p, r);
+        sat8(if relu { t.max(0) } else { t }, unsigned[2])
     });
 }
 

@@ -4,7 +4,7 @@
 
 use super::conv::{conv_int8, deconv_gather, ConvGeom, IntConv, Requant};
 use super::num::{bf16_to_f32, code8, f32_to_bf16, load_float, load_i32, round_f32, rshift_round, sat8, store_float};
-use super::{map_bytes_via_table, zip_bytes, Src};
+use super::{map_bytes_via_table, zip_bytes_bcast, Bcast, Src};
 use bmodel_format::{DType, RoundMode};
 
 /// QDM requant of one accumulator: `t = clamp_i32((acc·M + 2^30) >> 31)`,
@@ -91,11 +91,13 @@ pub fn requant8(b: u8, m: i32, r: i32) -> u8 {
     sat8(rshift_round(b as i8 as i64 * m as i64, r, RoundMode::HalfUp), false)
 }
 
-/// Add: `sat_i8(RightShiftRound(a·m0 + b·m1, r, HalfUp))`.
-pub fn add(a: Src<'_>, b: Src<'_>, y: &mut [u8], m: [i32; 2], r: i32) {
-    zip_bytes(a, b, y, |va, vb| {
+/// Add with broadcasting: `sat_i8(RightShiftRound(a·m0 + b·m1, r, HalfUp))`, clamped at 0 first
+/// when `relu`.
+pub fn add(a: Src<'_>, b: Src<'_>, y: &mut [u8], shapes: &Bcast, m: [i32; 2], r: i32, relu: bool) {
+    zip_bytes_bcast(a, b, y, shapes, |va, vb| {
         let s = va as i8 as i64 * m[0] as i64 + vb as i8 as i64 * m[1] as i64;
-        sat8(rshift_round(s, r, RoundMode::HalfUp), false)
+        let t = rshift_round(s, r, RoundMode::HalfUp);
+        sat8(if relu { t.max(0) } else { t }, false)
     });
 }
 

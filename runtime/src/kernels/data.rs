@@ -164,3 +164,52 @@ pub fn concat_part(
 pub fn lut(x: Src<'_>, y: &mut [u8], table: &[u8]) {
     super::map_bytes(x, y, |b| table[b as usize]);
 }
+
+/// Strided gather-copy of `es`-byte elements: `y` dense over `y_shape`,
+/// `y[i0,i1,i2,i3] = x[start + Σ i_k·strides[k]]`.
+pub fn strided_copy(x: &[u8], y: &mut [u8], y_shape: [u32; 4], start: usize, strides: [u32; 4], es: usize) {
+    let [d0, d1, d2, d3] = y_shape.map(|d| d as usize);
+    let st = strides.map(|s| s as usize);
+    let mut o = 0usize;
+    for n0 in 0..d0 {
+        for n1 in 0..d1 {
+            for n2 in 0..d2 {
+                let base = start + n0 * st[0] + n1 * st[1] + n2 * st[2];
+                if st[3] == 1 {
+                    let len = d3 * es;
+                    y[o..o + len].copy_from_slice(&x[base * es..base * es + len]);
+                    o += len;
+                } else {
+                    for n3 in 0..d3 {
+                        let s = (base + n3 * st[3]) * es;
+                        y[o..o + es].copy_from_slice(&x[s..s + es]);
+                        o += es;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Constant padding: fill `y` with the element `value` (`es` little-endian bytes), then place
+/// `x` at offsets `before`.
+pub fn pad(x: &[u8], y: &mut [u8], x_shape: [u32; 4], y_shape: [u32; 4], before: [u32; 4], value: u32, es: usize) {
+    let v = value.to_le_bytes();
+    for chunk in y.chunks_exact_mut(es) {
+        chunk.copy_from_slice(&v[..es]);
+    }
+    let [x0, x1, x2, x3] = x_shape.map(|d| d as usize);
+    let [_, y1, y2, y3] = y_shape.map(|d| d as usize);
+    let b = before.map(|d| d as usize);
+    let row = x3 * es;
+    let mut src = 0usize;
+    for n0 in 0..x0 {
+        for n1 in 0..x1 {
+            for n2 in 0..x2 {
+                let dst = (((n0 + b[0]) * y1 + n1 + b[1]) * y2 + n2 + b[2]) * y3 + b[3];
+                y[dst * es..dst * es + row].copy_from_slice(&x[src..src + row]);
+                src += row;
+            }
+        }
+    }
+}

@@ -3,7 +3,9 @@
 
 use super::conv::{deconv_gather, ConvGeom};
 use super::data::PoolGeom;
+use super::math::{expf, sigmoid as logistic};
 use super::num::{load_float, store_float};
+use super::Bcast;
 use bmodel_format::DType;
 
 /// A float tensor view: bytes and element type; `None` bytes means "read the output in place".
@@ -41,12 +43,83 @@ pub fn cast(x: &[u8], xt: DType, y: &mut [u8], yt: DType, n: usize, cv: bool) {
     map(FSrc { bytes: Some(x), dtype: xt }, y, yt, n, cv, |v| v);
 }
 
-/// `a + b` in f32.
-pub fn add(a: FSrc<'_>, b: FSrc<'_>, y: &mut [u8], yt: DType, n: usize, cv: bool) {
-    for i in 0..n {
-        let va = load_float(a.bytes.unwrap_or(y), a.dtype, i);
-        let vb = load_float(b.bytes.unwrap_or(y), b.dtype, i);
-        store_float(y, yt, i, va + vb, cv);
+/// `(0 + a) + b` in f32 with broadcasting (the sum starts from +0, so `-0 + -0` gives `+0`),
+/// clamped at 0 when `relu`.
+pub fn add(a: FSrc<'_>, b: FSrc<'_>, y: &mut [u8], yt: DType, shapes: &Bcast, relu: bool, cv: bool) {
+    shapes.for_each(|i, ia, ib| {
+        let va = match a.bytes {
+            Some(s) => load_float(s, a.dtype, ia),
+            None => load_float(y, a.dtype, i),
+        };
+        let vb = match b.bytes {
+            Some(s) => load_float(s, b.dtype, ib),
+            None => load_float(y, b.dtype, i),
+        };
+        let v = (0.0 + va) + vb;
+        store_float(y, yt, i, if relu && v < 0.0 { 0.0 } else { v }, cv);
+    });
+}
+
+/// `a · b` in f32 with broadcasting, clamped at 0 when `relu`.
+pub fn mul(a: FSrc<'_>, b: FSrc<'_>, y: &mut [u8], yt: DType, shapes: &Bcast, relu: bool, cv: bool) {
+    shapes.for_each(|i, ia, ib| {
+        let va = match a.bytes {
+            Some(s) => load_float(s, a.dtype, ia),
+            None => load_float(y, a.dtype, i),
+        };
+        let vb = match b.bytes {
+            Some(s) => load_float(s, b.dtype, ib),
+            None => load_float(y, b.dtype, i),
+        };
+        let v = va * vb;
+        store_float(y, yt, i, if relu && v < 0.0 { 0.0 } else { v }, cv);
+    });
+}
+
+/// Logistic function `1 / (1 + e^-x)`.
+pub fn sigmoid(x: FSrc<'_>, y: &mut [u8], yt: DType, n: usize, cv: bool) {
+    map(x, y, yt, n, cv, logistic);
+}
+
+/// Sum of `n` values in the order of an eight-way unrolled fold: lanes `i mod 8` accumulate the
+/// full blocks of 8, then `(p0+p4), (p1+p5), (p2+p6), (p3+p7)` and the tail are added in turn.
+fn unrolled_sum(n: usize, v: impl Fn(usize) -> f32) -> f32 {
+    let mut p = [0f32; 8];
+    let mut i = 0;
+    while n - i >= 8 {
+        for (k, pk) in p.iter_mut().enumerate() {
+            *pk += v(i + k);
+        }
+        i += 8;
+    }
+    let mut acc = 0f32;
+    for k in 0..4 {
+        acc += p[k] + p[k + 4];
+    }
+    while i < n {
+        acc += v(i);
+        i += 1;
+    }
+    acc
+}
+
+/// Softmax along `axis` of an NCHW tensor: `m = max`, `e_j = exp(x_j − m)`, `y_j = e_j / Σ e`.
+/// The sum runs in the unrolled order over a contiguous lane (innermost axis) and left to right
+/// over a strided one.
+pub fn softmax(x: &[u8], xt: DType, y: &mut [u8], yt: DType, shape: [u32; 4], axis: usize, cv: bool) {
+    let outer: usize = shape[..axis].iter().map(|&d| d as usize).product();
+    let len = shape[axis] as usize;
+    let inner: usize = shape[axis + 1..].iter().map(|&d| d as usize).product();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| (o * len + j) * inner + i;
+            let m = (0..len).fold(f32::NEG_INFINITY, |m, j| m.max(load_float(x, xt, at(j))));
+            let e = |j: usize| expf(load_float(x, xt, at(j)) - m);
+            let s = if inner == 1 || len <= 1 { unrolled_sum(len, e) } else { (0..len).fold(0f32, |s, j| s + e(j)) };
+            for j in 0..len {
+                store_float(y, yt, at(j), e(j) / s, cv);
+            }
+        }
     }
 }
 
