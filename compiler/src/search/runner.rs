@@ -2,16 +2,25 @@
 //! (those layers in the float mode, the rest INT8, casts at the boundaries), runs the chip
 //! simulator on every sample in parallel, and compares every layer and the network outputs with
 //! the float model's (the chip's float mode lowered for the whole network, run once).
+//!
+//! Trials re-simulate only what changed: every lowered value gets a structural signature
+//! ([`signature`]), the raw tensors of the last evaluated assignments are kept by signature, and a
+//! trial runs only the ops whose results are not known yet (everything upstream of the changed
+//! layers is reused), and computes the cos only of layers whose output signature is new.
+
+mod signature;
 
 use super::{Evaluation, LayerInfo, MixedRunner, SearchError};
 use crate::compare::cos_sim;
 use crate::interp::{Interpreter, Tensor};
 use crate::ir::weights::Weights;
-use crate::ir::Module;
+use crate::ir::{Module, ValueId};
 use crate::lower::{lower, CaliMap, Chip, LowerOptions, Mode, QTable};
-use crate::sim;
+use crate::sim::{self, SimTensor};
 use rayon::prelude::*;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Kinds that are not layers of the search (no computation of their own).
 const NOT_LAYERS: &[&str] = &["top.Input", "top.Weight", "top.None"];
@@ -70,6 +79,39 @@ pub fn layers_of(top: &Module) -> Vec<LayerInfo> {
 /// with equal weights.
 pub type CompareLayers = Vec<(String, f64)>;
 
+/// Where the time of the evaluations went, and how much was reused.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunnerStats {
+    /// Number of `evaluate` calls.
+    pub evaluations: usize,
+    /// Time spent lowering the top model.
+    pub lower: Duration,
+    /// Time spent computing signatures (hashing the lowered weights).
+    pub signatures: Duration,
+    /// Time spent simulating and comparing.
+    pub simulate: Duration,
+    /// Non-weight ops simulated (summed over samples).
+    pub ops_run: usize,
+    /// Non-weight ops whose results were reused (summed over samples).
+    pub ops_reused: usize,
+}
+
+/// The raw tensors of one evaluated float set, per sample, by value signature.
+struct Snapshot {
+    float_set: BTreeSet<String>,
+    values: Vec<HashMap<u64, Arc<SimTensor>>>,
+}
+
+/// What `evaluate` keeps between calls.
+#[derive(Default)]
+struct Memo {
+    /// At most two: the assignment the last trial started from and the last trial.
+    snapshots: Vec<Snapshot>,
+    /// `(layer index, output signature)` -> the layer's cos per sample.
+    layer_cos: HashMap<(usize, u64), Arc<Vec<f64>>>,
+    stats: RunnerStats,
+}
+
 /// Lowers and simulates the model for a float set; compares against the float model.
 pub struct SimRunner<'a> {
     top: &'a Module,
@@ -82,6 +124,9 @@ pub struct SimRunner<'a> {
     compare: CompareLayers,
     /// Per sample, per layer: the float model's output (f32).
     float_ref: Vec<Vec<Tensor>>,
+    /// Reuse results across evaluations (on by default).
+    reuse: bool,
+    memo: Mutex<Memo>,
 }
 
 impl<'a> SimRunner<'a> {
@@ -112,8 +157,19 @@ impl<'a> SimRunner<'a> {
             }
             compare
         };
-        let mut runner =
-            SimRunner { top, weights, table, chip, float_mode, layers, samples, compare, float_ref: Vec::new() };
+        let mut runner = SimRunner {
+            top,
+            weights,
+            table,
+            chip,
+            float_mode,
+            layers,
+            samples,
+            compare,
+            float_ref: Vec::new(),
+            reuse: true,
+            memo: Mutex::new(Memo::default()),
+        };
         runner.float_ref = if float_mode == Mode::F32 {
             // F32 lowering computes what the top model computes: the F32 interpreter is the same
             // arithmetic, an order of magnitude faster than simulating it op by op.
@@ -128,6 +184,180 @@ impl<'a> SimRunner<'a> {
     /// Number of samples.
     pub fn sample_count(&self) -> usize {
         self.samples.len()
+    }
+
+    /// Turn the reuse of earlier results off (every evaluation simulates the whole network) or
+    /// on. The results are the same either way; off is the check of that.
+    pub fn set_reuse(&mut self, on: bool) {
+        self.reuse = on;
+        if let Ok(mut m) = self.memo.lock() {
+            m.snapshots.clear();
+            m.layer_cos.clear();
+        }
+    }
+
+    /// Time and reuse figures of the evaluations so far.
+    pub fn stats(&self) -> RunnerStats {
+        self.memo.lock().map(|m| m.stats.clone()).unwrap_or_default()
+    }
+
+    /// The lowering options for a float set.
+    fn lower_for(&self, float_layers: &BTreeSet<String>) -> Result<(Module, Weights), SearchError> {
+        let qtable: QTable = float_layers.iter().map(|n| (n.clone(), self.float_mode)).collect();
+        let opts = LowerOptions {
+            chip: self.chip,
+            mode: Mode::Int8,
+            asymmetric: false,
+            table: Some(self.table),
+            qtable: Some(&qtable),
+        };
+        lower(self.top, self.weights, &opts).map_err(|e| SearchError::Run(e.to_string()))
+    }
+
+    /// Each layer's output value in the lowered module: the last op result named like the layer.
+    fn layer_values(&self, lowered: &Module) -> Result<Vec<ValueId>, SearchError> {
+        let f = &lowered.func;
+        let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+        let mut out: Vec<Option<ValueId>> = vec![None; self.layers.len()];
+        for op in &f.ops {
+            if op.is_weight() || op.is_none() {
+                continue;
+            }
+            for &r in &op.results {
+                if let Some(&i) = index.get(f.values[r].name.as_str()) {
+                    out[i] = Some(r);
+                }
+            }
+        }
+        out.into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.ok_or_else(|| {
+                    SearchError::Run(format!("layer '{}' has no output in the lowered model", self.layers[i].name))
+                })
+            })
+            .collect()
+    }
+
+    /// Evaluate a float set, reusing the tensors and layer cos of earlier evaluations.
+    fn evaluate_memo(&self, float_layers: &BTreeSet<String>) -> Result<Evaluation, SearchError> {
+        let mut memo = self.memo.lock().map_err(|_| SearchError::Run("runner state poisoned".into()))?;
+        if !self.reuse {
+            memo.snapshots.clear();
+            memo.layer_cos.clear();
+        }
+        let t0 = Instant::now();
+        let (lowered, lw) = self.lower_for(float_layers)?;
+        let t1 = Instant::now();
+        let sig = signature::signatures(&lowered, &lw);
+        let t2 = Instant::now();
+        let f = &lowered.func;
+        let layer_vals = self.layer_values(&lowered)?;
+        let n_layers = self.layers.len();
+        let known: Vec<Option<Arc<Vec<f64>>>> =
+            (0..n_layers).map(|i| memo.layer_cos.get(&(i, sig[layer_vals[i]])).cloned()).collect();
+        let mut wanted = vec![false; f.values.len()];
+        for i in 0..n_layers {
+            if known[i].is_none() {
+                wanted[layer_vals[i]] = true;
+            }
+        }
+        let n_ops = f.ops.iter().filter(|op| !op.is_weight() && !op.is_none()).count();
+        let snapshots = &memo.snapshots;
+        type SampleOut = (HashMap<u64, Arc<SimTensor>>, Vec<f64>, usize);
+        let per_sample: Vec<SampleOut> = self
+            .samples
+            .par_iter()
+            .enumerate()
+            .map(|(s, inputs)| -> Result<SampleOut, SearchError> {
+                let seeds: Vec<Option<Arc<SimTensor>>> =
+                    sig.iter().map(|h| snapshots.iter().find_map(|snap| snap.values[s].get(h).cloned())).collect();
+                let computed = sim::run_seeded(&lowered, &lw, inputs, &seeds, &wanted)
+                    .map_err(|e| SearchError::Run(e.to_string()))?;
+                let ran = f
+                    .ops
+                    .iter()
+                    .filter(|op| !op.is_weight() && !op.is_none() && op.results.iter().any(|&r| computed[r].is_some()))
+                    .count();
+                let mut cos = vec![f64::NAN; n_layers];
+                for i in 0..n_layers {
+                    if known[i].is_some() {
+                        continue;
+                    }
+                    let v = layer_vals[i];
+                    let t = computed[v]
+                        .as_ref()
+                        .or(seeds[v].as_ref())
+                        .ok_or_else(|| SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name)))?;
+                    let deq = t.dequantize();
+                    let r = &self.float_ref[s][i];
+                    cos[i] = cos_sim(deq.as_slice().unwrap_or(&[]), r.as_slice().unwrap_or(&[]));
+                }
+                let mut values = HashMap::new();
+                for (v, t) in computed.into_iter().enumerate() {
+                    if let Some(t) = t.or_else(|| seeds[v].clone()) {
+                        values.insert(sig[v], t);
+                    }
+                }
+                Ok((values, cos, ran))
+            })
+            .collect::<Result<_, _>>()?;
+        // Per layer, the cos of every sample (known or just computed).
+        let mut layer_sample_cos: Vec<Arc<Vec<f64>>> = Vec::with_capacity(n_layers);
+        for i in 0..n_layers {
+            let c = match &known[i] {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(per_sample.iter().map(|p| p.1[i]).collect::<Vec<f64>>());
+                    memo.layer_cos.insert((i, sig[layer_vals[i]]), c.clone());
+                    c
+                }
+            };
+            layer_sample_cos.push(c);
+        }
+        let ran: usize = per_sample.iter().map(|p| p.2).sum();
+        let values: Vec<HashMap<u64, Arc<SimTensor>>> = per_sample.into_iter().map(|p| p.0).collect();
+        // Keep the assignment this one started from (the largest evaluated subset) and this one.
+        let base = memo
+            .snapshots
+            .iter()
+            .enumerate()
+            .filter(|(_, snap)| snap.float_set.is_subset(float_layers))
+            .max_by_key(|(_, snap)| snap.float_set.len())
+            .map(|(i, _)| i);
+        let base = base.map(|i| memo.snapshots.swap_remove(i));
+        memo.snapshots.clear();
+        if self.reuse {
+            memo.snapshots.extend(base);
+            memo.snapshots.push(Snapshot { float_set: float_layers.clone(), values });
+        } else {
+            memo.layer_cos.clear();
+        }
+        let t3 = Instant::now();
+        let st = &mut memo.stats;
+        st.evaluations += 1;
+        st.lower += t1 - t0;
+        st.signatures += t2 - t1;
+        st.simulate += t3 - t2;
+        st.ops_run += ran;
+        st.ops_reused += n_ops * self.samples.len() - ran;
+
+        // The same sums, in the same order, as a full evaluation.
+        let n = self.samples.len().max(1) as f64;
+        let mut layer_cos = vec![0.0; n_layers];
+        let mut network_cos = 0.0;
+        let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+        for s in 0..self.samples.len() {
+            for i in 0..n_layers {
+                layer_cos[i] += layer_sample_cos[i][s] / n;
+            }
+            for (name, rate) in &self.compare {
+                if let Some(&i) = index.get(name.as_str()) {
+                    network_cos += rate * layer_sample_cos[i][s] / n;
+                }
+            }
+        }
+        Ok(Evaluation { layer_cos, network_cos })
     }
 
     /// Every layer's output of the top model run by the F32 interpreter, per sample.
@@ -159,15 +389,7 @@ impl<'a> SimRunner<'a> {
     /// Lower with `float_layers` in the float mode and return per sample the f32 view of every
     /// layer's output (layer order).
     fn run_layers(&self, float_layers: &BTreeSet<String>) -> Result<Vec<Vec<Tensor>>, SearchError> {
-        let qtable: QTable = float_layers.iter().map(|n| (n.clone(), self.float_mode)).collect();
-        let opts = LowerOptions {
-            chip: self.chip,
-            mode: Mode::Int8,
-            asymmetric: false,
-            table: Some(self.table),
-            qtable: Some(&qtable),
-        };
-        let (lowered, lw) = lower(self.top, self.weights, &opts).map_err(|e| SearchError::Run(e.to_string()))?;
+        let (lowered, lw) = self.lower_for(float_layers)?;
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
         self.samples
             .par_iter()
@@ -201,6 +423,14 @@ impl MixedRunner for SimRunner<'_> {
     }
 
     fn evaluate(&self, float_layers: &BTreeSet<String>) -> Result<Evaluation, SearchError> {
+        self.evaluate_memo(float_layers)
+    }
+}
+
+impl SimRunner<'_> {
+    /// The straightforward evaluation (whole network simulated, every f32 layer output kept):
+    /// the definition [`MixedRunner::evaluate`] must equal; for tests.
+    pub fn evaluate_plain(&self, float_layers: &BTreeSet<String>) -> Result<Evaluation, SearchError> {
         let outs = self.run_layers(float_layers)?;
         let n = outs.len().max(1) as f64;
         let mut layer_cos = vec![0.0; self.layers.len()];
@@ -219,5 +449,62 @@ impl MixedRunner for SimRunner<'_> {
             }
         }
         Ok(Evaluation { layer_cos, network_cos })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibration::CalibrationTable;
+    use crate::lower::calib::cali_map_from_table;
+    use std::path::PathBuf;
+
+    fn asset(p: &str) -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/")).join(p)
+    }
+
+    fn yolo() -> (Module, Weights, CaliMap, Vec<Vec<Tensor>>) {
+        let opts = crate::onnx::ImportOptions {
+            model_name: "yolov3_tiny".into(),
+            input_shapes: Some(vec![vec![1, 3, 416, 416]]),
+            output_names: vec!["convolution_output1".into(), "convolution_output".into()],
+            preprocess: None,
+        };
+        let (top, w) = crate::onnx::import(&asset("models/tiny-yolov3-11.onnx"), &opts).unwrap();
+        let text = std::fs::read_to_string(asset("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table")).unwrap();
+        let table = cali_map_from_table(&CalibrationTable::parse(&text).unwrap());
+        let x = crate::npz::read_f32_map(&asset("reference/tiny-yolov3/yolov3_tiny_in_f32.npz")).unwrap()[0].1.clone();
+        // A second sample: the image mirrored.
+        let mut y = x.clone();
+        y.invert_axis(ndarray::Axis(3));
+        let y = y.as_standard_layout().to_owned();
+        (top, w, table, vec![vec![x], vec![y]])
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn reuse_gives_exactly_the_full_evaluation() {
+        let (top, w, table, samples) = yolo();
+        let runner = SimRunner::new(&top, &w, &table, Chip::Bm1684x, Mode::F32, samples, Vec::new()).unwrap();
+        // The search's pattern: a kept trial, a trial from it (then taken as rejected), and one
+        // more from the kept set, changing a layer upstream of the earlier changes.
+        let sets = [
+            set(&[]),
+            set(&["conv2d_2_Conv", "leaky_re_lu_2_LeakyRelu"]),
+            set(&["conv2d_2_Conv", "leaky_re_lu_2_LeakyRelu", "conv2d_7_Conv", "leaky_re_lu_7_LeakyRelu"]),
+            set(&["conv2d_1_Conv", "conv2d_2_Conv", "leaky_re_lu_2_LeakyRelu"]),
+        ];
+        for s in &sets {
+            let reused = runner.evaluate(s).unwrap();
+            let plain = runner.evaluate_plain(s).unwrap();
+            assert_eq!(reused, plain, "float set {s:?}");
+        }
+        let st = runner.stats();
+        assert_eq!(st.evaluations, sets.len());
+        // Every trial after the first reuses at least the ops before conv2d_2 on both samples.
+        assert!(st.ops_reused >= 2 * 4 * (sets.len() - 1), "{st:?}");
     }
 }

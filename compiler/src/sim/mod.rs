@@ -12,6 +12,7 @@ pub use tensor::{SimData, SimTensor};
 use crate::ir::weights::{TensorData, Weights};
 use crate::ir::{Attr, Module, TensorType};
 use ndarray::ArrayD;
+use std::sync::Arc;
 
 /// Errors of simulation; each names the op.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,112 @@ fn run_values(
         }
     }
     Ok(vals)
+}
+
+/// Run only what is missing: `seeds[v]` holds already known values (by value id; a value
+/// computed before with the same inputs), `wanted[v]` marks the values the caller needs. An op
+/// runs only when one of its results is wanted, directly or as an operand of an op that runs,
+/// and is not seeded. Returns every value computed here (by value id; seeded and skipped
+/// values are `None`), so the caller can keep them as seeds of later runs.
+///
+/// Used by the mixed-precision search, whose trials differ from the accepted assignment only
+/// downstream of the changed layers.
+pub fn run_seeded(
+    module: &Module,
+    weights: &Weights,
+    inputs: &[ArrayD<f32>],
+    seeds: &[Option<Arc<SimTensor>>],
+    wanted: &[bool],
+) -> Result<Vec<Option<Arc<SimTensor>>>, SimError> {
+    let f = &module.func;
+    let nv = f.values.len();
+    if seeds.len() != nv || wanted.len() != nv {
+        return Err(SimError::BadInput {
+            index: 0,
+            msg: format!("{} seeds and {} wanted flags for {nv} values", seeds.len(), wanted.len()),
+        });
+    }
+    let cv = is_cv18xx(module);
+    check_inputs(module, inputs)?;
+    let is_arg = {
+        let mut a = vec![false; nv];
+        for &v in &f.args {
+            a[v] = true;
+        }
+        a
+    };
+    // Backwards: which ops must run.
+    let mut need: Vec<bool> = wanted.to_vec();
+    let mut runs = vec![false; f.ops.len()];
+    for (i, op) in f.ops.iter().enumerate().rev() {
+        if op.is_none() {
+            continue;
+        }
+        if op.results.iter().any(|&r| need[r] && seeds[r].is_none()) {
+            runs[i] = true;
+            for &v in &op.operands {
+                need[v] = true;
+            }
+        }
+    }
+    let mut vals: Vec<Option<Arc<SimTensor>>> = vec![None; nv];
+    for (&a, x) in f.args.iter().zip(inputs) {
+        vals[a] = Some(Arc::new(SimTensor { data: SimData::F32(x.clone()), ty: f.values[a].ty.clone() }));
+    }
+    let mut computed: Vec<Option<Arc<SimTensor>>> = vec![None; nv];
+    for (i, op) in f.ops.iter().enumerate() {
+        if !runs[i] {
+            continue;
+        }
+        let name = f.op_name(op).to_string();
+        if op.is_weight() {
+            let r = op.results[0];
+            let d = weights.get(&name).ok_or_else(|| SimError::Op {
+                op: name.clone(),
+                kind: op.kind.clone(),
+                msg: "weight missing from the weight file".into(),
+            })?;
+            vals[r] = Some(Arc::new(weight_tensor(d, &f.values[r].ty)));
+            continue;
+        }
+        let operands: Vec<Option<&SimTensor>> = op
+            .operands
+            .iter()
+            .map(|&v| vals[v].as_deref().or(if is_arg[v] { None } else { seeds[v].as_deref() }))
+            .collect();
+        let out_tys: Vec<&TensorType> = op.results.iter().map(|&r| &f.values[r].ty).collect();
+        let res = ops::eval(op, &name, &operands, &out_tys, cv)?;
+        for (&r, t) in op.results.iter().zip(res) {
+            let t = Arc::new(t);
+            computed[r] = Some(t.clone());
+            vals[r] = Some(t);
+        }
+    }
+    Ok(computed)
+}
+
+fn is_cv18xx(module: &Module) -> bool {
+    match module.attrs.get("chip") {
+        Some(Attr::Str(s)) => s.to_ascii_lowercase().starts_with("cv18"),
+        _ => false,
+    }
+}
+
+fn check_inputs(module: &Module, inputs: &[ArrayD<f32>]) -> Result<(), SimError> {
+    let f = &module.func;
+    if inputs.len() != f.args.len() {
+        return Err(SimError::BadInput {
+            index: inputs.len(),
+            msg: format!("expected {} inputs, got {}", f.args.len(), inputs.len()),
+        });
+    }
+    for (i, (&a, x)) in f.args.iter().zip(inputs).enumerate() {
+        let want = f.values[a].ty.shape();
+        if !want.is_empty() && x.shape() != want {
+            return Err(SimError::BadInput { index: i, msg: format!("shape {:?}, expected {:?}", x.shape(), want) });
+        }
+    }
+    Ok(())
 }
 
 fn weight_tensor(d: &TensorData, ty: &TensorType) -> SimTensor {
