@@ -30,6 +30,7 @@ use core::fmt;
 
 /// Everything that can be wrong with a bmodel file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum FormatError {
     /// The file is shorter than its header says.
     Truncated {

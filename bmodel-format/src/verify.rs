@@ -11,6 +11,7 @@ use core::fmt;
 
 /// Why an instruction was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum InstrProblem {
     /// An operand reaches past the end of its region.
     OutOfRegion {

@@ -5,6 +5,7 @@ use core::fmt;
 
 /// Why loading or running failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum RuntimeError {
     /// The bmodel failed a format or verification check.
     Format(FormatError),

@@ -3,8 +3,9 @@
 //! [`load`] verifies a bmodel once (`bmodel_format::verify`) and binds a caller-given arena;
 //! [`Loaded::run`] copies inputs in, dispatches every instruction to the chip's kernels
 //! ([`kernels::bm1684x`], [`kernels::cv18xx`], [`kernels::float`]) on raw slices of the arena, and
-//! copies outputs out. Features: `std` (error trait, host helpers in [`host`]), `defmt` (reserved
-//! for embedded logging).
+//! copies outputs out. Features: `std` (error trait, host helpers in [`host`]), `defmt` (embedded
+//! logging: `defmt::Format` for the error types, an info line when a model is loaded with its arena
+//! size, a trace line per executed instruction, an error line when loading fails).
 #![no_std]
 
 #[cfg(feature = "std")]

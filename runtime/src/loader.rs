@@ -13,6 +13,28 @@ pub struct Loaded<'m, 'a> {
 /// Verify `bytes` (magic, version, CRC, every operand inside its region, shapes, scratch) and
 /// bind `arena` (at least the plan's arena size).
 pub fn load<'m, 'a>(bytes: &'m [u8], arena: &'a mut [u8]) -> Result<Loaded<'m, 'a>, RuntimeError> {
+    let loaded = bind(bytes, arena);
+    #[cfg(feature = "defmt")]
+    match &loaded {
+        Ok(l) => {
+            let m = &l.model;
+            defmt::info!(
+                "bmodel '{=str}' loaded for {=str}: {=u32} instructions, arena {=u64} bytes (activations {=u32}, scratch {=u32}), coefficients {=u32} bytes",
+                m.meta.name,
+                m.chip().name(),
+                m.meta.instr_count,
+                m.meta.plan.arena_size(),
+                m.meta.plan.activation_size,
+                m.meta.plan.scratch_size,
+                m.meta.plan.coeff_size
+            );
+        }
+        Err(e) => defmt::error!("bmodel rejected: {}", e),
+    }
+    loaded
+}
+
+fn bind<'m, 'a>(bytes: &'m [u8], arena: &'a mut [u8]) -> Result<Loaded<'m, 'a>, RuntimeError> {
     let model = verify(bytes)?;
     let needed = model.meta.plan.arena_size();
     if (arena.len() as u64) < needed {
@@ -79,6 +101,8 @@ impl<'m> Loaded<'m, '_> {
         let scratch = &mut rest[..plan.scratch_size as usize];
         for (i, instr) in self.model.instrs().enumerate() {
             let instr = instr?;
+            #[cfg(feature = "defmt")]
+            defmt::trace!("instr {=usize} {=str}", i, instr.mnemonic());
             before(i, &instr);
             execute(&instr, chip, act, self.model.coeff, scratch);
             after(i, &instr);
