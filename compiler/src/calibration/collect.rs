@@ -1,7 +1,7 @@
 //! Streaming collection of every calibrated tensor's statistics over the samples, and the
 //! per-method thresholds computed from them at the end (flow reference 2.3, 2.4).
 
-use super::histogram::{SampleMinMax, TensorStats};
+use super::histogram::TensorStats;
 use super::kl::kl_threshold;
 use super::CalibError;
 use crate::interp::Tensor;
@@ -195,17 +195,6 @@ fn mse_clip(data: &[f32]) -> f64 {
     s_n
 }
 
-/// Parallel min/max of a large slice.
-fn par_min_max(data: &[f32]) -> SampleMinMax {
-    if data.len() < 1 << 16 {
-        return SampleMinMax::of(data);
-    }
-    data.par_chunks(1 << 16).map(SampleMinMax::of).reduce(
-        || SampleMinMax { min: f32::INFINITY, max: f32::NEG_INFINITY },
-        |a, b| SampleMinMax { min: a.min.min(b.min), max: a.max.max(b.max) },
-    )
-}
-
 /// Interpolated percentile from the kept tail, as tpu-mlir computes it.
 fn tail_value(first: f64, second: Option<f64>, ratio: f64, l: usize) -> f64 {
     match second {
@@ -263,8 +252,7 @@ impl Collector {
                 &owned
             }
         };
-        let mm = par_min_max(data);
-        self.stats[slot].update_with(data, mm);
+        self.stats[slot].update(data);
         let ex = &mut self.extra[slot];
         ex.size = data.len();
         match self.method {

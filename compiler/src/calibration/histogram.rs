@@ -25,48 +25,21 @@ impl AbsHistogram {
 /// least `bins` entries); values past the last bin are ignored as numpy's histogram does.
 /// Large inputs are counted in parallel chunks (the counts do not depend on the split).
 fn add_abs_histogram(counts: &mut [u64], data: &[f32], th: f32, bins: usize) {
-    use rayon::prelude::*;
     let width = th / (bins - 1) as f32;
-    const CHUNK: usize = 1 << 18;
-    if data.len() >= 2 * CHUNK && bins <= 1 << 16 {
-        let partial = data
-            .par_chunks(CHUNK)
-            .map(|c| {
-                let mut local = vec![0u64; bins];
-                count_into(&mut local, c, width, bins);
-                local
-            })
-            .reduce(
-                || vec![0u64; bins],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            );
-        counts[..bins].iter_mut().zip(&partial).for_each(|(x, y)| *x += y);
-    } else {
-        count_into(counts, data, width, bins);
-    }
+    let (_, sample) = min_max_and_counts(data, width, bins);
+    counts[..bins].iter_mut().zip(&sample).for_each(|(x, y)| *x += y);
 }
 
 /// Sequential counting: bin = floor(|x| / width + 0.5) in f32 (the value is non-negative, so the
-/// truncating cast is the floor), zeros and NaN skipped. Bin indices are computed in blocks (a
-/// loop the compiler vectorises) before the scattered increments.
+/// truncating cast is the floor), zeros and NaN skipped (the reference the fast path is tested
+/// against).
+#[cfg(test)]
 fn count_into(counts: &mut [u64], data: &[f32], width: f32, bins: usize) {
-    const BLOCK: usize = 1024;
-    let mut idx = [0f32; BLOCK];
-    for block in data.chunks(BLOCK) {
-        let idx = &mut idx[..block.len()];
-        for (o, &x) in idx.iter_mut().zip(block) {
-            *o = x.abs() / width + 0.5;
-        }
-        for (&v, &x) in idx.iter().zip(block) {
-            // zeros and NaN never count
-            if x != 0.0 && !x.is_nan() {
-                let b = v as usize;
-                if b < bins {
-                    counts[b] += 1;
-                }
+    for &x in data {
+        if x != 0.0 && !x.is_nan() {
+            let b = (x.abs() / width + 0.5) as usize;
+            if b < bins {
+                counts[b] += 1;
             }
         }
     }
@@ -132,13 +105,28 @@ impl TensorStats {
     }
 
     /// Fold one sample in (must be called in dataset order: the re-binning depends on it).
+    ///
+    /// Once a histogram exists, the sample's min / max and its counts under the current layout
+    /// are computed in one pass; the counts are kept when the layout does not change (the new
+    /// abs-max fits), else the sample is histogrammed again under the grown layout.
     pub fn update(&mut self, data: &[f32]) {
-        let mm = SampleMinMax::of(data);
-        self.update_with(data, mm);
+        let (mm, counted) = match &self.hist {
+            Some(h) => {
+                let (mm, counts) = min_max_and_counts(data, h.width(), h.counts.len());
+                (mm, Some(counts))
+            }
+            None => (par_min_max(data), None),
+        };
+        self.fold(data, mm, counted);
     }
 
     /// As [`TensorStats::update`] with the sample's min/max already known.
     pub fn update_with(&mut self, data: &[f32], mm: SampleMinMax) {
+        self.fold(data, mm, None);
+    }
+
+    /// The in-order fold; `counted` are the sample's counts under the current layout, if known.
+    fn fold(&mut self, data: &[f32], mm: SampleMinMax, counted: Option<Vec<u64>>) {
         self.samples += 1;
         self.min = self.min.min(mm.min);
         self.max = self.max.max(mm.max);
@@ -154,8 +142,166 @@ impl TensorStats {
                 add_abs_histogram(&mut counts, data, abs_value, self.bin_num);
                 self.hist = Some(AbsHistogram { counts, th: abs_value });
             }
-            Some(h) => combine(h, data, abs_value, self.bin_num),
+            Some(h) => match counted {
+                Some(c) if abs_value <= h.th && c.len() == h.counts.len() => {
+                    h.counts.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
+                }
+                _ => combine(h, data, abs_value, self.bin_num),
+            },
         }
+    }
+}
+
+/// Elements per chunk of the min / max lanes (the parallel split; a multiple of 8).
+const MINMAX_CHUNK: usize = 1 << 16;
+
+/// Parallel min/max of a slice (chunks of [`MINMAX_CHUNK`], each with [`SampleMinMax::of`]).
+pub(crate) fn par_min_max(data: &[f32]) -> SampleMinMax {
+    use rayon::prelude::*;
+    if data.len() < MINMAX_CHUNK {
+        return SampleMinMax::of(data);
+    }
+    data.par_chunks(MINMAX_CHUNK).map(SampleMinMax::of).reduce(
+        || SampleMinMax { min: f32::INFINITY, max: f32::NEG_INFINITY },
+        |a, b| SampleMinMax { min: a.min.min(b.min), max: a.max.max(b.max) },
+    )
+}
+
+/// Bins up to which the counting uses four interleaved count arrays (so that runs of equal
+/// bins do not serialise on one counter).
+const SPLIT_COUNT_BINS: usize = 1 << 14;
+
+/// Min / max of `data` (as [`par_min_max`]) and its |x| counts with bin width `width` over
+/// `bins` bins (as [`add_abs_histogram`]), in one pass over the data.
+fn min_max_and_counts(data: &[f32], width: f32, bins: usize) -> (SampleMinMax, Vec<u64>) {
+    use rayon::prelude::*;
+    let ways = if bins <= SPLIT_COUNT_BINS { 4 } else { 1 };
+    if data.len() < MINMAX_CHUNK || bins > 1 << 20 {
+        let mut counts = vec![0u32; ways * (bins + 1)];
+        let mut mm = SampleMinMax { min: f32::INFINITY, max: f32::NEG_INFINITY };
+        for c in data.chunks(MINMAX_CHUNK) {
+            let m = min_max_count_chunk(c, width, bins, ways, &mut counts);
+            mm = SampleMinMax { min: mm.min.min(m.min), max: mm.max.max(m.max) };
+        }
+        return (mm, fold_ways(&counts, bins, ways));
+    }
+    let empty = || (SampleMinMax { min: f32::INFINITY, max: f32::NEG_INFINITY }, vec![0u32; ways * (bins + 1)]);
+    let (mm, counts) = data
+        .par_chunks(MINMAX_CHUNK)
+        .fold(empty, |(mm, mut counts), c| {
+            let m = min_max_count_chunk(c, width, bins, ways, &mut counts);
+            (SampleMinMax { min: mm.min.min(m.min), max: mm.max.max(m.max) }, counts)
+        })
+        .reduce(empty, |(a, mut ca), (b, cb)| {
+            ca.iter_mut().zip(&cb).for_each(|(x, y)| *x += y);
+            (SampleMinMax { min: a.min.min(b.min), max: a.max.max(b.max) }, ca)
+        });
+    (mm, fold_ways(&counts, bins, ways))
+}
+
+/// Sum the `ways` interleaved count arrays (of `bins + 1` entries) into one of `bins`.
+fn fold_ways(counts: &[u32], bins: usize, ways: usize) -> Vec<u64> {
+    let stride = bins + 1;
+    let mut out: Vec<u64> = counts[..bins].iter().map(|&c| c as u64).collect();
+    for w in 1..ways {
+        out.iter_mut().zip(&counts[w * stride..w * stride + bins]).for_each(|(o, &c)| *o += c as u64);
+    }
+    out
+}
+
+/// One chunk: its min / max with the lanes of [`SampleMinMax::of`] (same result bit for bit),
+/// and its counts added into `counts` (`ways` arrays of `bins`, element `j` into array `j % ways`).
+fn min_max_count_chunk(data: &[f32], width: f32, bins: usize, ways: usize, counts: &mut [u32]) -> SampleMinMax {
+    assert!(counts.len() >= ways * (bins + 1), "count arrays too short");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { min_max_count_chunk_avx2(data, width, bins, ways, counts) };
+        }
+    }
+    min_max_count_chunk_body(data, width, bins, ways, counts)
+}
+
+/// [`min_max_count_chunk`] compiled for AVX2 (same IEEE results, wider vectors).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn min_max_count_chunk_avx2(
+    data: &[f32],
+    width: f32,
+    bins: usize,
+    ways: usize,
+    counts: &mut [u32],
+) -> SampleMinMax {
+    min_max_count_chunk_body(data, width, bins, ways, counts)
+}
+
+#[inline(always)]
+fn min_max_count_chunk_body(data: &[f32], width: f32, bins: usize, ways: usize, counts: &mut [u32]) -> SampleMinMax {
+    const BLOCK: usize = 1024;
+    let mut mn = [f32::INFINITY; 8];
+    let mut mx = [f32::NEG_INFINITY; 8];
+    let mut idx = [0u32; BLOCK];
+    let whole = data.len() / 8 * 8;
+    for block in data[..whole].chunks(BLOCK) {
+        for c in block.chunks_exact(8) {
+            for k in 0..8 {
+                mn[k] = if c[k] < mn[k] { c[k] } else { mn[k] };
+                mx[k] = if c[k] > mx[k] { c[k] } else { mx[k] };
+            }
+        }
+        count_block(block, &mut idx, width, bins, ways, counts);
+    }
+    let mut lo = mn.iter().fold(f32::INFINITY, |a, &b| a.min(b));
+    let mut hi = mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let rest = &data[whole..];
+    for &x in rest {
+        lo = lo.min(x);
+        hi = hi.max(x);
+    }
+    count_block(rest, &mut idx, width, bins, ways, counts);
+    SampleMinMax { min: lo, max: hi }
+}
+
+/// Count one block (at most `idx.len()` values) as [`count_into`] does: bin
+/// `floor(|x| / width + 0.5)`, zeros, NaN and bins past the end skipped. Indices are computed
+/// branch-free (skipped values go to the extra bin `bins` of each array, which is ignored), then
+/// consecutive elements are spread over `ways` count arrays of `bins + 1` entries.
+#[inline(always)]
+fn count_block(block: &[f32], idx: &mut [u32], width: f32, bins: usize, ways: usize, counts: &mut [u32]) {
+    let idx = &mut idx[..block.len()];
+    let bins_f = bins as f32; // exact: bins < 2^24
+    let dump = bins as u32;
+    for (o, &x) in idx.iter_mut().zip(block) {
+        // NaN (from a NaN x) and everything at or past `bins` become `bins`
+        let v = (x.abs() / width + 0.5).min(bins_f);
+        // SAFETY: v is finite and in [0.5, bins], which fits an i32.
+        let i = unsafe { v.to_int_unchecked::<i32>() } as u32;
+        *o = if x == 0.0 { dump } else { i };
+    }
+    let stride = bins + 1;
+    // every index is at most `bins`, and the caller checked `counts.len() >= ways * stride`
+    debug_assert!(counts.len() >= ways * stride);
+    let c = counts.as_mut_ptr();
+    if ways == 4 {
+        let quads = idx.chunks_exact(4);
+        let rest = quads.remainder();
+        for q in quads {
+            // SAFETY: q[k] <= bins, so k * stride + q[k] < 4 * stride <= counts.len().
+            unsafe {
+                *c.add(q[0] as usize) += 1;
+                *c.add(stride + q[1] as usize) += 1;
+                *c.add(2 * stride + q[2] as usize) += 1;
+                *c.add(3 * stride + q[3] as usize) += 1;
+            }
+        }
+        for &i in rest {
+            counts[i as usize] += 1;
+        }
+        return;
+    }
+    for &i in idx.iter() {
+        counts[i as usize] += 1;
     }
 }
 
@@ -219,6 +365,39 @@ mod tests {
         assert_eq!(h.counts, vec![1, 1, 0, 1, 1]);
         assert_eq!(h.width(), 1.0);
         assert_eq!((s.min, s.max), (-2.6, 4.0));
+    }
+
+    #[test]
+    fn fast_counting_equals_the_reference_rule() {
+        let mut data: Vec<f32> = (0..300_001u64).map(|i| ((i * 7919) % 100_003) as f32 / 977.0 - 51.0).collect();
+        data.extend([0.0, -0.0, f32::NAN, f32::INFINITY, -f32::INFINITY, 1e30, 2.5, -2.5]);
+        for (width, bins) in [(0.05f32, 2048usize), (0.0123, 5000), (0.3, 20_000), (0.001, 2_000_000)] {
+            let mut want = vec![0u64; bins];
+            count_into(&mut want, &data, width, bins);
+            let (mm, got) = min_max_and_counts(&data, width, bins);
+            assert_eq!(got, want, "width {width} bins {bins}");
+            assert_eq!((mm.min, mm.max), (f32::NEG_INFINITY, f32::INFINITY));
+            let (mm, _) = min_max_and_counts(&data[..300_001], width, bins);
+            assert_eq!(mm, par_min_max(&data[..300_001]));
+            assert_eq!(mm, SampleMinMax::of(&data[..300_001]));
+        }
+    }
+
+    #[test]
+    fn fused_update_equals_the_two_pass_update() {
+        let sample = |s: usize| -> Vec<f32> {
+            (0..200_000usize)
+                .map(|j| (((j * 7919 + s * 104_729) % 100_003) as f32 / 1000.0 - 50.0) * (1.0 + s as f32 * 0.1))
+                .collect()
+        };
+        let (mut fused, mut two_pass) = (TensorStats::new(2048), TensorStats::new(2048));
+        for s in [0usize, 3, 1, 5, 2, 5, 0] {
+            let d = sample(s);
+            fused.update(&d);
+            two_pass.update_with(&d, SampleMinMax::of(&d));
+        }
+        assert_eq!(fused, two_pass);
+        assert!(fused.hist.as_ref().unwrap().counts.len() > 2048);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod collect;
 pub mod dataset;
 pub mod histogram;
 pub mod inputs;
+mod kernels;
 pub mod kl;
 pub mod run;
 pub mod table;

@@ -3,11 +3,13 @@
 //! fake-quantized weights on fake-quantized F32 reference inputs.
 
 use super::collect::CalibTensor;
+use super::kernels::{abs_sum, quantize_slice, squared_distance};
 use super::CalibError;
 use crate::interp::{Interpreter, Tensor};
 use crate::ir::weights::{TensorData, Weights};
 use crate::ir::{Module, ValueId};
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// Tuning parameters (`--tune_num`, `--debug_cmd tune_steps=N;min_tuned_diff=X;fake_quant_weight`).
@@ -65,7 +67,8 @@ pub fn fake_quant_weights(module: &Module, weights: &Weights) -> Weights {
     out
 }
 
-/// ||a - b||_2 / ||a||_1 (the tuner's distance of one sample).
+/// ||a - b||_2 / ||a||_1 (the tuner's distance of one sample; reference implementation).
+#[cfg(test)]
 fn distance(reference: &Tensor, out: &Tensor) -> f64 {
     let mut d2 = 0f64;
     let mut n1 = 0f64;
@@ -192,6 +195,89 @@ pub fn tune_thresholds(
     Ok(th)
 }
 
+/// One tune sample as the candidates of one target see it: the op's F32 operands (`None` for
+/// weights), its F32 reference result as one slice, and that result's L1 norm.
+struct SampleView<'s> {
+    operands: Vec<Option<&'s Tensor>>,
+    reference: Cow<'s, [f32]>,
+    l1: f64,
+}
+
+/// A tensor's elements as one slice (copied only when it is not in standard layout).
+fn elements(t: &Tensor) -> Cow<'_, [f32]> {
+    match t.as_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(t.iter().copied().collect()),
+    }
+}
+
+/// [`fake_quant`] written into a recycled buffer (same values bit for bit).
+fn fake_quant_reusing(x: &Tensor, th: f64, mut buf: Vec<f32>) -> Tensor {
+    let Some(src) = x.as_slice() else { return fake_quant(x, th) };
+    let s = (127.0 / th) as f32;
+    if buf.len() != src.len() {
+        buf.clear();
+        buf.resize(src.len(), 0.0);
+    }
+    quantize_slice(src, &mut buf, s);
+    Tensor::from_shape_vec(x.raw_dim(), buf).unwrap_or_else(|_| fake_quant(x, th))
+}
+
+/// Give a tensor's allocation back to the pool (standard-layout tensors only).
+fn recycle(t: Tensor, pool: &mut Vec<Vec<f32>>) {
+    if t.is_standard_layout() {
+        let (v, offset) = t.into_raw_vec_and_offset();
+        if offset.unwrap_or(0) == 0 {
+            pool.push(v);
+        }
+    }
+}
+
+/// Mean tuner distance of one candidate threshold over the samples: every operand of the op
+/// fake-quantized with `th`, the op evaluated once per sample; buffers come from `pool`.
+fn candidate_distance(
+    dq: &Interpreter<'_>,
+    op_index: usize,
+    samples: &[SampleView<'_>],
+    th: f64,
+    pool: &mut Vec<Vec<f32>>,
+) -> Result<f64, CalibError> {
+    let model_err = |e: crate::interp::InterpError| CalibError::Model(e.to_string());
+    let mut total = 0f64;
+    for sample in samples {
+        let mut quantized: Vec<Option<Tensor>> = sample
+            .operands
+            .iter()
+            .map(|t| t.map(|t| fake_quant_reusing(t, th, pool.pop().unwrap_or_default())))
+            .collect();
+        let outs = match quantized.first_mut().and_then(Option::take) {
+            Some(first) => {
+                let refs: Vec<Option<&Tensor>> = quantized.iter().map(Option::as_ref).collect();
+                dq.eval_op_owned(op_index, first, &refs).map_err(model_err)?
+            }
+            None => {
+                let refs: Vec<Option<&Tensor>> = quantized.iter().map(Option::as_ref).collect();
+                dq.eval_op(op_index, &refs).map_err(model_err)?
+            }
+        };
+        let mut outs = outs.into_iter();
+        let o = outs.next().ok_or_else(|| CalibError::Model("tuning: op produced no result".into()))?;
+        if o.len() != sample.reference.len() {
+            return Err(CalibError::Model(format!(
+                "tuning: op #{op_index} gave {} elements, its reference has {}",
+                o.len(),
+                sample.reference.len()
+            )));
+        }
+        total += squared_distance(&sample.reference, &elements(&o)).sqrt() / sample.l1;
+        recycle(o, pool);
+        for t in quantized.into_iter().flatten().chain(outs) {
+            recycle(t, pool);
+        }
+    }
+    Ok(total / samples.len().max(1) as f64)
+}
+
 /// Candidates `th0 + step*k`, k = 0..=steps; the first initialises, a later one wins only with a
 /// strictly smaller mean distance.
 #[allow(clippy::too_many_arguments)]
@@ -213,33 +299,27 @@ fn find_better_threshold(
     }
     let candidates: Vec<f64> = (0..=opts.steps).map(|k| th0 + step * k as f64).collect();
     let result_v: ValueId = op.results[0];
+    let mut samples = Vec::with_capacity(tune_inputs.len());
+    for (s, inputs) in tune_inputs.iter().enumerate() {
+        let env = &store.env[s];
+        let operands: Vec<Option<&Tensor>> = op
+            .operands
+            .iter()
+            .map(|&v| match arg_index[v] {
+                Some(a) => inputs.get(a),
+                None => env[v].as_ref(),
+            })
+            .collect();
+        let reference = env[result_v]
+            .as_ref()
+            .ok_or_else(|| CalibError::Model(format!("tuning: reference of value %{result_v} missing")))?;
+        let reference = elements(reference);
+        let l1 = abs_sum(&reference);
+        samples.push(SampleView { operands, reference, l1 });
+    }
     let dists: Vec<Result<f64, CalibError>> = candidates
         .par_iter()
-        .map(|&th| {
-            let mut total = 0f64;
-            for (s, inputs) in tune_inputs.iter().enumerate() {
-                let env = &store.env[s];
-                let quantized: Vec<Option<Tensor>> = op
-                    .operands
-                    .iter()
-                    .map(|&v| {
-                        let t = match arg_index[v] {
-                            Some(a) => inputs.get(a),
-                            None => env[v].as_ref(),
-                        };
-                        t.map(|t| fake_quant(t, th))
-                    })
-                    .collect();
-                let refs: Vec<Option<&Tensor>> = quantized.iter().map(|q| q.as_ref()).collect();
-                let out = dq.eval_op(op_index, &refs).map_err(|e| CalibError::Model(e.to_string()))?;
-                let reference = env[result_v]
-                    .as_ref()
-                    .ok_or_else(|| CalibError::Model(format!("tuning: reference of value %{result_v} missing")))?;
-                let o = out.first().ok_or_else(|| CalibError::Model("tuning: op produced no result".into()))?;
-                total += distance(reference, o);
-            }
-            Ok(total / tune_inputs.len().max(1) as f64)
-        })
+        .map_init(Vec::new, |pool, &th| candidate_distance(dq, op_index, &samples, th, pool))
         .collect();
     let mut best = th0;
     let mut prev: Option<f64> = None;

@@ -270,6 +270,46 @@ impl<'a> Interpreter<'a> {
         self.eval(op, &refs, None, None)
     }
 
+    /// As [`Interpreter::eval_op`] with the first operand handed over: ops that update their
+    /// input in place (activations, elementwise arithmetic) return it as their result without a
+    /// copy; for other ops it is only read. `operands[0]` is ignored.
+    pub fn eval_op_owned(
+        &self,
+        op_index: usize,
+        first: Tensor,
+        operands: &[Option<&Tensor>],
+    ) -> Result<Vec<Tensor>, InterpError> {
+        let func = &self.module.func;
+        let op = func.ops.get(op_index).ok_or_else(|| InterpError::Op {
+            name: format!("#{op_index}"),
+            kind: String::new(),
+            msg: format!("no op with index {op_index} (the function has {})", func.ops.len()),
+        })?;
+        let once = op.operands.iter().skip(1).all(|&v| Some(&v) != op.operands.first());
+        if op.is_none() || op.is_weight() || !once || !dispatch::may_update_in_place(op) {
+            let mut refs: Vec<Option<&Tensor>> = operands.to_vec();
+            if let Some(r0) = refs.first_mut() {
+                *r0 = Some(&first);
+            }
+            return self.eval_op(op_index, &refs);
+        }
+        if operands.len() != op.operands.len() {
+            return Err(
+                self.op_error(op, format!("{} operands given, the op has {}", operands.len(), op.operands.len()))
+            );
+        }
+        let mut refs: Vec<Option<&Tensor>> = Vec::with_capacity(operands.len());
+        refs.push(None);
+        for (k, (&given, &v)) in operands.iter().zip(&op.operands).enumerate().skip(1) {
+            let t = given.or_else(|| self.const_of(v));
+            if t.is_none() && !is_none_value(func, v) {
+                return Err(self.op_error(op, format!("operand {k} (value %{v}) not given and not a weight")));
+            }
+            refs.push(t);
+        }
+        self.eval(op, &refs, Some(first), None)
+    }
+
     /// Pack the constant filter of a dense `top.Conv` once (None for other ops).
     fn pack_filter(&self, op: &Op) -> Option<sgemm::PackedA> {
         if op.kind != "top.Conv" || op.attr_i64_or("group", 1).ok()? != 1 || !sgemm::available() {
