@@ -47,11 +47,8 @@ pub fn import_ranges(func: &Func, table: &CaliMap, chip: Chip, asymmetric: bool)
                 table.get(name).map(|e| {
                     if asymmetric {
                         (e.min, e.max)
-                    } else if chip.is_cv18xx() {
-                        (-e.threshold, e.threshold)
-                    } else if kind == "Abs" {
-                        (-e.threshold, e.threshold)
-                    } else if e.min < 0.0 && !op.attr_bool("do_relu") {
+                    } else if chip.is_cv18xx() || kind == "Abs" || (e.min < 0.0 && !op.attr_bool("do_relu")) {
+                        // CV18xx is signed everywhere; Abs and negative ranges without relu too
                         (-e.threshold, e.threshold)
                     } else {
                         (0.0, e.threshold)

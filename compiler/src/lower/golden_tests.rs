@@ -455,7 +455,7 @@ fn tiny_yolov3_f16_bf16_close_to_f32() {
     let x = npz_f32("reference/tiny-yolov3/yolov3_tiny_in_f32.npz")["input_1"].clone();
     let (m32, w32) = lower(&top, &w, &float_opts(Mode::F32)).unwrap();
     let f32_out: Vec<ArrayD<f32>> =
-        sim::run_outputs(&m32, &w32, &[x.clone()]).unwrap().iter().map(|t| t.dequantize()).collect();
+        sim::run_outputs(&m32, &w32, std::slice::from_ref(&x)).unwrap().iter().map(|t| t.dequantize()).collect();
     // all-F32 lowering == tpu-mlir's top F32 run
     let top_ref = npz_f32("reference/tiny-yolov3/tpu-mlir/yolov3_top_outputs.npz");
     for (o, n) in f32_out.iter().zip(["convolution_output1_Conv", "convolution_output_Conv"]) {
@@ -470,7 +470,7 @@ fn tiny_yolov3_f16_bf16_close_to_f32() {
         let (m, lw) = lower(&top, &w, &float_opts(mode)).unwrap();
         let theirs = load_module(&format!("reference/tiny-yolov3/tpu-mlir/{dir}"));
         compare_modules(&m, &theirs);
-        let out = sim::run_outputs(&m, &lw, &[x.clone()]).unwrap();
+        let out = sim::run_outputs(&m, &lw, std::slice::from_ref(&x)).unwrap();
         for (o, r) in out.iter().zip(&f32_out) {
             let c = cosine(&o.dequantize(), r);
             eprintln!("{mode}: output cosine vs F32 {c:.7}");
@@ -487,7 +487,7 @@ fn tiny_yolov3_mixed_precision_bm1684x_and_cv183x() {
     let text = std::fs::read_to_string(asset("reference/tiny-yolov3/tpu-mlir/mix_search/yolov3_qtable_f32")).unwrap();
     let (m32, w32) = lower(&top, &w, &float_opts(Mode::F32)).unwrap();
     let f32_out: Vec<ArrayD<f32>> =
-        sim::run_outputs(&m32, &w32, &[x.clone()]).unwrap().iter().map(|t| t.dequantize()).collect();
+        sim::run_outputs(&m32, &w32, std::slice::from_ref(&x)).unwrap().iter().map(|t| t.dequantize()).collect();
     for chip in [Chip::Bm1684x, Chip::Cv183x] {
         let qt = parse_qtable(&text, chip).unwrap();
         assert_eq!(qt.len(), 6);
@@ -503,7 +503,7 @@ fn tiny_yolov3_mixed_precision_bm1684x_and_cv183x() {
         let q = if chip.is_cv18xx() { "bf16" } else { "f32" };
         assert!(names.contains(&format!("max_pooling2d_1_MaxPoolconv2d_2_Conv_{q}")), "{names:?}");
         assert!(names.contains(&"max_pooling2d_5_MaxPoolconv2d_4_Conv_si8".to_string()), "{names:?}");
-        let out = sim::run_outputs(&m, &lw, &[x.clone()]).unwrap();
+        let out = sim::run_outputs(&m, &lw, std::slice::from_ref(&x)).unwrap();
         for (o, r) in out.iter().zip(&f32_out) {
             let c = cosine(&o.dequantize(), r);
             eprintln!("{chip} mixed: output cosine vs F32 {c:.5}");
