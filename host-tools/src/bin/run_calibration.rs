@@ -7,7 +7,7 @@ use compiler::calibration::{
     read_data_list, run_calibration, select_dataset, CaliMethod, CalibEvent, CalibOptions, TuneOptions,
 };
 use compiler::ir::weights::Weights;
-use compiler::ir::{Attr, Module};
+use compiler::ir::Module;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -74,23 +74,15 @@ fn parse_debug_cmd(s: &str) -> Result<TuneOptions> {
     Ok(t)
 }
 
-/// Read the MLIR text and its weight file (`module.weight_file`, relative to the MLIR's directory).
+/// Read the MLIR and its weight file (`module.weight_file`, relative to the MLIR's directory);
+/// an unreadable MLIR is reported as "<path>: cannot read: <cause>".
 fn load_module(path: &Path) -> Result<(Module, Weights)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let module = compiler::ir::text::parse_module(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let weight_file = match module.attrs.get("weight_file") {
-        Some(Attr::Str(s)) => s.clone(),
-        _ => bail!("{}: the module has no module.weight_file attribute", path.display()),
-    };
-    let dir = path.parent().unwrap_or(Path::new(""));
-    let wpath =
-        if Path::new(&weight_file).is_absolute() { PathBuf::from(&weight_file) } else { dir.join(&weight_file) };
-    let arrays = compiler::npz::read_npz(&wpath).map_err(|e| anyhow!("{e}"))?;
-    let mut weights = Weights::default();
-    for (name, data) in arrays {
-        weights.insert(name, data);
-    }
-    Ok((module, weights))
+    use compiler::ir::text::MlirFileError;
+    use compiler::model_file::{load_model, ModelFileError};
+    load_model(path).map_err(|e| match e {
+        ModelFileError::Mlir(MlirFileError::Io { path, msg }) => anyhow!("{}: cannot read: {msg}", path.display()),
+        other => anyhow!("{other}"),
+    })
 }
 
 fn main() {
