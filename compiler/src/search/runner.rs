@@ -365,8 +365,10 @@ impl<'a> SimRunner<'a> {
         let interp = Interpreter::new(self.top, self.weights).map_err(|e| SearchError::Run(e.to_string()))?;
         let f = &self.top.func;
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+        // Samples in parallel: the interpreter's own parallelism leaves cores idle on the small
+        // layers at the end of the network.
         self.samples
-            .iter()
+            .par_iter()
             .map(|inputs| {
                 let mut out: Vec<Option<Tensor>> = vec![None; self.layers.len()];
                 interp

@@ -12,6 +12,8 @@ pub use tensor::{SimData, SimTensor};
 use crate::ir::weights::{TensorData, Weights};
 use crate::ir::{Attr, Module, TensorType};
 use ndarray::ArrayD;
+#[cfg(test)]
+use ndarray::IxDyn;
 use std::sync::Arc;
 
 /// Errors of simulation; each names the op.
@@ -114,7 +116,7 @@ fn run_values(
         }
         let operands: Vec<Option<&SimTensor>> = op.operands.iter().map(|&v| vals[v].as_ref()).collect();
         let out_tys: Vec<&TensorType> = op.results.iter().map(|&r| &f.values[r].ty).collect();
-        let res = ops::eval(op, &name, &operands, &out_tys, cv)?;
+        let res = eval_op(op, &name, &operands, &out_tys, cv)?;
         for (&r, t) in op.results.iter().zip(res) {
             observe(&f.values[r].name, &t);
             vals[r] = Some(t);
@@ -200,7 +202,7 @@ pub fn run_seeded(
             .map(|&v| vals[v].as_deref().or(if is_arg[v] { None } else { seeds[v].as_deref() }))
             .collect();
         let out_tys: Vec<&TensorType> = op.results.iter().map(|&r| &f.values[r].ty).collect();
-        let res = ops::eval(op, &name, &operands, &out_tys, cv)?;
+        let res = eval_op(op, &name, &operands, &out_tys, cv)?;
         for (&r, t) in op.results.iter().zip(res) {
             let t = Arc::new(t);
             computed[r] = Some(t.clone());
@@ -208,6 +210,132 @@ pub fn run_seeded(
         }
     }
     Ok(computed)
+}
+
+/// Evaluate one op: a fast path for max pooling (the simulator's hottest simple op), every
+/// other op (and any pooling the fast path does not cover) by `ops::eval`. Both give the same
+/// tensors (tested).
+fn eval_op(
+    op: &crate::ir::Op,
+    name: &str,
+    operands: &[Option<&SimTensor>],
+    out_tys: &[&TensorType],
+    cv: bool,
+) -> Result<Vec<SimTensor>, SimError> {
+    if let Some(t) = fast_max_pool(op, operands, out_tys, cv) {
+        return Ok(vec![t]);
+    }
+    ops::eval(op, name, operands, out_tys, cv)
+}
+
+/// `tpu.Pool2D` max pooling without relu, 4-D: the maximum over the window's in-image elements
+/// (int8: of the codes minus the input zero point, 0 for an empty window, then the output zero
+/// point added and saturated; float: from −inf, rounded to the result type). `None` when the op
+/// is anything else.
+fn fast_max_pool(
+    op: &crate::ir::Op,
+    operands: &[Option<&SimTensor>],
+    out_tys: &[&TensorType],
+    cv: bool,
+) -> Option<SimTensor> {
+    if op.kind != "tpu.Pool2D" || out_tys.len() != 1 || operands.len() != 1 {
+        return None;
+    }
+    let is_max = matches!(op.attrs.get("pool_mode"), Some(Attr::Enum { value, .. }) if value == "Max");
+    let flag = |n: &str| matches!(op.attrs.get(n), Some(Attr::Bool(true)));
+    if !is_max || flag("do_relu") || flag("is_adaptive") || matches!(op.attrs.get("keepdims"), Some(Attr::Bool(false)))
+    {
+        return None;
+    }
+    let x = operands[0]?;
+    let out = out_tys[0];
+    let k = op.attr_ints("kernel_shape").ok()?;
+    let s = op.attr_ints_or("strides", &k).ok()?;
+    let p = op.attr_ints_or("pads", &[0, 0, 0, 0]).ok()?;
+    let (xs, os) = (x.shape(), out.shape());
+    if xs.len() != 4 || os.len() != 4 || k.len() != 2 || s.len() < 2 || p.len() < 2 || xs[..2] != os[..2] {
+        return None;
+    }
+    let g = PoolGeom {
+        planes: os[0] * os[1],
+        ih: xs[2],
+        iw: xs[3],
+        oh: os[2],
+        ow: os[3],
+        kh: k[0],
+        kw: k[1],
+        sh: s[0],
+        sw: s[1],
+        pt: p[0],
+        pl: p[1],
+    };
+    if matches!(out.quant(), Some(crate::ir::Quant::Uniform { .. })) {
+        let zp = match x.ty.quant() {
+            Some(crate::ir::Quant::Uniform { zero_point, .. }) => zero_point,
+            _ => 0,
+        };
+        let codes: Vec<i64> = match &x.data {
+            SimData::I8(a) => a.iter().map(|&v| v as i64 - zp).collect(),
+            SimData::U8(a) => a.iter().map(|&v| v as i64 - zp).collect(),
+            SimData::I32(a) => a.iter().map(|&v| v as i64).collect(),
+            _ => return None,
+        };
+        let m = g.max(&codes, i64::MIN, |a, b| a.max(b));
+        let m: Vec<i64> = m.into_iter().map(|v| if v == i64::MIN { 0 } else { v }).collect();
+        let arr = ArrayD::from_shape_vec(ndarray::IxDyn(os), m).ok()?;
+        Some(tensor::from_codes(arr, out))
+    } else {
+        let v: Vec<f32> = x.to_f32().iter().copied().collect();
+        let m = g.max(&v, f32::NEG_INFINITY, f32::max);
+        let arr = ArrayD::from_shape_vec(ndarray::IxDyn(os), m).ok()?;
+        Some(tensor::from_f32(arr, out, cv))
+    }
+}
+
+/// Window geometry of a 2-D pooling over `planes` independent `ih × iw` planes.
+struct PoolGeom {
+    planes: usize,
+    ih: usize,
+    iw: usize,
+    oh: usize,
+    ow: usize,
+    kh: i64,
+    kw: i64,
+    sh: i64,
+    sw: i64,
+    pt: i64,
+    pl: i64,
+}
+
+impl PoolGeom {
+    /// Fold every window's in-image elements (row by row, left to right) with `f` from `init`.
+    fn max<T: Copy + Send + Sync>(&self, x: &[T], init: T, f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+        use rayon::prelude::*;
+        let (ih, iw) = (self.ih as i64, self.iw as i64);
+        let mut out = vec![init; self.planes * self.oh * self.ow];
+        out.par_chunks_mut((self.oh * self.ow).max(1)).enumerate().for_each(|(pl, o)| {
+            let plane = &x[pl * self.ih * self.iw..(pl + 1) * self.ih * self.iw];
+            for oy in 0..self.oh {
+                let y0 = oy as i64 * self.sh - self.pt;
+                let (ya, yb) = (y0.max(0), (y0 + self.kh).min(ih));
+                for ox in 0..self.ow {
+                    let x0 = ox as i64 * self.sw - self.pl;
+                    let (xa, xb) = (x0.max(0), (x0 + self.kw).min(iw));
+                    let mut acc = init;
+                    if xb > xa {
+                        for y in ya..yb {
+                            let row = &plane[(y * iw) as usize..((y + 1) * iw) as usize];
+                            for &v in &row[xa as usize..xb as usize] {
+                                acc = f(acc, v);
+                            }
+                        }
+                    }
+                    o[oy * self.ow + ox] = acc;
+                }
+            }
+        });
+        out
+    }
 }
 
 fn is_cv18xx(module: &Module) -> bool {
@@ -247,4 +375,87 @@ fn weight_tensor(d: &TensorData, ty: &TensorType) -> SimTensor {
         TensorData::I64(a) => SimData::F32(a.mapv(|v| v as f32)),
     };
     SimTensor { data, ty: ty.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{ElemType, Op, Quant};
+
+    fn pool_op(k: [i64; 2], s: [i64; 2], p: [i64; 4]) -> Op {
+        let mut op = Op { kind: "tpu.Pool2D".into(), operands: vec![0], results: vec![1], attrs: Default::default() };
+        op.attrs.insert("kernel_shape".into(), Attr::IntArray(k.to_vec()));
+        op.attrs.insert("strides".into(), Attr::IntArray(s.to_vec()));
+        op.attrs.insert("pads".into(), Attr::IntArray(p.to_vec()));
+        op.attrs.insert("do_relu".into(), Attr::Bool(false));
+        op.attrs.insert("pool_mode".into(), crate::ir::attr::tpu_enum("pool_mode", "Max"));
+        op
+    }
+
+    fn ty(shape: &[usize], elem: ElemType, quant: Option<Quant>) -> TensorType {
+        TensorType::Tensor { shape: shape.to_vec(), elem, quant }
+    }
+
+    #[test]
+    fn fast_max_pool_equals_the_op_evaluator() {
+        let q = |zp| Some(Quant::Uniform { signed: true, bits: 8, scale: 0.5, zero_point: zp });
+        let uq = Some(Quant::Uniform { signed: false, bits: 8, scale: 0.25, zero_point: 3 });
+        // (kernel, strides, pads, input h/w, output h/w): tiny-yolov3's two kinds, padding, overlap.
+        let geoms: [([i64; 2], [i64; 2], [i64; 4], [usize; 2], [usize; 2]); 4] = [
+            ([2, 2], [2, 2], [0, 0, 0, 0], [8, 10], [4, 5]),
+            ([2, 2], [1, 1], [0, 0, 1, 1], [5, 5], [5, 5]),
+            ([3, 3], [2, 2], [1, 1, 1, 1], [7, 6], [4, 3]),
+            ([3, 2], [1, 3], [2, 1, 2, 1], [4, 7], [6, 3]),
+        ];
+        let mut seed = 12345u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            seed >> 8
+        };
+        for (k, s, p, [ih, iw], [oh, ow]) in geoms {
+            let op = pool_op(k, s, p);
+            let (xs, os) = (vec![2, 3, ih, iw], vec![2, 3, oh, ow]);
+            let n = xs.iter().product::<usize>();
+            let i8s = ArrayD::from_shape_vec(IxDyn(&xs), (0..n).map(|_| (next() % 256) as u8 as i8).collect()).unwrap();
+            let u8s = i8s.mapv(|v| v as u8);
+            let f32s = ArrayD::from_shape_vec(
+                IxDyn(&xs),
+                (0..n).map(|i| if i % 5 == 0 { -0.0 } else { (next() % 1000) as f32 / 7.0 - 70.0 }).collect(),
+            )
+            .unwrap();
+            let cases = [
+                (
+                    SimTensor { data: SimData::I8(i8s.clone()), ty: ty(&xs, ElemType::I8, q(0)) },
+                    ty(&os, ElemType::I8, q(0)),
+                ),
+                (SimTensor { data: SimData::I8(i8s), ty: ty(&xs, ElemType::I8, q(-5)) }, ty(&os, ElemType::I8, q(7))),
+                (SimTensor { data: SimData::U8(u8s), ty: ty(&xs, ElemType::UI8, uq) }, ty(&os, ElemType::UI8, uq)),
+                (
+                    SimTensor { data: SimData::F32(f32s.clone()), ty: ty(&xs, ElemType::F32, None) },
+                    ty(&os, ElemType::F32, None),
+                ),
+                (
+                    SimTensor { data: SimData::F32(f32s), ty: ty(&xs, ElemType::F32, None) },
+                    ty(&os, ElemType::F16, None),
+                ),
+            ];
+            for (x, out) in cases {
+                let fast = fast_max_pool(&op, &[Some(&x)], &[&out], false).expect("fast path taken");
+                let slow = ops::eval(&op, "pool", &[Some(&x)], &[&out], false).unwrap();
+                let bits = |t: &SimTensor| match &t.data {
+                    SimData::F32(a) => format!("{:?}", a.mapv(f32::to_bits)),
+                    d => format!("{d:?}"),
+                };
+                assert_eq!(bits(&fast), bits(&slow[0]), "{k:?} {s:?} {p:?} {:?}", out);
+            }
+        }
+        // Not covered: relu, average pooling.
+        let mut op = pool_op([2, 2], [2, 2], [0, 0, 0, 0]);
+        op.attrs.insert("do_relu".into(), Attr::Bool(true));
+        let x = SimTensor {
+            data: SimData::F32(ArrayD::zeros(IxDyn(&[1, 1, 2, 2]))),
+            ty: ty(&[1, 1, 2, 2], ElemType::F32, None),
+        };
+        assert!(fast_max_pool(&op, &[Some(&x)], &[&ty(&[1, 1, 1, 1], ElemType::F32, None)], false).is_none());
+    }
 }

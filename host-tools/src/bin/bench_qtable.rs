@@ -1,0 +1,211 @@
+//! `bench_qtable`: wall time and peak RSS of the walkthrough's mixed-precision search on
+//! tiny-yolov3 (`--min_layer_cos 0.999 --expected_cos 0.9999 --chip bm1684x`, tpu-mlir's
+//! calibration table, COCO images), next to tpu-mlir's figures for the same job.
+
+use anyhow::{anyhow, Result};
+use clap::Parser;
+use compiler::calibration::{select_dataset, CalibrationTable, InputLoader};
+use compiler::lower::{calib::cali_map_from_table, Chip, Mode};
+use compiler::onnx::ImportOptions;
+use compiler::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
+use compiler::search::runner::SimRunner;
+use compiler::search::{search, SearchParams};
+use std::path::PathBuf;
+use std::time::Instant;
+
+const ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets");
+/// tpu-mlir v1.30.2's mix_search on the same job (30 images), measured on this kind of machine.
+const TPU_MLIR_SECONDS: f64 = 52.0;
+/// tpu-mlir's network cos: all-INT8 and mixed, and its number of float layers.
+const TPU_MLIR_COS: (f64, f64, usize) = (0.999190, 0.999577, 6);
+
+/// Benchmark the mixed-precision search of tiny-yolov3 (imported from the bundled ONNX).
+#[derive(Parser, Debug)]
+#[command(name = "bench_qtable", about, rename_all = "snake_case")]
+struct Args {
+    /// Samples from assets/images/COCO2017
+    #[arg(long, default_value_t = 30)]
+    input_num: usize,
+    /// Target chip
+    #[arg(long, default_value = "bm1684x")]
+    chip: String,
+    /// Stop once the network cos exceeds this
+    #[arg(long, default_value_t = 0.9999)]
+    expected_cos: f64,
+    /// A layer under this cos is tried in float
+    #[arg(long, default_value_t = 0.999)]
+    min_layer_cos: f64,
+    /// Also run the search without reusing results across trials (whole network every trial)
+    /// and report both times; the results must be identical.
+    #[arg(long)]
+    compare_no_reuse: bool,
+    /// Also time one simulation of the final mixed model per op kind (first image).
+    #[arg(long)]
+    profile: bool,
+}
+
+/// Peak resident set size in MiB (VmHWM of /proc/self/status).
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The 1-minute load average (the machine may be shared).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Simulate the mixed model once and print the time per op kind and element type.
+fn profile(
+    top: &compiler::ir::Module,
+    weights: &compiler::ir::weights::Weights,
+    cali: &compiler::lower::CaliMap,
+    chip: Chip,
+    mode: Mode,
+    float_layers: &[String],
+    inputs: &[ndarray::ArrayD<f32>],
+) -> Result<()> {
+    let qtable: compiler::lower::QTable = float_layers.iter().map(|n| (n.clone(), mode)).collect();
+    let opts = compiler::lower::LowerOptions {
+        chip,
+        mode: Mode::Int8,
+        asymmetric: false,
+        table: Some(cali),
+        qtable: Some(&qtable),
+    };
+    let t = Instant::now();
+    let (m, lw) = compiler::lower::lower(top, weights, &opts)?;
+    println!("  profile: lower {:.3} s", t.elapsed().as_secs_f64());
+    let f = &m.func;
+    let kinds: std::collections::HashMap<&str, &str> = f
+        .ops
+        .iter()
+        .flat_map(|op| op.results.iter().map(move |&r| (f.values[r].name.as_str(), op.kind.as_str())))
+        .collect();
+    let mut per: std::collections::BTreeMap<String, f64> = Default::default();
+    let start = Instant::now();
+    let mut last = start;
+    compiler::sim::run_observe(&m, &lw, inputs, &mut |name, t| {
+        let kind = kinds.get(name).copied().unwrap_or("?");
+        *per.entry(format!("{kind} {:?}", t.ty.elem())).or_default() += last.elapsed().as_secs_f64();
+        last = Instant::now();
+    })?;
+    println!("  profile: one simulation {:.3} s", start.elapsed().as_secs_f64());
+    let mut v: Vec<_> = per.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for (k, s) in v {
+        println!("    {k:<32} {s:.3} s");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let chip = Chip::parse(&args.chip).ok_or_else(|| anyhow!("--chip '{}': unknown chip", args.chip))?;
+    let mode = if chip.is_cv18xx() { Mode::BF16 } else { Mode::F32 };
+    let opts = ImportOptions {
+        model_name: "yolov3_tiny".into(),
+        input_shapes: Some(vec![vec![1, 3, 416, 416]]),
+        output_names: vec!["convolution_output1".into(), "convolution_output".into()],
+        preprocess: Some(PreprocessConfig {
+            mean: vec![0.0; 3],
+            scale: vec![0.0039216; 3],
+            pixel_format: PixelFormat::Rgb,
+            channel_format: ChannelFormat::Nchw,
+            keep_aspect_ratio: true,
+            pad_value: 128,
+            pad_type: PadType::Center,
+            resize_dims: vec![416, 416],
+        }),
+    };
+    let assets = PathBuf::from(ASSETS);
+    let (top, weights) =
+        compiler::onnx::import(&assets.join("models/tiny-yolov3-11.onnx"), &opts).map_err(|e| anyhow!("{e}"))?;
+    let table = CalibrationTable::read(&assets.join("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table"))?;
+    let cali = cali_map_from_table(&table);
+    let dataset = select_dataset(&assets.join("images/COCO2017"), args.input_num)?;
+    let loader = InputLoader::new(&top)?;
+    let params = SearchParams { expected_cos: args.expected_cos, min_layer_cos: args.min_layer_cos };
+    println!("load average at start: {}", load_average());
+
+    let start = Instant::now();
+    let mut samples = Vec::with_capacity(dataset.samples.len());
+    for files in &dataset.samples {
+        samples.push(loader.load(dataset.kind, files)?);
+    }
+    let t_load = start.elapsed().as_secs_f64();
+    let mut runner = SimRunner::new(&top, &weights, &cali, chip, mode, samples, Vec::new())?;
+    let t_ref = start.elapsed().as_secs_f64() - t_load;
+    let result = search(&runner, &params, &mut |_, _, _| {})?;
+    let secs = start.elapsed().as_secs_f64();
+    let st = runner.stats();
+
+    println!(
+        "run_qtable search of tiny-yolov3, {} images, {}, --min_layer_cos {} --expected_cos {}",
+        runner.sample_count(),
+        chip.name(),
+        args.min_layer_cos,
+        args.expected_cos
+    );
+    println!(
+        "  wall time           {secs:.2} s (tpu-mlir {TPU_MLIR_SECONDS:.0} s; ratio {:.2})",
+        TPU_MLIR_SECONDS / secs
+    );
+    println!(
+        "    of which           inputs {t_load:.2} s, float reference {t_ref:.2} s, {} evaluations: lower {:.2} s, signatures {:.2} s, simulate + compare {:.2} s",
+        st.evaluations,
+        st.lower.as_secs_f64(),
+        st.signatures.as_secs_f64(),
+        st.simulate.as_secs_f64()
+    );
+    println!(
+        "    ops simulated      {} of {} ({:.0} % reused)",
+        st.ops_run,
+        st.ops_run + st.ops_reused,
+        100.0 * st.ops_reused as f64 / (st.ops_run + st.ops_reused).max(1) as f64
+    );
+    println!(
+        "  cos                 INT8 {:.6} -> mixed {:.6} with {} {} layers (tpu-mlir: {:.6} -> {:.6}, {} layers)",
+        result.int8_cos,
+        result.mixed_cos,
+        result.float_layers.len(),
+        mode.name(),
+        TPU_MLIR_COS.0,
+        TPU_MLIR_COS.1,
+        TPU_MLIR_COS.2
+    );
+    println!("  float layers        {}", result.float_layers.join(", "));
+    println!("  peak RSS            {:.0} MiB", peak_rss_mib().unwrap_or(f64::NAN));
+    println!("  trials              {}", result.trials.len());
+
+    if args.compare_no_reuse {
+        runner.set_reuse(false);
+        let t = Instant::now();
+        let plain = search(&runner, &params, &mut |_, _, _| {})?;
+        let plain_secs = t.elapsed().as_secs_f64();
+        println!(
+            "  without reuse       search {plain_secs:.2} s vs {:.2} s with reuse (ratio {:.2}); results {}",
+            secs - t_load - t_ref,
+            plain_secs / (secs - t_load - t_ref),
+            if plain == result { "identical" } else { "DIFFERENT" }
+        );
+    }
+    if args.profile {
+        profile(
+            &top,
+            &weights,
+            &cali,
+            chip,
+            mode,
+            &result.float_layers,
+            &loader.load(dataset.kind, &dataset.samples[0])?,
+        )?;
+    }
+    println!("load average at end: {}", load_average());
+    Ok(())
+}
