@@ -123,7 +123,8 @@ fn conv(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
             let w_max = ch.iter().fold(0f32, |m, v| m.max(v.abs()));
             let scale_w = (w_max / 127.0f32).max(1e-5f32);
             for (t, &v) in ch.iter().enumerate() {
-                wq[c * inner + t] = round::to_i8((v / scale_w) as f64);
+                // tpu-mlir divides in double (its scale is a double): f32 division can make ties
+                wq[c * inner + t] = round::to_i8(v as f64 / scale_w as f64);
             }
             if has_bias {
                 let mut bi = (bv[c] as f64 / (scale_w as f64 * s_in)).round();
