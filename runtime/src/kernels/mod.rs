@@ -41,16 +41,6 @@ pub fn map_bytes(x: Src<'_>, y: &mut [u8], f: impl Fn(u8) -> u8) {
     }
 }
 
-/// Apply `f` to pairs of bytes of `a` and `b` (either may be `y` itself), writing `y`.
-#[inline(always)]
-pub fn zip_bytes(a: Src<'_>, b: Src<'_>, y: &mut [u8], f: impl Fn(u8, u8) -> u8) {
-    for i in 0..y.len() {
-        let va = a.map(|a| a[i]).unwrap_or(y[i]);
-        let vb = b.map(|b| b[i]).unwrap_or(y[i]);
-        y[i] = f(va, vb);
-    }
-}
-
 /// Shapes of a broadcasting binary op: inputs `a`, `b` and the output `y` (NCHW; every input dim
 /// equals the output's or is 1, as verified).
 #[derive(Debug, Clone, Copy)]
