@@ -91,9 +91,10 @@ pub fn conv2d_reference<T: Num>(x: &[T], w: &[T], g: &ConvGeom) -> Vec<T> {
 }
 
 /// One im2col row: reduction index `row` (within the group) for output positions
-/// `p0 .. p0 + dst.len()` (positions past the end, and padding, are left as they are: 0).
+/// `p0 .. p0 + dst.len()`. Every position inside the image's output is written (padding as 0);
+/// positions past the end are left as they are.
 #[inline]
-fn im2col_row<T: Copy>(x: &[T], g: &ConvGeom, n: usize, grp: usize, row: usize, p0: usize, dst: &mut [T]) {
+fn im2col_row<T: Copy + Default>(x: &[T], g: &ConvGeom, n: usize, grp: usize, row: usize, p0: usize, dst: &mut [T]) {
     let icg = g.ic / g.group;
     let c = row / (g.kh * g.kw);
     let ky = (row / g.kw) % g.kh;
@@ -103,20 +104,34 @@ fn im2col_row<T: Copy>(x: &[T], g: &ConvGeom, n: usize, grp: usize, row: usize, 
     if p0 >= p_end {
         return;
     }
+    // Output columns whose input column is inside the image: ix = ox·sw + kx·dw − pl ∈ [0, iw).
+    let off = (kx * g.dw) as isize - g.pl as isize;
+    let sw = g.sw.max(1) as isize;
+    let lo = if off >= 0 { 0 } else { ((-off) + sw - 1) / sw } as usize;
+    let hi = if g.iw as isize - off <= 0 { 0 } else { ((g.iw as isize - off + sw - 1) / sw) as usize };
+    let (lo, hi) = (lo.min(g.ow), hi.min(g.ow).max(lo.min(g.ow)));
     let (oy0, oy1) = (p0 / g.ow, (p_end - 1) / g.ow);
     for oy in oy0..=oy1 {
+        let ox0 = if oy == oy0 { p0 % g.ow } else { 0 };
+        let ox1 = if oy == oy1 { (p_end - 1) % g.ow + 1 } else { g.ow };
+        let d = &mut dst[oy * g.ow + ox0 - p0..oy * g.ow + ox1 - p0];
         let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
         if iy < 0 || iy >= g.ih as isize {
+            d.fill(T::default());
             continue;
         }
         let xrow = &x[base + iy as usize * g.iw..base + (iy as usize + 1) * g.iw];
-        let ox0 = if oy == oy0 { p0 % g.ow } else { 0 };
-        let ox1 = if oy == oy1 { (p_end - 1) % g.ow + 1 } else { g.ow };
-        let row_start = oy * g.ow;
-        for ox in ox0..ox1 {
-            let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
-            if ix >= 0 && ix < g.iw as isize {
-                dst[row_start + ox - p0] = xrow[ix as usize];
+        let (a, b) = (lo.clamp(ox0, ox1), hi.clamp(ox0, ox1));
+        d[..a - ox0].fill(T::default());
+        d[b - ox0..].fill(T::default());
+        if b > a {
+            let ix0 = (a as isize * sw + off) as usize;
+            if sw == 1 {
+                d[a - ox0..b - ox0].copy_from_slice(&xrow[ix0..ix0 + (b - a)]);
+            } else {
+                for (k, v) in d[a - ox0..b - ox0].iter_mut().enumerate() {
+                    *v = xrow[ix0 + k * sw as usize];
+                }
             }
         }
     }
@@ -125,7 +140,9 @@ fn im2col_row<T: Copy>(x: &[T], g: &ConvGeom, n: usize, grp: usize, row: usize, 
 /// Output positions per tile for a reduction of `k` rows: the im2col tile stays about 256 KiB.
 fn tile_width(k: usize, p: usize) -> usize {
     let w = (65536 / k.max(1)).clamp(64, 4096) / 16 * 16;
-    w.min(p.div_ceil(16) * 16).max(16)
+    // As many tiles as that width needs, evenly filled.
+    let tiles = p.div_ceil(w).max(1);
+    (p.div_ceil(tiles).div_ceil(16) * 16).max(16)
 }
 
 /// Write tile results (`rows` rows of `width` values, row-major) into the `[rows][p]` output at
@@ -168,13 +185,21 @@ fn conv2d_i32(x: &[i32], w: &[i32], g: &ConvGeom) -> Vec<i32> {
     };
     let chunk = chunk.min(k);
     let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-    let wf: Vec<f32> = w.iter().map(|&v| v as f32).collect();
     let width = tile_width(chunk, p);
     let tiles = p.div_ceil(width);
+    #[cfg(target_arch = "x86_64")]
+    let fma = avx::has_avx2_fma();
+    #[cfg(not(target_arch = "x86_64"))]
+    let fma = false;
     let mut out = vec![0i32; g.n * g.oc * p];
     for n in 0..g.n {
         for grp in 0..g.group {
-            let wg = &wf[grp * ocg * k..(grp + 1) * ocg * k];
+            // The group's filters as f32, rows padded for the register blocks.
+            let mut wpad = vec![0f32; ocg.div_ceil(ROW_PAD) * ROW_PAD * k];
+            for (d, &v) in wpad.iter_mut().zip(&w[grp * ocg * k..(grp + 1) * ocg * k]) {
+                *d = v as f32;
+            }
+            let wg = &wpad[..];
             let results: Vec<Vec<i32>> = (0..tiles)
                 .into_par_iter()
                 .map(|t| {
@@ -185,9 +210,18 @@ fn conv2d_i32(x: &[i32], w: &[i32], g: &ConvGeom) -> Vec<i32> {
                     let mut k0 = 0;
                     while k0 < k {
                         let kc = chunk.min(k - k0);
-                        col[..kc * width].fill(0.0);
                         for r in 0..kc {
                             im2col_row(&xf, g, n, grp, k0 + r, p0, &mut col[r * width..(r + 1) * width]);
+                        }
+                        #[cfg(target_arch = "x86_64")]
+                        if fma {
+                            // SAFETY: avx2 and fma are present; sizes as the kernel requires.
+                            unsafe { avx::tile_fma(wg, k, k0, kc, ocg, &col, width, &mut acc) };
+                            for (s, &a) in sum.iter_mut().zip(&acc) {
+                                *s += a as i32;
+                            }
+                            k0 += kc;
+                            continue;
                         }
                         // SAFETY: lhs is `ocg × kc` inside `wg` (row stride k), rhs `kc × width`
                         // inside `col`, dst `ocg × width` inside `acc`; all owned or borrowed here.
@@ -233,8 +267,10 @@ fn conv2d_i32(x: &[i32], w: &[i32], g: &ConvGeom) -> Vec<i32> {
 
 // ---- f32: blocked kernel with the reference's per-element order ----
 
-/// Output channels per register block.
+/// Output channels per register block of the portable kernel.
 const MR: usize = 4;
+/// Filter rows are padded to a multiple of this (of every kernel's rows per block).
+const ROW_PAD: usize = 12;
 /// Output positions per register block.
 const NR: usize = 16;
 
@@ -272,18 +308,12 @@ fn tile_f32_body(wp: &[f32], k: usize, rows: usize, col: &[f32], width: usize, o
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn tile_f32_avx2(wp: &[f32], k: usize, rows: usize, col: &[f32], width: usize, out: &mut [f32]) {
-    // avx2 only widens the vectors; mul and add stay separate instructions (no fma enabled).
-    tile_f32_body(wp, k, rows, col, width, out)
-}
-
 fn tile_f32(wp: &[f32], k: usize, rows: usize, col: &[f32], width: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports avx2 (checked just above).
-        unsafe { tile_f32_avx2(wp, k, rows, col, width, out) };
+    if avx::has_avx2() {
+        // SAFETY: the CPU supports avx2 (checked just above); `wp` rows are padded to ROW_PAD,
+        // a multiple of avx::MR, `width` is a multiple of NR = avx::NR.
+        unsafe { avx::tile_mul_add(wp, k, 0, k, rows, col, width, out) };
         return;
     }
     tile_f32_body(wp, k, rows, col, width, out)
@@ -299,7 +329,7 @@ fn conv2d_f32(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     }
     let width = tile_width(k, p);
     let tiles = p.div_ceil(width);
-    let rows_padded = ocg.div_ceil(MR) * MR;
+    let rows_padded = ocg.div_ceil(ROW_PAD) * ROW_PAD;
     let mut out = vec![0f32; g.n * g.oc * p];
     for n in 0..g.n {
         for grp in 0..g.group {
@@ -369,6 +399,81 @@ pub fn to_array<T: Clone>(v: Vec<T>, g: &ConvGeom) -> ArrayD<T> {
     ArrayD::from_shape_vec(IxDyn(&[g.n, g.oc, g.oh, g.ow]), v).expect("conv output shape")
 }
 
+/// Hand-written AVX2 tile kernels: `out[o][j] = Σ_kk w[o][k0 + kk] · col[kk][j]` for every row
+/// `o < rows` and column `j < width`, in `6 × 16` register blocks, kk ascending from 0 per
+/// element. `mul_add` does `acc + w·x` as two roundings (the reference order, for f32 data);
+/// `fma` fuses them (for the integer path, where every value is an exact integer).
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::*;
+
+    /// Rows per register block.
+    pub const MR: usize = 6;
+    /// Columns per register block (two 8-lane vectors).
+    pub const NR: usize = 16;
+
+    macro_rules! tile_kernel {
+        ($name:ident, $features:literal, $step:expr) => {
+            /// See the module documentation. `wp` holds rows padded to a multiple of [`MR`] with
+            /// row stride `wstride`; `width` is a multiple of [`NR`]; `col` holds `kc` rows of
+            /// `width`; `out` holds `rows` rows of `width`.
+            ///
+            /// # Safety
+            /// The CPU must support the target features; the slices must have the sizes above.
+            #[target_feature(enable = $features)]
+            pub unsafe fn $name(
+                wp: &[f32],
+                wstride: usize,
+                k0: usize,
+                kc: usize,
+                rows: usize,
+                col: &[f32],
+                width: usize,
+                out: &mut [f32],
+            ) {
+                assert!(wp.len() >= rows.div_ceil(MR) * MR * wstride && k0 + kc <= wstride);
+                assert!(col.len() >= kc * width && out.len() >= rows * width && width % NR == 0);
+                let step = $step;
+                for ob in (0..rows).step_by(MR) {
+                    let wb = wp.as_ptr().add(ob * wstride + k0);
+                    for j0 in (0..width).step_by(NR) {
+                        let mut acc = [_mm256_setzero_ps(); 2 * MR];
+                        let mut cp = col.as_ptr().add(j0);
+                        for kk in 0..kc {
+                            let c0 = _mm256_loadu_ps(cp);
+                            let c1 = _mm256_loadu_ps(cp.add(8));
+                            for o in 0..MR {
+                                let wv = _mm256_broadcast_ss(&*wb.add(o * wstride + kk));
+                                acc[2 * o] = step(acc[2 * o], wv, c0);
+                                acc[2 * o + 1] = step(acc[2 * o + 1], wv, c1);
+                            }
+                            cp = cp.add(width);
+                        }
+                        for o in 0..MR.min(rows - ob) {
+                            let dst = out.as_mut_ptr().add((ob + o) * width + j0);
+                            _mm256_storeu_ps(dst, acc[2 * o]);
+                            _mm256_storeu_ps(dst.add(8), acc[2 * o + 1]);
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    tile_kernel!(tile_mul_add, "avx2", |a: __m256, w: __m256, c: __m256| _mm256_add_ps(a, _mm256_mul_ps(w, c)));
+    tile_kernel!(tile_fma, "avx2,fma", |a: __m256, w: __m256, c: __m256| _mm256_fmadd_ps(w, c, a));
+
+    /// True when the CPU runs [`tile_mul_add`].
+    pub fn has_avx2() -> bool {
+        is_x86_feature_detected!("avx2")
+    }
+
+    /// True when the CPU runs [`tile_fma`].
+    pub fn has_avx2_fma() -> bool {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +538,49 @@ mod tests {
             for (x, w) in variants {
                 assert_eq!(conv2d(&x, &w, &g), conv2d_reference(&x, &w, &g), "{c:?}");
             }
+        }
+    }
+
+    /// The convolution straight from its definition, no im2col.
+    fn direct(x: &[i32], w: &[i32], g: &ConvGeom) -> Vec<i32> {
+        let (icg, ocg) = (g.ic / g.group, g.oc / g.group);
+        let mut out = vec![0; g.n * g.oc * g.oh * g.ow];
+        for n in 0..g.n {
+            for oc in 0..g.oc {
+                let grp = oc / ocg;
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let mut acc = 0;
+                        for c in 0..icg {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let iy = (oy * g.sh + ky * g.dh) as isize - g.pt as isize;
+                                    let ix = (ox * g.sw + kx * g.dw) as isize - g.pl as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.ih as isize || ix >= g.iw as isize {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.ic + grp * icg + c) * g.ih + iy as usize) * g.iw + ix as usize;
+                                    acc += x[xi] * w[((oc * icg + c) * g.kh + ky) * g.kw + kx];
+                                }
+                            }
+                        }
+                        out[((n * g.oc + oc) * g.oh + oy) * g.ow + ox] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn plain_loop_is_the_convolution() {
+        let mut r = Lcg(3);
+        for c in CASES.iter().filter(|c| c.1 < 100) {
+            let g = geom(c);
+            let (nx, nw) = sizes(&g);
+            let x: Vec<i32> = (0..nx).map(|_| r.int(-128, 127)).collect();
+            let w: Vec<i32> = (0..nw).map(|_| r.int(-128, 127)).collect();
+            assert_eq!(conv2d_reference(&x, &w, &g), direct(&x, &w, &g), "{c:?}");
         }
     }
 
