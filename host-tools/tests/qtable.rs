@@ -106,3 +106,88 @@ fn cv183x_search_writes_bf16_tables_deterministically() {
     assert!(!dir.join("q3").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The walkthrough's search on bm1684x (3 images, tpu-mlir's table): the exact float layers and
+/// per-layer cos (recorded with the whole-network simulation of every trial, on the int8 weights
+/// of commit b84adca), and the same bytes with the reuse turned off (`--debug_cmd no_reuse`).
+#[test]
+fn bm1684x_search_matches_the_recorded_tables_with_and_without_reuse() {
+    let dir = std::env::temp_dir().join(format!("qtable-bm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mlir = top_mlir(&dir);
+    let table = asset("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table");
+    let data = asset("images/COCO2017");
+    let run = |out: &str, loss: &str, debug: &str| {
+        let o = run_qtable(
+            &dir,
+            &[
+                mlir.to_str().unwrap(),
+                "--dataset",
+                data.to_str().unwrap(),
+                "--input_num",
+                "3",
+                "--calibration_table",
+                table.to_str().unwrap(),
+                "--min_layer_cos",
+                "0.999",
+                "--expected_cos",
+                "0.9999",
+                "--chip",
+                "bm1684x",
+                "--debug_cmd",
+                debug,
+                "--loss_table",
+                loss,
+                "-o",
+                out,
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let stdout = run("q", "l.txt", "");
+    assert!(stdout.contains("int8 outputs_cos:0.999415 old\nmix model outputs_cos:0.999665\n"), "{stdout}");
+    let q = body(&dir.join("q"));
+    let layers: Vec<&str> = q.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        layers,
+        [
+            "conv2d_2_Conv F32",
+            "leaky_re_lu_2_LeakyRelu F32",
+            "max_pooling2d_3_MaxPool F32",
+            "conv2d_3_Conv F32",
+            "leaky_re_lu_3_LeakyRelu F32",
+            "max_pooling2d_5_MaxPool F32",
+            "conv2d_4_Conv F32",
+            "leaky_re_lu_4_LeakyRelu F32",
+            "max_pooling2d_7_MaxPool F32",
+            "conv2d_5_Conv F32",
+        ]
+    );
+    let loss = body(&dir.join("l.txt"));
+    let entries: Vec<(String, String)> = loss
+        .lines()
+        .filter(|l| l.starts_with("No."))
+        .map(|l| {
+            let name = l.split("Layer: ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+            (name, l.split("Cos: ").nth(1).unwrap().trim().to_string())
+        })
+        .collect();
+    let want = [
+        ("leaky_re_lu_3_LeakyRelu", "0.9971629219087239"),
+        ("max_pooling2d_7_MaxPool", "0.9978360582957229"),
+        ("conv2d_2_Conv", "0.9984621924738182"),
+        ("max_pooling2d_3_MaxPool", "0.9986388959567967"),
+        ("conv2d_4_Conv", "0.9986645512244172"),
+        ("leaky_re_lu_1_LeakyRelu", "0.9993937972035398"),
+        ("max_pooling2d_1_MaxPool", "0.9995740979766199"),
+        ("conv2d_1_Conv", "0.9998392046574649"),
+    ];
+    let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(entries, want, "{loss}");
+
+    run("q_plain", "l_plain.txt", "no_reuse");
+    assert_eq!(q, body(&dir.join("q_plain")), "reuse does not change the table");
+    assert_eq!(loss, body(&dir.join("l_plain.txt")), "reuse does not change the loss table");
+    let _ = std::fs::remove_dir_all(&dir);
+}

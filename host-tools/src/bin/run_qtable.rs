@@ -54,7 +54,8 @@ struct Args {
     /// Draw the per-layer cos and the network cos against the float-layer count to this SVG.
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Debug options (accepted for compatibility; none are used).
+    /// Debug options: `no_reuse` simulates the whole network at every trial instead of only what
+    /// changed (same results, slower); others are accepted for compatibility and ignored.
     #[arg(long = "debug_cmd", default_value = "")]
     debug_cmd: String,
     /// Output quantization table.
@@ -147,7 +148,10 @@ fn run() -> Result<()> {
         None => Vec::new(),
     };
     eprintln!("running the {} float model on {} samples", mode.name(), samples.len());
-    let runner = SimRunner::new(&top, &weights, &cali, chip, mode, samples, compare)?;
+    let mut runner = SimRunner::new(&top, &weights, &cali, chip, mode, samples, compare)?;
+    if args.debug_cmd.split([',', ';', ' ']).any(|c| c == "no_reuse") {
+        runner.set_reuse(false);
+    }
     let n_samples = runner.sample_count();
     let n_layers = compiler::search::MixedRunner::layers(&runner).len();
 
