@@ -157,24 +157,31 @@ pub(super) fn gemm_packed(
     });
 }
 
-/// Row stride of a packed B block of `width` columns: whole panels plus half a panel, so that
-/// consecutive rows do not fall into the same L1 sets.
-fn b_stride(width: usize) -> usize {
-    width.div_ceil(NR) * NR + NR / 2
-}
-
-/// Pack `B[k0 .. k0+kc, cols]` row-major with stride [`b_stride`], zero past the last column,
-/// starting at the returned offset of `bp` (64-byte aligned, so no vector load splits a line).
+/// Pack `B[k0 .. k0+kc, cols]` into micro-panels of `NR` columns, each `kc` rows of `NR`
+/// contiguous floats (one cache line per row, the panel sequential in memory), zero past the
+/// last column, starting at the returned offset of `bp` (64-byte aligned, so no vector load
+/// splits a line). Panel `j` starts `j · kc · NR` floats after the offset.
 fn pack_b(b: &dyn BSource, cols: (usize, usize), k0: usize, kc: usize, bp: &mut Vec<f32>) -> usize {
     let width = cols.1 - cols.0;
-    let ldb = b_stride(width);
-    let padded = width.div_ceil(NR) * NR;
-    bp.resize(kc * ldb + 16, 0.0);
+    let npanels = width.div_ceil(NR);
+    let padded = npanels * NR;
+    bp.resize(npanels * kc * NR + 16, 0.0);
     let off = bp.as_ptr().align_offset(64).min(16);
+    let mut row = [0f32; NC_MAX.div_ceil(NR) * NR];
+    let mut heap;
+    let row: &mut [f32] = if padded <= row.len() {
+        &mut row[..padded]
+    } else {
+        heap = vec![0f32; padded];
+        &mut heap
+    };
     for kk in 0..kc {
-        let row = &mut bp[off + kk * ldb..off + kk * ldb + padded];
         b.row(k0 + kk, cols.0, &mut row[..width]);
         row[width..].fill(0.0);
+        for (j, src) in row.chunks_exact(NR).enumerate() {
+            let at = off + j * kc * NR + kk * NR;
+            bp[at..at + NR].copy_from_slice(src);
+        }
     }
     off
 }
@@ -196,12 +203,12 @@ unsafe fn compute(
     let act = if k0 + kc == a.k { act } else { None };
     let width = cols.1 - cols.0;
     let npanels = width.div_ceil(NR);
-    let ldb = b_stride(width);
+    let ldb = NR;
     let first = k0 == 0;
     for m0 in (panels.0..panels.1).step_by(MC / MR) {
         let m1 = (m0 + MC / MR).min(panels.1);
         for j in 0..npanels {
-            let bpanel = bp.as_ptr().add(j * NR);
+            let bpanel = bp.as_ptr().add(j * kc * NR);
             let ncols = NR.min(width - j * NR);
             for p in m0..m1 {
                 let apanel = a.panel(p).as_ptr().add(k0 * MR);
