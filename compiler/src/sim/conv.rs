@@ -411,6 +411,10 @@ mod avx {
     pub const MR: usize = 6;
     /// Columns per register block (two 8-lane vectors).
     pub const NR: usize = 16;
+    /// Reduction rows per cache block (a 16-column panel of them is 16 KiB).
+    const KC: usize = 256;
+    /// Filter rows per cache block (a multiple of MR).
+    const MC: usize = 48;
 
     macro_rules! tile_kernel {
         ($name:ident, $features:literal, $step:expr) => {
@@ -434,25 +438,42 @@ mod avx {
                 assert!(wp.len() >= rows.div_ceil(MR) * MR * wstride && k0 + kc <= wstride);
                 assert!(col.len() >= kc * width && out.len() >= rows * width && width % NR == 0);
                 let step = $step;
-                for ob in (0..rows).step_by(MR) {
-                    let wb = wp.as_ptr().add(ob * wstride + k0);
-                    for j0 in (0..width).step_by(NR) {
-                        let mut acc = [_mm256_setzero_ps(); 2 * MR];
-                        let mut cp = col.as_ptr().add(j0);
-                        for kk in 0..kc {
-                            let c0 = _mm256_loadu_ps(cp);
-                            let c1 = _mm256_loadu_ps(cp.add(8));
-                            for o in 0..MR {
-                                let wv = _mm256_broadcast_ss(&*wb.add(o * wstride + kk));
-                                acc[2 * o] = step(acc[2 * o], wv, c0);
-                                acc[2 * o + 1] = step(acc[2 * o + 1], wv, c1);
+                // Cache blocking: KC reduction rows of a 16-column panel stay in L1 while MC
+                // filter rows pass over them; the reduction restarts from the stored partial sums,
+                // so every element still sees kk ascending from 0 with the same operations.
+                for kb in (0..kc).step_by(KC) {
+                    let ke = (kb + KC).min(kc);
+                    for mc in (0..rows).step_by(MC) {
+                        let me = (mc + MC).min(rows);
+                        for j0 in (0..width).step_by(NR) {
+                            for ob in (mc..me).step_by(MR) {
+                                let live = MR.min(rows - ob);
+                                let wb = wp.as_ptr().add(ob * wstride + k0);
+                                let mut acc = [_mm256_setzero_ps(); 2 * MR];
+                                if kb > 0 {
+                                    for o in 0..live {
+                                        let src = out.as_ptr().add((ob + o) * width + j0);
+                                        acc[2 * o] = _mm256_loadu_ps(src);
+                                        acc[2 * o + 1] = _mm256_loadu_ps(src.add(8));
+                                    }
+                                }
+                                let mut cp = col.as_ptr().add(kb * width + j0);
+                                for kk in kb..ke {
+                                    let c0 = _mm256_loadu_ps(cp);
+                                    let c1 = _mm256_loadu_ps(cp.add(8));
+                                    for o in 0..MR {
+                                        let wv = _mm256_broadcast_ss(&*wb.add(o * wstride + kk));
+                                        acc[2 * o] = step(acc[2 * o], wv, c0);
+                                        acc[2 * o + 1] = step(acc[2 * o + 1], wv, c1);
+                                    }
+                                    cp = cp.add(width);
+                                }
+                                for o in 0..live {
+                                    let dst = out.as_mut_ptr().add((ob + o) * width + j0);
+                                    _mm256_storeu_ps(dst, acc[2 * o]);
+                                    _mm256_storeu_ps(dst.add(8), acc[2 * o + 1]);
+                                }
                             }
-                            cp = cp.add(width);
-                        }
-                        for o in 0..MR.min(rows - ob) {
-                            let dst = out.as_mut_ptr().add((ob + o) * width + j0);
-                            _mm256_storeu_ps(dst, acc[2 * o]);
-                            _mm256_storeu_ps(dst.add(8), acc[2 * o + 1]);
                         }
                     }
                 }
