@@ -52,6 +52,16 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// User + system CPU time of this process so far (/proc/self/stat, 100 ticks a second), to judge
+/// a run on a loaded machine.
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// The 1-minute load average (the machine may be shared).
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -153,7 +163,7 @@ fn main() -> Result<()> {
         args.expected_cos
     );
     println!(
-        "  wall time           {secs:.2} s (tpu-mlir {TPU_MLIR_SECONDS:.0} s; ratio {:.2})",
+        "  wall time           {secs:.2} s (tpu-mlir {TPU_MLIR_SECONDS:.0} s, not in this run: {:.2}x its speed)",
         TPU_MLIR_SECONDS / secs
     );
     println!(
@@ -207,5 +217,6 @@ fn main() -> Result<()> {
         )?;
     }
     println!("load average at end: {}", load_average());
+    println!("cpu time (user + system, whole process): {:.1} s", cpu_seconds().unwrap_or(f64::NAN));
     Ok(())
 }
