@@ -1,9 +1,11 @@
-//! The walkthrough of `mix_precision.rst`, command by command, on the bundled tiny-yolov3:
+//! The walkthrough of `mix_precision.rst`, command by command and with the document's own flags
+//! (100 calibration images, the search's default 10), on the bundled tiny-yolov3:
 //! model_transform -> run_calibration -> model_deploy INT8 -> run_qtable -> model_deploy mixed ->
-//! detect_yolov3 with the .onnx, the INT8 bmodel and the mixed bmodel. Fewer calibration and
-//! search images than the document (10 and 3) keep it within CI time; the assertions are the
-//! document's: the float model's exact detections, and INT8 / mixed models that still find the
-//! cars and the bus, the mixed one no further from float than INT8.
+//! detect_yolov3 with the .onnx, the INT8 bmodel and the mixed bmodel. The assertions are the
+//! document's: the float model's exact detections, INT8 and mixed models that still find three
+//! cars and the bus, and a mixed network at least as close to float as all-INT8 (the search's own
+//! measure, over its samples). The per-photo score distances are printed, not asserted: on this
+//! photo the mixed model's scores are not closer to float than INT8's (see the note of issue 7).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -82,7 +84,7 @@ fn walkthrough_on_tiny_yolov3() {
     run(
         &work,
         "run_calibration",
-        &["yolov3_tiny.mlir", "--dataset", data, "--input_num", "10", "-o", "yolov3_cali_table"],
+        &["yolov3_tiny.mlir", "--dataset", data, "--input_num", "100", "-o", "yolov3_cali_table"],
     );
     let table = std::fs::read_to_string(work.join("yolov3_cali_table")).unwrap();
     assert!(table.contains("\nconv2d_1_Conv "), "the table names tpu-mlir's layers");
@@ -97,8 +99,6 @@ fn walkthrough_on_tiny_yolov3() {
             "yolov3_tiny.mlir",
             "--dataset",
             data,
-            "--input_num",
-            "3",
             "--calibration_table",
             "yolov3_cali_table",
             "--min_layer_cos",
@@ -141,7 +141,7 @@ fn walkthrough_on_tiny_yolov3() {
     assert!(i8.iter().filter(|(c, _)| c == "car").count() >= 3, "INT8 finds at least 3 cars: {i8:?}");
     assert!(i8.iter().any(|(c, _)| c == "bus"), "INT8 finds the bus: {i8:?}");
     let mx = detections(&mix);
-    assert!(mx.iter().filter(|(c, _)| c == "car").count() >= 2, "the mixed model finds at least 2 cars: {mx:?}");
+    assert!(mx.iter().filter(|(c, _)| c == "car").count() >= 3, "the mixed model finds at least 3 cars: {mx:?}");
     assert!(mx.iter().any(|(c, _)| c == "bus"), "the mixed model finds the bus: {mx:?}");
     // The search's own measure: the mixed network is at least as close to float as all-INT8.
     let cos_of = |key: &str| -> f64 {
