@@ -347,6 +347,7 @@ impl<'a> SimRunner<'a> {
         let mut layer_cos = vec![0.0; n_layers];
         let mut network_cos = 0.0;
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+        #[allow(clippy::needless_range_loop)]
         for s in 0..self.samples.len() {
             for i in 0..n_layers {
                 layer_cos[i] += layer_sample_cos[i][s] / n;

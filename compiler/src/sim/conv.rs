@@ -170,7 +170,7 @@ fn exact_chunk(x: &[i32], w: &[i32]) -> Option<usize> {
         return None;
     }
     let prod = mx * mw;
-    let chunk = if prod == 0 { usize::MAX } else { (F32_EXACT / prod) as usize };
+    let chunk = F32_EXACT.checked_div(prod).map_or(usize::MAX, |c| c as usize);
     (chunk >= MIN_CHUNK).then_some(chunk)
 }
 
@@ -285,7 +285,11 @@ fn block_f32(w: &[f32], k: usize, col: &[f32], width: usize, j0: usize) -> [[f32
         for (o, a) in acc.iter_mut().enumerate() {
             let wv = w[o * k + kk];
             for j in 0..NR {
-                a[j] = a[j] + wv * c[j];
+                // Spelled out: the reference's `acc = acc + w·x`, two roundings.
+                #[allow(clippy::assign_op_pattern)]
+                {
+                    a[j] = a[j] + wv * c[j];
+                }
             }
         }
     }
@@ -425,6 +429,7 @@ mod avx {
             /// # Safety
             /// The CPU must support the target features; the slices must have the sizes above.
             #[target_feature(enable = $features)]
+            #[allow(clippy::too_many_arguments)]
             pub unsafe fn $name(
                 wp: &[f32],
                 wstride: usize,
