@@ -1,1 +1,3 @@
-//! Shared helpers of the command-line tools (argument parsing of tpu-mlir's list syntaxes).
+//! Shared code of the command-line tools and benchmarks.
+
+pub mod bench;

@@ -7,8 +7,6 @@ use compiler::calibration::{
 use compiler::interp::Interpreter;
 use compiler::ir::weights::Weights;
 use compiler::ir::{Attr, Module};
-use compiler::onnx::ImportOptions;
-use compiler::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -24,21 +22,7 @@ fn coco() -> PathBuf {
 fn yolo() -> &'static (Module, Weights) {
     static M: OnceLock<(Module, Weights)> = OnceLock::new();
     M.get_or_init(|| {
-        let opts = ImportOptions {
-            model_name: "yolov3_tiny".into(),
-            input_shapes: Some(vec![vec![1, 3, 416, 416]]),
-            output_names: vec!["convolution_output1".into(), "convolution_output".into()],
-            preprocess: Some(PreprocessConfig {
-                mean: vec![0.0; 3],
-                scale: vec![0.0039216; 3],
-                pixel_format: PixelFormat::Rgb,
-                channel_format: ChannelFormat::Nchw,
-                keep_aspect_ratio: true,
-                pad_value: 128,
-                pad_type: PadType::Center,
-                resize_dims: vec![416, 416],
-            }),
-        };
+        let opts = host_tools::bench::walkthrough_import_options();
         compiler::onnx::import(&Path::new(ASSETS).join("models/tiny-yolov3-11.onnx"), &opts).unwrap()
     })
 }

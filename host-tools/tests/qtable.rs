@@ -1,7 +1,6 @@
 //! run_qtable on the real model: on cv183x the table is BF16, two runs write the same bytes
 //! (apart from the time stamp), and bad arguments give one clear error.
 
-use compiler::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -11,22 +10,7 @@ fn asset(rel: &str) -> PathBuf {
 
 /// Import tiny-yolov3 as model_transform does and save it in `dir`.
 fn top_mlir(dir: &Path) -> PathBuf {
-    let pp = PreprocessConfig {
-        mean: vec![0.0; 3],
-        scale: vec![0.0039216; 3],
-        pixel_format: PixelFormat::Rgb,
-        channel_format: ChannelFormat::Nchw,
-        keep_aspect_ratio: true,
-        pad_value: 128,
-        pad_type: PadType::Center,
-        resize_dims: vec![416, 416],
-    };
-    let opts = compiler::onnx::ImportOptions {
-        model_name: "yolov3_tiny".into(),
-        input_shapes: Some(vec![vec![1, 3, 416, 416]]),
-        output_names: vec!["convolution_output1".into(), "convolution_output".into()],
-        preprocess: Some(pp),
-    };
+    let opts = host_tools::bench::walkthrough_import_options();
     let (mut m, w) = compiler::onnx::import(&asset("models/tiny-yolov3-11.onnx"), &opts).unwrap();
     let p = dir.join("yolov3_tiny.mlir");
     compiler::model_file::save_model(&p, &mut m, &w, "yolov3_tiny_top_f32_all_weight.npz").unwrap();

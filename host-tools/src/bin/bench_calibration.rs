@@ -4,12 +4,10 @@
 use anyhow::{anyhow, Result};
 use clap::Parser;
 use compiler::calibration::{run_calibration, select_dataset, CaliMethod, CalibOptions, CalibrationTable};
-use compiler::onnx::ImportOptions;
-use compiler::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
+use host_tools::bench::{assets, peak_rss_mib, walkthrough_import_options};
 use std::path::PathBuf;
 use std::time::Instant;
 
-const ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets");
 /// tpu-mlir v1.30.2's run_calibration.py time for the same job on this kind of machine.
 const TPU_MLIR_SECONDS: f64 = 27.0;
 
@@ -34,14 +32,6 @@ struct Args {
     compare: bool,
 }
 
-/// Peak resident set size in MiB (VmHWM of /proc/self/status).
-fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn rel(a: f64, b: f64) -> f64 {
     if a == b {
         0.0
@@ -52,24 +42,10 @@ fn rel(a: f64, b: f64) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let opts = ImportOptions {
-        model_name: "yolov3_tiny".into(),
-        input_shapes: Some(vec![vec![1, 3, 416, 416]]),
-        output_names: vec!["convolution_output1".into(), "convolution_output".into()],
-        preprocess: Some(PreprocessConfig {
-            mean: vec![0.0; 3],
-            scale: vec![0.0039216; 3],
-            pixel_format: PixelFormat::Rgb,
-            channel_format: ChannelFormat::Nchw,
-            keep_aspect_ratio: true,
-            pad_value: 128,
-            pad_type: PadType::Center,
-            resize_dims: vec![416, 416],
-        }),
-    };
-    let onnx = PathBuf::from(ASSETS).join("models/tiny-yolov3-11.onnx");
+    let opts = walkthrough_import_options();
+    let onnx = assets().join("models/tiny-yolov3-11.onnx");
     let (module, weights) = compiler::onnx::import(&onnx, &opts).map_err(|e| anyhow!("{e}"))?;
-    let dataset = select_dataset(&PathBuf::from(ASSETS).join("images/COCO2017"), args.input_num)?;
+    let dataset = select_dataset(&assets().join("images/COCO2017"), args.input_num)?;
     let copts = CalibOptions {
         method: CaliMethod::parse(&args.cali_method)?,
         tune_num: args.tune_num,
@@ -92,8 +68,7 @@ fn main() -> Result<()> {
         peak_rss_mib().unwrap_or(f64::NAN)
     );
     if args.compare {
-        let reference =
-            CalibrationTable::read(&PathBuf::from(ASSETS).join("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table"))?;
+        let reference = CalibrationTable::read(&assets().join("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table"))?;
         println!(
             "{:<28} {:>11} {:>11} {:>9} | {:>11} {:>11} {:>9} | {:>11} {:>11} {:>9} | {:>11}",
             "tensor", "min", "ref min", "rel", "max", "ref max", "rel", "th", "ref th", "rel", "untuned th"

@@ -6,14 +6,11 @@ use anyhow::{anyhow, Result};
 use clap::Parser;
 use compiler::calibration::{select_dataset, CalibrationTable, InputLoader};
 use compiler::lower::{calib::cali_map_from_table, Chip, Mode};
-use compiler::onnx::ImportOptions;
-use compiler::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
 use compiler::search::runner::SimRunner;
 use compiler::search::{search, SearchParams};
-use std::path::PathBuf;
+use host_tools::bench::{assets, cpu_seconds, load_average, peak_rss_mib, walkthrough_import_options};
 use std::time::Instant;
 
-const ASSETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets");
 /// tpu-mlir v1.30.2's mix_search on the same job (30 images), measured on this kind of machine.
 const TPU_MLIR_SECONDS: f64 = 52.0;
 /// tpu-mlir's network cos: all-INT8 and mixed, and its number of float layers.
@@ -42,32 +39,6 @@ struct Args {
     /// Also time one simulation of the final mixed model per op kind (first image).
     #[arg(long)]
     profile: bool,
-}
-
-/// Peak resident set size in MiB (VmHWM of /proc/self/status).
-fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
-/// User + system CPU time of this process so far (/proc/self/stat, 100 ticks a second), to judge
-/// a run on a loaded machine.
-fn cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// The 1-minute load average (the machine may be shared).
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
 }
 
 /// Simulate the mixed model once and print the time per op kind and element type.
@@ -118,22 +89,8 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let chip = Chip::parse(&args.chip).ok_or_else(|| anyhow!("--chip '{}': unknown chip", args.chip))?;
     let mode = if chip.is_cv18xx() { Mode::BF16 } else { Mode::F32 };
-    let opts = ImportOptions {
-        model_name: "yolov3_tiny".into(),
-        input_shapes: Some(vec![vec![1, 3, 416, 416]]),
-        output_names: vec!["convolution_output1".into(), "convolution_output".into()],
-        preprocess: Some(PreprocessConfig {
-            mean: vec![0.0; 3],
-            scale: vec![0.0039216; 3],
-            pixel_format: PixelFormat::Rgb,
-            channel_format: ChannelFormat::Nchw,
-            keep_aspect_ratio: true,
-            pad_value: 128,
-            pad_type: PadType::Center,
-            resize_dims: vec![416, 416],
-        }),
-    };
-    let assets = PathBuf::from(ASSETS);
+    let opts = walkthrough_import_options();
+    let assets = assets();
     let (top, weights) =
         compiler::onnx::import(&assets.join("models/tiny-yolov3-11.onnx"), &opts).map_err(|e| anyhow!("{e}"))?;
     let table = CalibrationTable::read(&assets.join("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table"))?;
