@@ -64,6 +64,23 @@ fn codes(c: &Ctx, t: &SimTensor) -> Result<ArrayD<i32>, SimError> {
     t.codes_i32().ok_or_else(|| c.err("expected an integer operand"))
 }
 
+/// `q − zp` of an integer tensor as a flat vector in logical (row-major) order, in one pass.
+fn code_vec(c: &Ctx, t: &SimTensor) -> Result<Vec<i32>, SimError> {
+    let zp = qparams(&t.ty).1 as i32;
+    fn flat<T: Copy>(a: &ArrayD<T>, f: impl Fn(T) -> i32) -> Vec<i32> {
+        match a.as_slice() {
+            Some(s) => s.iter().map(|&v| f(v)).collect(),
+            None => a.iter().map(|&v| f(v)).collect(),
+        }
+    }
+    match &t.data {
+        SimData::I8(a) => Ok(flat(a, |v| v as i32 - zp)),
+        SimData::U8(a) => Ok(flat(a, |v| v as i32 - zp)),
+        SimData::I32(a) => Ok(flat(a, |v| v)),
+        _ => Err(c.err("expected an integer operand")),
+    }
+}
+
 /// Evaluate one op.
 pub(super) fn eval(op: &Op, name: &str, ops: &[Option<&SimTensor>], outs: &[&TensorType], cv: bool) -> Res {
     let c = Ctx { op, name };
@@ -326,35 +343,35 @@ fn conv2d(
     let oc = g.oc;
     let p = g.oh * g.ow;
     if is_int8(out) {
-        let xq = codes(c, x)?;
-        let wq = codes(c, w)?;
-        let xv: Vec<i32> = xq.iter().copied().collect();
-        let wv: Vec<i32> = wq.iter().copied().collect();
+        let xv = code_vec(c, x)?;
+        let wv = code_vec(c, w)?;
         let acc = if deconv { conv::deconv2d(&xv, &wv, &g) } else { conv::conv2d(&xv, &wv, &g) };
         let bv: Vec<i64> = match bias {
-            Some(b) => codes(c, b)?.iter().map(|&v| v as i64).collect(),
+            Some(b) => code_vec(c, b)?.iter().map(|&v| v as i64).collect(),
             None => vec![0; oc],
         };
         let mult = c.ints("multiplier")?;
         let rsh = c.ints("rshift")?;
         let qdm = matches!(c.op.attrs.get("quant_mode"), Some(crate::ir::Attr::Enum { value, .. }) if value == "QDM");
-        let (_, zp, _) = qparams(out);
         let mut res = vec![0i64; acc.len()];
-        for (i, (&a, r)) in acc.iter().zip(res.iter_mut()).enumerate() {
-            let ch = (i / p) % oc;
+        // one output channel's plane at a time: its multiplier, shift and bias are fixed
+        for (row, (plane, r)) in acc.chunks(p.max(1)).zip(res.chunks_mut(p.max(1))).enumerate() {
+            let ch = row % oc;
             let m = *mult.get(ch).or(mult.first()).unwrap_or(&1);
             let s = *rsh.get(ch).or(rsh.first()).unwrap_or(&0);
-            let v = a as i64 + bv.get(ch).copied().unwrap_or(0);
-            let mut y = if qdm {
-                cv18xx::apply_qdm(v, m, s, RoundMode::HalfAwayFromZero)
-            } else {
-                right_shift_round(v * m, s, RoundMode::HalfUp)
-            };
-            if relu {
-                y = y.max(0);
+            let b = bv.get(ch).copied().unwrap_or(0);
+            for (&a, r) in plane.iter().zip(r.iter_mut()) {
+                let v = a as i64 + b;
+                let mut y = if qdm {
+                    cv18xx::apply_qdm(v, m, s, RoundMode::HalfAwayFromZero)
+                } else {
+                    right_shift_round(v * m, s, RoundMode::HalfUp)
+                };
+                if relu {
+                    y = y.max(0);
+                }
+                *r = y;
             }
-            let _ = zp;
-            *r = y;
         }
         Ok(from_codes(conv::to_array(res, &g), out))
     } else {
