@@ -239,15 +239,21 @@ impl<'a> Interpreter<'a> {
         Ok(all)
     }
 
+    /// The op at `op_index` of the function, or an error saying the index is out of range.
+    fn op_at(&self, op_index: usize) -> Result<&crate::ir::Op, InterpError> {
+        let func = &self.module.func;
+        func.ops.get(op_index).ok_or_else(|| InterpError::Op {
+            name: format!("#{op_index}"),
+            kind: String::new(),
+            msg: format!("no op with index {op_index} (the function has {})", func.ops.len()),
+        })
+    }
+
     /// Evaluate the single op `op_index` of the function on the given operand tensors
     /// (weights are taken from the store; pass `None` for weight and `none` operands).
     pub fn eval_op(&self, op_index: usize, operands: &[Option<&Tensor>]) -> Result<Vec<Tensor>, InterpError> {
         let func = &self.module.func;
-        let op = func.ops.get(op_index).ok_or_else(|| InterpError::Op {
-            name: format!("#{op_index}"),
-            kind: String::new(),
-            msg: format!("no op with index {op_index} (the function has {})", func.ops.len()),
-        })?;
+        let op = self.op_at(op_index)?;
         if op.is_none() {
             return Ok(Vec::new());
         }
@@ -280,11 +286,7 @@ impl<'a> Interpreter<'a> {
         operands: &[Option<&Tensor>],
     ) -> Result<Vec<Tensor>, InterpError> {
         let func = &self.module.func;
-        let op = func.ops.get(op_index).ok_or_else(|| InterpError::Op {
-            name: format!("#{op_index}"),
-            kind: String::new(),
-            msg: format!("no op with index {op_index} (the function has {})", func.ops.len()),
-        })?;
+        let op = self.op_at(op_index)?;
         let once = op.operands.iter().skip(1).all(|&v| Some(&v) != op.operands.first());
         if op.is_none() || op.is_weight() || !once || !dispatch::may_update_in_place(op) {
             let mut refs: Vec<Option<&Tensor>> = operands.to_vec();

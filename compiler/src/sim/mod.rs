@@ -106,12 +106,7 @@ fn run_values(
         }
         if op.is_weight() {
             let r = op.results[0];
-            let d = weights.get(&name).ok_or_else(|| SimError::Op {
-                op: name.clone(),
-                kind: op.kind.clone(),
-                msg: "weight missing from the weight file".into(),
-            })?;
-            vals[r] = Some(weight_tensor(d, &f.values[r].ty));
+            vals[r] = Some(weight_value(weights, &name, op, &f.values[r].ty)?);
             continue;
         }
         let operands: Vec<Option<&SimTensor>> = op.operands.iter().map(|&v| vals[v].as_ref()).collect();
@@ -188,12 +183,7 @@ pub fn run_seeded(
         let name = f.op_name(op).to_string();
         if op.is_weight() {
             let r = op.results[0];
-            let d = weights.get(&name).ok_or_else(|| SimError::Op {
-                op: name.clone(),
-                kind: op.kind.clone(),
-                msg: "weight missing from the weight file".into(),
-            })?;
-            vals[r] = Some(Arc::new(weight_tensor(d, &f.values[r].ty)));
+            vals[r] = Some(Arc::new(weight_value(weights, &name, op, &f.values[r].ty)?));
             continue;
         }
         let operands: Vec<Option<&SimTensor>> = op
@@ -360,6 +350,16 @@ fn check_inputs(module: &Module, inputs: &[ArrayD<f32>]) -> Result<(), SimError>
         }
     }
     Ok(())
+}
+
+/// The weight op `op` named `name` as a tensor of type `ty`, or an error naming it.
+fn weight_value(weights: &Weights, name: &str, op: &crate::ir::Op, ty: &TensorType) -> Result<SimTensor, SimError> {
+    let d = weights.get(name).ok_or_else(|| SimError::Op {
+        op: name.to_string(),
+        kind: op.kind.clone(),
+        msg: "weight missing from the weight file".into(),
+    })?;
+    Ok(weight_tensor(d, ty))
 }
 
 fn weight_tensor(d: &TensorData, ty: &TensorType) -> SimTensor {
