@@ -80,6 +80,23 @@ fn distance(reference: &Tensor, out: &Tensor) -> f64 {
     d2.sqrt() / n1
 }
 
+/// The operands of `op` for one tune sample: function arguments from the sample's inputs, other
+/// values from its live reference activations.
+fn sample_operands<'a>(
+    op: &crate::ir::Op,
+    arg_index: &[Option<usize>],
+    inputs: &'a [Tensor],
+    env: &'a [Option<Tensor>],
+) -> Vec<Option<&'a Tensor>> {
+    op.operands
+        .iter()
+        .map(|&v| match arg_index[v] {
+            Some(a) => inputs.get(a),
+            None => env[v].as_ref(),
+        })
+        .collect()
+}
+
 /// Tuning state over the tune samples: live F32 reference activations by value id.
 struct RefStore {
     env: Vec<Vec<Option<Tensor>>>,
@@ -135,15 +152,7 @@ pub fn tune_thresholds(
         }
         // F32 reference output of this op for every tune sample
         for (s, inputs) in tune_inputs.iter().enumerate() {
-            let env = &store.env[s];
-            let operands: Vec<Option<&Tensor>> = op
-                .operands
-                .iter()
-                .map(|&v| match arg_index[v] {
-                    Some(a) => inputs.get(a),
-                    None => env[v].as_ref(),
-                })
-                .collect();
+            let operands = sample_operands(op, &arg_index, inputs, &store.env[s]);
             let outs = reference.eval_op(i, &operands).map_err(model_err)?;
             for (&r, t) in op.results.iter().zip(outs) {
                 store.env[s][r] = Some(t);
@@ -302,14 +311,7 @@ fn find_better_threshold(
     let mut samples = Vec::with_capacity(tune_inputs.len());
     for (s, inputs) in tune_inputs.iter().enumerate() {
         let env = &store.env[s];
-        let operands: Vec<Option<&Tensor>> = op
-            .operands
-            .iter()
-            .map(|&v| match arg_index[v] {
-                Some(a) => inputs.get(a),
-                None => env[v].as_ref(),
-            })
-            .collect();
+        let operands = sample_operands(op, arg_index, inputs, env);
         let reference = env[result_v]
             .as_ref()
             .ok_or_else(|| CalibError::Model(format!("tuning: reference of value %{result_v} missing")))?;

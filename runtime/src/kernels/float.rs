@@ -43,9 +43,19 @@ pub fn cast(x: &[u8], xt: DType, y: &mut [u8], yt: DType, n: usize, cv: bool) {
     map(FSrc { bytes: Some(x), dtype: xt }, y, yt, n, cv, |v| v);
 }
 
-/// `(0 + a) + b` in f32 with broadcasting (the sum starts from +0, so `-0 + -0` gives `+0`),
-/// clamped at 0 when `relu`.
-pub fn add(a: FSrc<'_>, b: FSrc<'_>, y: &mut [u8], yt: DType, shapes: &Bcast, relu: bool, cv: bool) {
+/// `f(a, b)` in f32 with broadcasting, clamped at 0 when `relu`; an operand without bytes is
+/// the output itself (the op runs in place).
+#[allow(clippy::too_many_arguments)]
+fn binary(
+    a: FSrc<'_>,
+    b: FSrc<'_>,
+    y: &mut [u8],
+    yt: DType,
+    shapes: &Bcast,
+    relu: bool,
+    cv: bool,
+    f: impl Fn(f32, f32) -> f32,
+) {
     shapes.for_each(|i, ia, ib| {
         let va = match a.bytes {
             Some(s) => load_float(s, a.dtype, ia),
@@ -55,25 +65,20 @@ pub fn add(a: FSrc<'_>, b: FSrc<'_>, y: &mut [u8], yt: DType, shapes: &Bcast, re
             Some(s) => load_float(s, b.dtype, ib),
             None => load_float(y, b.dtype, i),
         };
-        let v = (0.0 + va) + vb;
+        let v = f(va, vb);
         store_float(y, yt, i, if relu && v < 0.0 { 0.0 } else { v }, cv);
     });
 }
 
+/// `(0 + a) + b` in f32 with broadcasting (the sum starts from +0, so `-0 + -0` gives `+0`),
+/// clamped at 0 when `relu`.
+pub fn add(a: FSrc<'_>, b: FSrc<'_>, y: &mut [u8], yt: DType, shapes: &Bcast, relu: bool, cv: bool) {
+    binary(a, b, y, yt, shapes, relu, cv, |va, vb| (0.0 + va) + vb);
+}
+
 /// `a · b` in f32 with broadcasting, clamped at 0 when `relu`.
 pub fn mul(a: FSrc<'_>, b: FSrc<'_>, y: &mut [u8], yt: DType, shapes: &Bcast, relu: bool, cv: bool) {
-    shapes.for_each(|i, ia, ib| {
-        let va = match a.bytes {
-            Some(s) => load_float(s, a.dtype, ia),
-            None => load_float(y, a.dtype, i),
-        };
-        let vb = match b.bytes {
-            Some(s) => load_float(s, b.dtype, ib),
-            None => load_float(y, b.dtype, i),
-        };
-        let v = va * vb;
-        store_float(y, yt, i, if relu && v < 0.0 { 0.0 } else { v }, cv);
-    });
+    binary(a, b, y, yt, shapes, relu, cv, |va, vb| va * vb);
 }
 
 /// Logistic function `1 / (1 + e^-x)`.
