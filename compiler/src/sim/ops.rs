@@ -244,9 +244,10 @@ fn reshape_any<T: Clone>(a: &ArrayD<T>, s: &[usize]) -> ArrayD<T> {
 
 fn slice_any<T: Clone>(a: &ArrayD<T>, offs: &[i64], steps: &[i64], ends: &[i64]) -> ArrayD<T> {
     let mut v = a.view();
-    for ax in 0..offs.len().min(v.ndim()) {
+    let rank = v.ndim();
+    for (ax, &off) in offs.iter().enumerate().take(rank) {
         let len = v.shape()[ax] as i64;
-        let st = offs[ax].clamp(0, len);
+        let st = off.clamp(0, len);
         let en = ends.get(ax).copied().unwrap_or(len).clamp(st, len);
         v.slice_axis_inplace(
             Axis(ax),
@@ -434,6 +435,10 @@ fn leaky(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor
     }
 }
 
+/// Called per pooling output `[n, c, y, x]` with the in-bounds input positions of its window
+/// and the window's size counting padding.
+type WindowVisitor<'a> = dyn FnMut([usize; 4], &mut dyn Iterator<Item = [usize; 4]>, i64) + 'a;
+
 fn pool(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor, SimError> {
     let k = c.ints("kernel_shape")?;
     let s = c.ints_or("strides", &k)?;
@@ -447,7 +452,7 @@ fn pool(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor,
     }
     let (kh, kw, sh, sw, pt, pl) = (k[0], k[1], s[0], s[1], p[0], p[1]);
     let (ih, iw) = (xs[2] as i64, xs[3] as i64);
-    let windows = |f: &mut dyn FnMut([usize; 4], &mut dyn Iterator<Item = [usize; 4]>, i64)| {
+    let windows = |f: &mut WindowVisitor<'_>| {
         for n in 0..os[0] {
             for ch in 0..os[1] {
                 for oy in 0..os[2] {

@@ -125,8 +125,8 @@ impl Converter<'_> {
         if let Some(os) = n.ints("output_shape")? {
             let os = to_usize(&os, "output_shape", n)?;
             let os = if os.len() > 2 { os[os.len() - 2..].to_vec() } else { os };
-            for i in 0..2 {
-                let total = full(i).checked_sub(os[i]).ok_or_else(|| n.err("output_shape too large"))?;
+            for (i, &o) in os.iter().enumerate().take(2) {
+                let total = full(i).checked_sub(o).ok_or_else(|| n.err("output_shape too large"))?;
                 let (b, e) = if auto_pad == "SAME_UPPER" {
                     (total / 2, total - total / 2)
                 } else {
