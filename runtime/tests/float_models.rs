@@ -48,7 +48,7 @@ fn check(chip: LChip, mode: Mode, qtable: Option<&str>) {
     let sim = compiler::sim::run_outputs(&lm, &lw, &inputs).unwrap();
     assert_eq!(outs.len(), sim.len());
     for (o, s) in outs.iter().zip(&sim) {
-        let sb = sim_bytes(s);
+        let sb = s.to_le_bytes();
         let diff = o.raw.iter().zip(&sb).filter(|(a, b)| a != b).count();
         eprintln!("{}: {} bytes, {diff} differ from the simulator", o.name, o.raw.len());
         assert_eq!(o.raw.len(), sb.len(), "{}", o.name);

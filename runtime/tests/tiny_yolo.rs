@@ -27,7 +27,7 @@ fn run_reference(dir: &str, prefix: &str, chip: Chip) {
     // runtime == simulator, byte for byte
     let sim = compiler::sim::run_outputs(&m, &w, &[input]).unwrap();
     for (o, s) in outs.iter().zip(&sim) {
-        assert!(o.raw == sim_bytes(s), "{}: runtime and simulator bytes differ", o.name);
+        assert!(o.raw == s.to_le_bytes(), "{}: runtime and simulator bytes differ", o.name);
     }
 }
 

@@ -31,6 +31,18 @@ pub struct SimTensor {
 }
 
 impl SimTensor {
+    /// The raw little-endian bytes of the tensor as the chip (and the runtime's arena) stores
+    /// it; what `model_deploy` and the tests compare byte for byte with the runtime's outputs.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        match &self.data {
+            SimData::F32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            SimData::I8(a) => a.iter().map(|&v| v as u8).collect(),
+            SimData::U8(a) => a.iter().copied().collect(),
+            SimData::I32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            SimData::F16(a) | SimData::BF16(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
     /// Shape of the value.
     pub fn shape(&self) -> &[usize] {
         match &self.data {

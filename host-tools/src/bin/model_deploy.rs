@@ -136,18 +136,6 @@ fn synthetic_input(shape: &[usize], salt: usize) -> ndarray::ArrayD<f32> {
     ndarray::ArrayD::from_shape_vec(shape.to_vec(), v).unwrap_or_else(|_| ndarray::ArrayD::zeros(shape.to_vec()))
 }
 
-/// Raw little-endian bytes of a simulator tensor (the runtime's storage form).
-fn sim_bytes(t: &compiler::sim::SimTensor) -> Vec<u8> {
-    use compiler::sim::SimData;
-    match &t.data {
-        SimData::F32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        SimData::I8(a) => a.iter().map(|&v| v as u8).collect(),
-        SimData::U8(a) => a.iter().copied().collect(),
-        SimData::I32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        SimData::F16(a) | SimData::BF16(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
-}
-
 fn default_tolerance(mode: Mode, mixed: bool) -> Tolerance {
     let (c, e) = match mode {
         Mode::Int8 => (0.9, 0.8),
@@ -239,7 +227,7 @@ fn write_model(path: &Path, module: &Module, lw: &Weights, chip: Chip, inputs: &
         bail!("the bmodel has {} outputs, the simulator {}", outs.len(), sim.len());
     }
     for (o, s) in outs.iter().zip(&sim) {
-        let sb = sim_bytes(s);
+        let sb = s.to_le_bytes();
         let diff = o.raw.iter().zip(&sb).filter(|(x, y)| x != y).count() + o.raw.len().abs_diff(sb.len());
         if diff != 0 {
             bail!("output {}: the runtime differs from the simulator in {diff} of {} bytes", o.name, sb.len());

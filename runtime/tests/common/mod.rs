@@ -41,18 +41,6 @@ pub fn yolo_input() -> ArrayD<f32> {
     npz_f32("reference/tiny-yolov3/yolov3_tiny_in_f32.npz", "input_1")
 }
 
-/// Raw little-endian bytes of a simulator tensor (the runtime's storage form).
-pub fn sim_bytes(t: &compiler::sim::SimTensor) -> Vec<u8> {
-    use compiler::sim::SimData;
-    match &t.data {
-        SimData::F32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        SimData::I8(a) => a.iter().map(|&v| v as u8).collect(),
-        SimData::U8(a) => a.iter().copied().collect(),
-        SimData::I32(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        SimData::F16(a) | SimData::BF16(a) => a.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    }
-}
-
 /// Count of differing elements between two f32 slices (bitwise).
 pub fn bit_diffs(a: &[f32], b: &[f32]) -> usize {
     assert_eq!(a.len(), b.len());
