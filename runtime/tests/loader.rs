@@ -190,16 +190,7 @@ fn mutated_bmodels_never_panic() {
         if rng.below(10) != 0 {
             fix_crc(&mut b);
         }
-        let outcome = std::panic::catch_unwind(|| {
-            let Ok(size) = runtime::arena_size(&b) else { return false };
-            if size > 64 << 20 {
-                return false;
-            }
-            let mut arena = vec![0u8; size as usize];
-            let Ok(mut m) = load(&b, &mut arena) else { return false };
-            m.invoke().unwrap();
-            true
-        });
+        let outcome = common::load_and_run_untrusted(&b);
         match outcome {
             Ok(true) => ran += 1,
             Ok(false) => rejected += 1,

@@ -2,6 +2,7 @@
 //! hand-built bmodel: values against a direct f32 computation, the verifier's rejections with
 //! their messages, and a mutation fuzzer (no panic, no access outside the arena).
 
+mod common;
 use bmodel_format::{AddParams, Chip, DType, Instr, IoTensor, MemoryPlan, MulParams, Region, TensorRef};
 use runtime::{load, RuntimeError};
 
@@ -173,16 +174,7 @@ fn mutated_new_instruction_models_never_panic() {
         }
         let crc = bmodel_format::crc::crc32(&b[32..]);
         b[20..24].copy_from_slice(&crc.to_le_bytes());
-        let outcome = std::panic::catch_unwind(|| {
-            let Ok(size) = runtime::arena_size(&b) else { return false };
-            if size > 64 << 20 {
-                return false;
-            }
-            let mut arena = vec![0u8; size as usize];
-            let Ok(mut m) = load(&b, &mut arena) else { return false };
-            m.invoke().unwrap();
-            true
-        });
+        let outcome = common::load_and_run_untrusted(&b);
         match outcome {
             Ok(true) => ran += 1,
             Ok(false) => rejected += 1,

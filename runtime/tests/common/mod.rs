@@ -49,3 +49,18 @@ pub fn bit_diffs(a: &[f32], b: &[f32]) -> usize {
 
 /// Keep `TensorData` in scope for tests that build weights by hand.
 pub type Data = TensorData;
+
+/// Load and run a possibly corrupt bmodel (arena capped at 64 MiB) as a fuzz target:
+/// `Ok(true)` ran, `Ok(false)` rejected by `arena_size` or `load`, `Err` the runtime panicked.
+pub fn load_and_run_untrusted(b: &[u8]) -> std::thread::Result<bool> {
+    std::panic::catch_unwind(|| {
+        let Ok(size) = runtime::arena_size(b) else { return false };
+        if size > 64 << 20 {
+            return false;
+        }
+        let mut arena = vec![0u8; size as usize];
+        let Ok(mut m) = runtime::load(b, &mut arena) else { return false };
+        m.invoke().unwrap();
+        true
+    })
+}
