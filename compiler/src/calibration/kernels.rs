@@ -85,6 +85,93 @@ pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
     sq_dist_generic(a, b)
 }
 
+/// Σ (a − f(x))² in f64 with the lanes and summation order of [`squared_distance`], so that
+/// it equals `squared_distance(a, &x.map(f))` bit for bit without materialising `f(x)`.
+#[inline(always)]
+fn sq_dist_mapped_generic(a: &[f32], x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0f64; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cx = x.chunks_exact(LANES);
+    let (ra, rx) = (ca.remainder(), cx.remainder());
+    for (p, q) in ca.zip(cx) {
+        for k in 0..LANES {
+            let d = p[k] as f64 - f(q[k]) as f64;
+            acc[k] += d * d;
+        }
+    }
+    let mut tail = 0f64;
+    for (&p, &q) in ra.iter().zip(rx) {
+        let d = p as f64 - f(q) as f64;
+        tail += d * d;
+    }
+    let pairs = [acc[0] + acc[4], acc[1] + acc[5], acc[2] + acc[6], acc[3] + acc[7]];
+    ((pairs[0] + pairs[2]) + (pairs[1] + pairs[3])) + tail
+}
+
+/// The tuner distance of an op whose output on fake-quantized inputs is the fake-quantized
+/// reference (max pooling, nearest upsampling, concatenation, ReLU: they commute with the
+/// monotone quantizer): Σ (r − q(r))² with `q` of scale `s`.
+#[inline(always)]
+fn quant_sq_dist_generic(reference: &[f32], s: f32) -> f64 {
+    sq_dist_mapped_generic(reference, reference, |v| quant_one(v, s))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quant_sq_dist_avx2(reference: &[f32], s: f32) -> f64 {
+    quant_sq_dist_generic(reference, s)
+}
+
+/// Σ (r − q(r))² in f64 for the ops whose output is the quantized reference (see
+/// [`quant_sq_dist_generic`]); equal bit for bit to quantizing `r` and calling
+/// [`squared_distance`].
+pub(crate) fn quantized_reference_distance(reference: &[f32], s: f32) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { quant_sq_dist_avx2(reference, s) };
+        }
+    }
+    quant_sq_dist_generic(reference, s)
+}
+
+/// The interpreter's LeakyRelu on one value.
+#[inline(always)]
+fn leaky(v: f32, alpha: f32) -> f32 {
+    if v >= 0.0 {
+        v
+    } else {
+        v * alpha
+    }
+}
+
+#[inline(always)]
+fn leaky_sq_dist_generic(reference: &[f32], x: &[f32], s: f32, alpha: f32) -> f64 {
+    sq_dist_mapped_generic(reference, x, |v| leaky(quant_one(v, s), alpha))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn leaky_sq_dist_avx2(reference: &[f32], x: &[f32], s: f32, alpha: f32) -> f64 {
+    leaky_sq_dist_generic(reference, x, s, alpha)
+}
+
+/// Σ (r − leaky(q(x)))² in f64: a LeakyRelu candidate evaluated and compared in one pass,
+/// equal bit for bit to quantizing `x`, applying the interpreter's LeakyRelu and calling
+/// [`squared_distance`].
+pub(crate) fn leaky_distance(reference: &[f32], x: &[f32], s: f32, alpha: f32) -> f64 {
+    debug_assert_eq!(reference.len(), x.len());
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { leaky_sq_dist_avx2(reference, x, s, alpha) };
+        }
+    }
+    leaky_sq_dist_generic(reference, x, s, alpha)
+}
+
 /// Σ |a| in f64, summed in element order (the tuner's per-sample normaliser).
 pub(crate) fn abs_sum(a: &[f32]) -> f64 {
     a.iter().fold(0f64, |n, &r| n + (r as f64).abs())
@@ -111,6 +198,20 @@ mod tests {
                 assert_eq!(q.to_bits(), want.to_bits(), "x = {v:e}");
             }
         }
+    }
+
+    #[test]
+    fn fused_distances_equal_the_materialised_ones_bit_for_bit() {
+        let x: Vec<f32> = (0..1003).map(|i| ((i * 7919) % 2001) as f32 * 3.1e-3 - 3.0).collect();
+        let r: Vec<f32> = x.iter().map(|&v| if v >= 0.0 { v } else { v * 0.1 }).collect();
+        let s = (127.0 / 2.37f64) as f32;
+        let mut q = vec![0f32; x.len()];
+        quantize_slice(&r, &mut q, s);
+        assert_eq!(quantized_reference_distance(&r, s).to_bits(), squared_distance(&r, &q).to_bits());
+        quantize_slice(&x, &mut q, s);
+        let out: Vec<f32> = q.iter().map(|&v| if v >= 0.0 { v } else { v * 0.1 }).collect();
+        assert_eq!(leaky_distance(&r, &x, s, 0.1).to_bits(), squared_distance(&r, &out).to_bits());
+        assert!(leaky_distance(&r, &x, s, 0.1) > 0.0);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! fake-quantized weights on fake-quantized F32 reference inputs.
 
 use super::collect::CalibTensor;
-use super::kernels::{abs_sum, quantize_slice, squared_distance};
+use super::kernels::{abs_sum, leaky_distance, quantize_slice, quantized_reference_distance, squared_distance};
 use super::CalibError;
 use crate::interp::{Interpreter, Tensor};
 use crate::ir::weights::{TensorData, Weights};
@@ -287,6 +287,52 @@ fn candidate_distance(
     Ok(total / samples.len().max(1) as f64)
 }
 
+/// A candidate evaluation that needs no run of the op: its distance follows in one pass from
+/// the sample's reference output (and input), bit for bit what running the op gives.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shortcut {
+    /// Max pooling, nearest upsampling, concatenation and ReLU select or copy their inputs and
+    /// commute with the monotone fake quantizer: the output on quantized inputs is the
+    /// quantized reference (up to the sign of zeros, which the distance does not see).
+    QuantizedReference,
+    /// LeakyRelu with this slope, applied to the quantized input.
+    Leaky(f32),
+}
+
+/// The shortcut that applies to `op` on these samples, if any: every operand is an activation
+/// (no weight), there is one result, and the input has as many elements as the reference.
+fn shortcut(op: &crate::ir::Op, samples: &[SampleView<'_>]) -> Option<Shortcut> {
+    if op.results.len() != 1 || samples.iter().any(|s| s.operands.iter().any(Option::is_none)) {
+        return None;
+    }
+    match op.kind.as_str() {
+        "top.MaxPool" | "top.Upsample" | "top.Concat" => Some(Shortcut::QuantizedReference),
+        "top.Relu" if op.attr_f64_or("relu_limit", -1.0).ok()? < 0.0 => Some(Shortcut::QuantizedReference),
+        "top.LeakyRelu" if op.operands.len() == 1 => {
+            let same_size = samples.iter().all(|s| s.operands[0].is_some_and(|x| x.len() == s.reference.len()));
+            same_size.then_some(Shortcut::Leaky(op.attr_f64("alpha").ok()? as f32))
+        }
+        _ => None,
+    }
+}
+
+/// Mean tuner distance of one candidate threshold through a [`Shortcut`].
+fn shortcut_distance(how: Shortcut, samples: &[SampleView<'_>], th: f64) -> f64 {
+    let s = (127.0 / th) as f32;
+    let mut total = 0f64;
+    for sample in samples {
+        let d2 = match how {
+            Shortcut::QuantizedReference => quantized_reference_distance(&sample.reference, s),
+            Shortcut::Leaky(alpha) => match sample.operands[0] {
+                Some(x) => leaky_distance(&sample.reference, &elements(x), s, alpha),
+                None => f64::NAN,
+            },
+        };
+        total += d2.sqrt() / sample.l1;
+    }
+    total / samples.len().max(1) as f64
+}
+
 /// Candidates `th0 + step*k`, k = 0..=steps; the first initialises, a later one wins only with a
 /// strictly smaller mean distance.
 #[allow(clippy::too_many_arguments)]
@@ -319,10 +365,13 @@ fn find_better_threshold(
         let l1 = abs_sum(&reference);
         samples.push(SampleView { operands, reference, l1 });
     }
-    let dists: Vec<Result<f64, CalibError>> = candidates
-        .par_iter()
-        .map_init(Vec::new, |pool, &th| candidate_distance(dq, op_index, &samples, th, pool))
-        .collect();
+    let dists: Vec<Result<f64, CalibError>> = match shortcut(op, &samples) {
+        Some(how) => candidates.par_iter().map(|&th| Ok(shortcut_distance(how, &samples, th))).collect(),
+        None => candidates
+            .par_iter()
+            .map_init(Vec::new, |pool, &th| candidate_distance(dq, op_index, &samples, th, pool))
+            .collect(),
+    };
     let mut best = th0;
     let mut prev: Option<f64> = None;
     for (th, d) in candidates.iter().zip(dists) {
@@ -351,6 +400,83 @@ mod tests {
         let x = arr1(&[0.5f32, 1.5, 2.5, 200.0, -300.0]).into_shape_with_order(IxDyn(&[5])).unwrap();
         let q = fake_quant(&x, 127.0);
         assert_eq!(q.as_slice().unwrap(), &[0.0, 2.0, 2.0, 127.0, -128.0]);
+    }
+
+    /// in [1,2,6,6] -> LeakyRelu -> MaxPool 2x2/2 -> Upsample x2 -> Concat(leaky, up) -> Relu.
+    fn shortcut_module() -> Module {
+        use crate::ir::{attr, Attr, Attrs, Func};
+        let mut f = Func::default();
+        let x = f.add_value("", TensorType::f32(vec![1, 2, 6, 6]));
+        f.args.push(x);
+        let attrs = |kv: &[(&str, Attr)]| -> Attrs { kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() };
+        let inp = f.push_op("top.Input", vec![x], Attrs::new(), "in", TensorType::f32(vec![1, 2, 6, 6]));
+        let l = f.push_op(
+            "top.LeakyRelu",
+            vec![inp],
+            attrs(&[("alpha", attr::f64(0.1))]),
+            "leaky",
+            TensorType::f32(vec![1, 2, 6, 6]),
+        );
+        let pool_attrs = attrs(&[("kernel_shape", attr::ints(&[2, 2])), ("strides", attr::ints(&[2, 2]))]);
+        let p = f.push_op("top.MaxPool", vec![l], pool_attrs, "pool", TensorType::f32(vec![1, 2, 3, 3]));
+        let up_attrs = attrs(&[("scale_h", attr::i64(2)), ("scale_w", attr::i64(2))]);
+        let u = f.push_op("top.Upsample", vec![p], up_attrs, "up", TensorType::f32(vec![1, 2, 6, 6]));
+        let c = f.push_op(
+            "top.Concat",
+            vec![l, u],
+            attrs(&[("axis", attr::i64(1))]),
+            "cat",
+            TensorType::f32(vec![1, 4, 6, 6]),
+        );
+        let r = f.push_op("top.Relu", vec![c], Attrs::new(), "relu", TensorType::f32(vec![1, 4, 6, 6]));
+        f.returns.push(r);
+        Module { name: "m".into(), attrs: Attrs::new(), func: f }
+    }
+
+    #[test]
+    fn shortcuts_give_the_distances_of_running_the_op() {
+        let m = shortcut_module();
+        let ws = Weights::default();
+        let interp = Interpreter::new(&m, &ws).unwrap();
+        let inputs: Vec<Vec<Tensor>> = (0..3)
+            .map(|k| {
+                let data = (0..72).map(|i| ((i * 37 + k * 11) % 29) as f32 * 0.173 - 2.4).collect();
+                vec![Tensor::from_shape_vec(IxDyn(&[1, 2, 6, 6]), data).unwrap()]
+            })
+            .collect();
+        let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
+        let f = &m.func;
+        let mut arg_index = vec![None; f.values.len()];
+        arg_index[f.args[0]] = Some(0);
+        let kinds: Vec<&str> = f.ops.iter().map(|o| o.kind.as_str()).collect();
+        assert_eq!(kinds, ["top.Input", "top.LeakyRelu", "top.MaxPool", "top.Upsample", "top.Concat", "top.Relu"]);
+        let want = [
+            None,
+            Some(Shortcut::Leaky(0.1)),
+            Some(Shortcut::QuantizedReference),
+            Some(Shortcut::QuantizedReference),
+            Some(Shortcut::QuantizedReference),
+            Some(Shortcut::QuantizedReference),
+        ];
+        for (i, op) in f.ops.iter().enumerate().skip(1) {
+            let samples: Vec<SampleView<'_>> = inputs
+                .iter()
+                .zip(&envs)
+                .map(|(inp, env)| {
+                    let reference = elements(env[op.results[0]].as_ref().unwrap());
+                    let l1 = abs_sum(&reference);
+                    SampleView { operands: sample_operands(op, &arg_index, inp, env), reference, l1 }
+                })
+                .collect();
+            let how = shortcut(op, &samples);
+            assert_eq!(how, want[i], "{}", op.kind);
+            for th in [0.3, 1.1, 2.05, 7.0] {
+                let run = candidate_distance(&interp, i, &samples, th, &mut Vec::new()).unwrap();
+                let fast = shortcut_distance(how.unwrap(), &samples, th);
+                assert!(run > 0.0, "{} th {th}", op.kind);
+                assert_eq!(fast.to_bits(), run.to_bits(), "{} th {th}: {fast} vs {run}", op.kind);
+            }
+        }
     }
 
     #[test]

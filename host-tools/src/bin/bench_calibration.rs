@@ -3,8 +3,8 @@
 
 use anyhow::{anyhow, Result};
 use clap::Parser;
-use compiler::calibration::{run_calibration, select_dataset, CaliMethod, CalibOptions, CalibrationTable};
-use host_tools::bench::{assets, peak_rss_mib, walkthrough_import_options};
+use compiler::calibration::{run_calibration, select_dataset, CaliMethod, CalibEvent, CalibOptions, CalibrationTable};
+use host_tools::bench::{assets, cpu_seconds, load_average, peak_rss_mib, walkthrough_import_options};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -30,6 +30,9 @@ struct Args {
     /// Print the per-tensor comparison with tpu-mlir's table
     #[arg(long)]
     compare: bool,
+    /// Print the tuning time of every op (slowest first)
+    #[arg(long)]
+    profile: bool,
 }
 
 fn rel(a: f64, b: f64) -> f64 {
@@ -52,9 +55,28 @@ fn main() -> Result<()> {
         mlir_name: "yolov3_tiny.mlir".into(),
         ..CalibOptions::default()
     };
+    let load_before = load_average();
+    let cpu0 = cpu_seconds().unwrap_or(f64::NAN);
     let start = Instant::now();
-    let out = run_calibration(&module, &weights, &dataset, &copts, &mut |_| {})?;
+    // phase boundaries from the progress events: last sample done, last op tuned
+    let mut stats_done = None;
+    // wall time of each op's tuning: the time between its Tune event and the one before
+    let mut tune_times: Vec<(usize, f64)> = Vec::new();
+    let mut last_event = 0.0;
+    let mut on_event = |e: CalibEvent<'_>| {
+        let now = start.elapsed().as_secs_f64();
+        match e {
+            CalibEvent::Sample { done, total } if done == total => {
+                stats_done = Some((now, cpu_seconds().unwrap_or(f64::NAN) - cpu0));
+            }
+            CalibEvent::Tune { done, .. } => tune_times.push((done - 1, now - last_event)),
+            _ => {}
+        }
+        last_event = now;
+    };
+    let out = run_calibration(&module, &weights, &dataset, &copts, &mut on_event)?;
     let secs = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().unwrap_or(f64::NAN) - cpu0;
     if let Some(o) = &args.output {
         out.table.write(o)?;
     }
@@ -67,6 +89,26 @@ fn main() -> Result<()> {
         TPU_MLIR_SECONDS,
         peak_rss_mib().unwrap_or(f64::NAN)
     );
+    let (stats, stats_cpu) = stats_done.unwrap_or((f64::NAN, f64::NAN));
+    println!(
+        "  statistics {:.2} s (CPU {:.2} s), thresholds + tuning {:.2} s (CPU {:.2} s); CPU {:.2} s ({:.2} cores busy); load average {} before, {} after",
+        stats,
+        stats_cpu,
+        secs - stats,
+        cpu - stats_cpu,
+        cpu,
+        cpu / secs,
+        load_before,
+        load_average()
+    );
+    if args.profile {
+        tune_times.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let f = &module.func;
+        for (i, secs) in tune_times.iter().take(20) {
+            let op = &f.ops[*i];
+            println!("  tune {:<16} {:<28} {:.3} s", op.kind, f.op_name(op), secs);
+        }
+    }
     if args.compare {
         let reference = CalibrationTable::read(&assets().join("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table"))?;
         println!(
