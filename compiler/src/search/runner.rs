@@ -264,6 +264,7 @@ impl<'a> SimRunner<'a> {
         }
         let n_ops = f.ops.iter().filter(|op| !op.is_weight() && !op.is_none()).count();
         let snapshots = &memo.snapshots;
+        let cache = sim::SimCache::new();
         type SampleOut = (HashMap<u64, Arc<SimTensor>>, Vec<f64>, usize);
         let per_sample: Vec<SampleOut> = self
             .samples
@@ -272,7 +273,7 @@ impl<'a> SimRunner<'a> {
             .map(|(s, inputs)| -> Result<SampleOut, SearchError> {
                 let seeds: Vec<Option<Arc<SimTensor>>> =
                     sig.iter().map(|h| snapshots.iter().find_map(|snap| snap.values[s].get(h).cloned())).collect();
-                let computed = sim::run_seeded(&lowered, &lw, inputs, &seeds, &wanted)
+                let computed = sim::run_seeded_cached(&lowered, &lw, inputs, &seeds, &wanted, &cache)
                     .map_err(|e| SearchError::Run(e.to_string()))?;
                 let ran = f
                     .ops

@@ -265,6 +265,183 @@ fn conv2d_i32(x: &[i32], w: &[i32], g: &ConvGeom) -> Vec<i32> {
     out
 }
 
+// ---- small integers: i16 operands, exact i32 sums (pmaddwd) ----
+
+/// Output channels per register block of the i16 kernels.
+const MR16: usize = 6;
+/// Output positions per register block of the i16 kernels (two vectors of 8 i32 lanes).
+const NR16: usize = 16;
+
+/// The filters of an integer convolution packed for the i16 kernels, once for every run: per
+/// group, rows in blocks of `MR16`, pair `kp` of the reduction of row `o` at
+/// `((o / MR16 · k2 + kp) · MR16 + o % MR16) · 2` (zeros past the last row and term).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedFilters {
+    groups: Vec<Vec<i16>>,
+    /// Reduction length (`ic / group · kh · kw`).
+    k: usize,
+    /// Output channels per group.
+    ocg: usize,
+    /// The largest |w|.
+    max_abs: u64,
+}
+
+impl PackedFilters {
+    /// Pack the filters `w` (`[oc][ic / group][kh][kw]` flattened) of the convolution `g`;
+    /// `None` when `w` is too short for `g`.
+    pub fn new(w: &[i16], g: &ConvGeom) -> Option<PackedFilters> {
+        let group = g.group.max(1);
+        let (k, ocg) = (g.ic / group * g.kh * g.kw, g.oc / group);
+        if w.len() < g.oc * k {
+            return None;
+        }
+        let (k2, blocks) = (k.div_ceil(2), ocg.div_ceil(MR16));
+        let groups = (0..group)
+            .map(|grp| {
+                let mut wp = vec![0i16; blocks * k2 * MR16 * 2];
+                for o in 0..ocg {
+                    let (b, r) = (o / MR16, o % MR16);
+                    let dst = &mut wp[b * k2 * MR16 * 2..(b + 1) * k2 * MR16 * 2];
+                    let src = &w[(grp * ocg + o) * k..(grp * ocg + o + 1) * k];
+                    for (kp, pair) in src.chunks(2).enumerate() {
+                        let d = (kp * MR16 + r) * 2;
+                        dst[d..d + pair.len()].copy_from_slice(pair);
+                    }
+                }
+                wp
+            })
+            .collect();
+        let max_abs = w[..g.oc * k].iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
+        Some(PackedFilters { groups, k, ocg, max_abs })
+    }
+}
+
+/// Exact integer convolution of i16 codes with i32 sums. `x_max` bounds every |x|; `f` are the
+/// packed filters of `g`. For every output channel and run of positions, `emit(channel, sums,
+/// dst)` turns the sums `Σ w·x` (no bias) into the stored values `dst` (the caller's
+/// requantization) of `out` (NCHW, `n·oc·oh·ow` elements). Gives exactly [`conv2d_reference`]'s
+/// sums; returns false (and leaves `out` untouched) when the shapes do not match or a partial sum
+/// could leave i32 (`k · x_max · max|w|` > `i32::MAX`).
+///
+/// The reduction runs over pairs of terms (`_mm256_madd_epi16` on AVX2: 16 products per
+/// instruction, summed pairwise into i32 lanes); integer sums are exact in any order.
+pub fn conv2d_i16<T: Copy + Send + Sync>(
+    x: &[i16],
+    x_max: u64,
+    f: &PackedFilters,
+    g: &ConvGeom,
+    out: &mut [T],
+    emit: impl Fn(usize, &[i32], &mut [T]) + Sync,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let simd = avx::has_avx2();
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    conv2d_i16_with(x, x_max, f, g, out, emit, simd)
+}
+
+fn conv2d_i16_with<T: Copy + Send + Sync>(
+    x: &[i16],
+    x_max: u64,
+    f: &PackedFilters,
+    g: &ConvGeom,
+    out: &mut [T],
+    emit: impl Fn(usize, &[i32], &mut [T]) + Sync,
+    simd: bool,
+) -> bool {
+    let group = g.group.max(1);
+    let (k, ocg) = (g.ic / group * g.kh * g.kw, g.oc / group);
+    let p = g.oh * g.ow;
+    if out.len() != g.n * g.oc * p
+        || x.len() < g.n * g.ic * g.ih * g.iw
+        || (f.k, f.ocg, f.groups.len()) != (k, ocg, group)
+        || k == 0
+        || (k as u64).saturating_mul(x_max.saturating_mul(f.max_abs)) > i32::MAX as u64
+    {
+        return false;
+    }
+    if p == 0 || ocg == 0 {
+        return true;
+    }
+    let k2 = k.div_ceil(2);
+    // Pairs of terms per tile row; the tile of pairs stays about 256 KiB.
+    let width = tile_width(k2, p);
+    let tiles = p.div_ceil(width);
+    for n in 0..g.n {
+        for (grp, wp) in f.groups.iter().enumerate() {
+            let results: Vec<Vec<i32>> = (0..tiles)
+                .into_par_iter()
+                .map(|t| {
+                    let p0 = t * width;
+                    let col = im2col_pairs(x, g, n, grp, k, p0, width);
+                    let mut acc = vec![0i32; ocg * width];
+                    #[cfg(target_arch = "x86_64")]
+                    if simd {
+                        // SAFETY: avx2 is present (the caller checked); `wp` holds the packed
+                        // blocks of k2 pairs, `col` k2 rows of `width` pairs, `acc` ocg rows of
+                        // `width`, and `width` is a multiple of NR16.
+                        unsafe { avx::tile_madd(wp, k2, ocg, &col, width, &mut acc) };
+                        return acc;
+                    }
+                    let _ = simd;
+                    tile_madd_portable(wp, k2, ocg, &col, width, &mut acc);
+                    acc
+                })
+                .collect();
+            let obase = (n * g.oc + grp * ocg) * p;
+            for (t, tile) in results.iter().enumerate() {
+                let p0 = t * width;
+                let cols = width.min(p - p0);
+                for o in 0..ocg {
+                    let dst = &mut out[obase + o * p + p0..obase + o * p + p0 + cols];
+                    emit(grp * ocg + o, &tile[o * width..o * width + cols], dst);
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The im2col tile of output positions `p0 .. p0 + width` as pairs of reduction rows:
+/// element `(kp, j, h)` (row `2·kp + h`, position `p0 + j`) at `(kp·width + j)·2 + h`; the odd
+/// row past the end of the reduction and positions past the end of the image are 0.
+fn im2col_pairs(x: &[i16], g: &ConvGeom, n: usize, grp: usize, k: usize, p0: usize, width: usize) -> Vec<i16> {
+    let k2 = k.div_ceil(2);
+    let mut col = vec![0i16; k2 * width * 2];
+    let mut rows = vec![0i16; 2 * width];
+    for kp in 0..k2 {
+        let (a, b) = rows.split_at_mut(width);
+        im2col_row(x, g, n, grp, 2 * kp, p0, a);
+        if 2 * kp + 1 < k {
+            im2col_row(x, g, n, grp, 2 * kp + 1, p0, b);
+        } else {
+            b.fill(0);
+        }
+        for ((d, &lo), &hi) in col[kp * width * 2..(kp + 1) * width * 2].chunks_exact_mut(2).zip(&*a).zip(&*b) {
+            d[0] = lo;
+            d[1] = hi;
+        }
+    }
+    col
+}
+
+/// Portable twin of `avx::tile_madd`: `out[o][j] = Σ_kp w[o][kp]·col[kp][j]` over pairs, in i32.
+fn tile_madd_portable(wp: &[i16], k2: usize, rows: usize, col: &[i16], width: usize, out: &mut [i32]) {
+    for o in 0..rows {
+        let (b, r) = (o / MR16, o % MR16);
+        let acc = &mut out[o * width..(o + 1) * width];
+        acc.fill(0);
+        for kp in 0..k2 {
+            let wi = ((b * k2 + kp) * MR16 + r) * 2;
+            let (w0, w1) = (wp[wi] as i32, wp[wi + 1] as i32);
+            let c = &col[kp * width * 2..(kp + 1) * width * 2];
+            for (a, pair) in acc.iter_mut().zip(c.chunks_exact(2)) {
+                *a += w0 * pair[0] as i32 + w1 * pair[1] as i32;
+            }
+        }
+    }
+}
+
 // ---- f32: blocked kernel with the reference's per-element order ----
 
 /// Output channels per register block of the portable kernel.
@@ -489,6 +666,62 @@ mod avx {
     tile_kernel!(tile_mul_add, "avx2", |a: __m256, w: __m256, c: __m256| _mm256_add_ps(a, _mm256_mul_ps(w, c)));
     tile_kernel!(tile_fma, "avx2,fma", |a: __m256, w: __m256, c: __m256| _mm256_fmadd_ps(w, c, a));
 
+    /// Reduction pairs per cache block of [`tile_madd`] (a 16-column panel of them is 16 KiB).
+    const KC16: usize = 256;
+
+    /// `out[o][j] = Σ_kp w[o][kp] · col[kp][j]` for `o < rows`, `j < width`, over pairs of i16
+    /// terms with `_mm256_madd_epi16` and i32 sums (exact when no partial sum leaves i32).
+    /// `wp` holds the rows packed in blocks of `super::MR16` (pair `kp` of row `o` at
+    /// `((o / MR16 · k2 + kp) · MR16 + o % MR16) · 2`), `col` `k2` rows of `width` pairs, `out`
+    /// `rows` rows of `width`; `width` is a multiple of `super::NR16`.
+    ///
+    /// # Safety
+    /// The CPU must support avx2; the slices must have the sizes above.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn tile_madd(wp: &[i16], k2: usize, rows: usize, col: &[i16], width: usize, out: &mut [i32]) {
+        const R: usize = super::MR16;
+        const C: usize = super::NR16;
+        assert!(wp.len() >= rows.div_ceil(R) * k2 * R * 2);
+        assert!(col.len() >= k2 * width * 2 && out.len() >= rows * width && width % C == 0);
+        for kb in (0..k2).step_by(KC16) {
+            let ke = (kb + KC16).min(k2);
+            for mc in (0..rows).step_by(MC) {
+                let me = (mc + MC).min(rows);
+                for j0 in (0..width).step_by(C) {
+                    for ob in (mc..me).step_by(R) {
+                        let live = R.min(rows - ob);
+                        let mut acc = [_mm256_setzero_si256(); 2 * R];
+                        if kb > 0 {
+                            for o in 0..live {
+                                let src = out.as_ptr().add((ob + o) * width + j0) as *const __m256i;
+                                acc[2 * o] = _mm256_loadu_si256(src);
+                                acc[2 * o + 1] = _mm256_loadu_si256(src.add(1));
+                            }
+                        }
+                        let mut cp = col.as_ptr().add((kb * width + j0) * 2);
+                        let mut wq = wp.as_ptr().add(((ob / R) * k2 + kb) * R * 2) as *const i32;
+                        for _ in kb..ke {
+                            let c0 = _mm256_loadu_si256(cp as *const __m256i);
+                            let c1 = _mm256_loadu_si256(cp.add(16) as *const __m256i);
+                            for o in 0..R {
+                                let wv = _mm256_set1_epi32(wq.add(o).read_unaligned());
+                                acc[2 * o] = _mm256_add_epi32(acc[2 * o], _mm256_madd_epi16(c0, wv));
+                                acc[2 * o + 1] = _mm256_add_epi32(acc[2 * o + 1], _mm256_madd_epi16(c1, wv));
+                            }
+                            cp = cp.add(width * 2);
+                            wq = wq.add(R);
+                        }
+                        for o in 0..live {
+                            let dst = out.as_mut_ptr().add((ob + o) * width + j0) as *mut __m256i;
+                            _mm256_storeu_si256(dst, acc[2 * o]);
+                            _mm256_storeu_si256(dst.add(1), acc[2 * o + 1]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// True when the CPU runs [`tile_mul_add`].
     pub fn has_avx2() -> bool {
         is_x86_feature_detected!("avx2")
@@ -565,6 +798,71 @@ mod tests {
                 assert_eq!(conv2d(&x, &w, &g), conv2d_reference(&x, &w, &g), "{c:?}");
             }
         }
+    }
+
+    /// Identity emission that also records the channel, so a wrong channel shows too.
+    fn emit_with_channel(o: usize, sums: &[i32], dst: &mut [(usize, i32)]) {
+        for (d, &a) in dst.iter_mut().zip(sums) {
+            *d = (o, a);
+        }
+    }
+
+    #[test]
+    fn i16_kernels_equal_the_plain_loop() {
+        let mut r = Lcg(5);
+        #[cfg(target_arch = "x86_64")]
+        let kernels: &[bool] = if avx::has_avx2() { &[false, true] } else { &[false] };
+        #[cfg(not(target_arch = "x86_64"))]
+        let kernels: &[bool] = &[false];
+        // Odd channel counts, an odd reduction length (k = 3·5·5 = 75), rows not a multiple of
+        // the register block, more positions than one tile.
+        let extra: &[Case] = &[(1, 3, 11, 13, 7, 5, 5, 1, 2, 1, 1), (1, 5, 70, 70, 13, 3, 3, 1, 1, 1, 1)];
+        for c in CASES.iter().chain(extra) {
+            let g = geom(c);
+            let (nx, nw) = sizes(&g);
+            let variants: Vec<(Vec<i32>, Vec<i32>)> = vec![
+                ((0..nx).map(|_| r.int(-128, 127)).collect(), (0..nw).map(|_| r.int(-128, 127)).collect()),
+                // uint8 codes minus a zero point, and the extremes.
+                ((0..nx).map(|_| r.int(-255, 255)).collect(), (0..nw).map(|_| r.int(-128, 127)).collect()),
+                (vec![-255; nx], vec![-128; nw]),
+                ((0..nx).map(|i| if i % 3 == 0 { -255 } else { 255 }).collect(), vec![127; nw]),
+            ];
+            for (x, w) in variants {
+                let want = conv2d_reference(&x, &w, &g);
+                let x16: Vec<i16> = x.iter().map(|&v| v as i16).collect();
+                let w16: Vec<i16> = w.iter().map(|&v| v as i16).collect();
+                let f = PackedFilters::new(&w16, &g).unwrap();
+                for &simd in kernels {
+                    let mut got = vec![(usize::MAX, 0i32); want.len()];
+                    assert!(conv2d_i16_with(&x16, 255, &f, &g, &mut got, emit_with_channel, simd), "{c:?}");
+                    let p = g.oh * g.ow;
+                    for (i, (&(o, a), &e)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!((o, a), ((i / p) % g.oc, e), "{c:?} simd {simd} at {i}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn i16_path_refuses_sums_that_could_leave_i32() {
+        // k = 1024·9 = 9216 products of up to 32767·32767: far beyond i32.
+        let g = geom(&(1, 1024, 3, 3, 4, 3, 3, 1, 0, 1, 1));
+        let (nx, nw) = sizes(&g);
+        let copy = |_: usize, s: &[i32], d: &mut [i32]| d.copy_from_slice(s);
+        let mut out = vec![0i32; 4];
+        let wide = PackedFilters::new(&vec![i16::MAX; nw], &g).unwrap();
+        assert!(!conv2d_i16(&vec![i16::MAX; nx], i16::MAX as u64, &wide, &g, &mut out, copy));
+        assert_eq!(out, vec![0; 4]);
+        // Filters of another geometry are refused too.
+        let other = geom(&(1, 1024, 3, 3, 8, 3, 3, 1, 0, 1, 1));
+        let f8 = PackedFilters::new(&vec![1; 8 * 9216], &other).unwrap();
+        assert!(!conv2d_i16(&vec![1; nx], 1, &f8, &g, &mut out, copy));
+        assert!(PackedFilters::new(&vec![1; 9216], &g).is_none(), "too few weights");
+        // The int8 extremes fit: 9216 · 255 · 128 = 300 810 240.
+        let f = PackedFilters::new(&vec![-128; nw], &g).unwrap();
+        assert!(conv2d_i16(&vec![255; nx], 255, &f, &g, &mut out, copy));
+        assert_eq!(out, vec![-300_810_240; 4]);
     }
 
     /// The convolution straight from its definition, no im2col.

@@ -3,10 +3,12 @@
 //! result's f16 / bf16 type. Produces every value's raw tensor; [`SimTensor::dequantize`] gives
 //! the f32 view tpu-mlir stores in `*_tpu_outputs.npz`.
 
+mod cache;
 pub mod conv;
 mod ops;
 pub mod tensor;
 
+pub use cache::SimCache;
 pub use tensor::{SimData, SimTensor};
 
 use crate::ir::weights::{TensorData, Weights};
@@ -111,7 +113,7 @@ fn run_values(
         }
         let operands: Vec<Option<&SimTensor>> = op.operands.iter().map(|&v| vals[v].as_ref()).collect();
         let out_tys: Vec<&TensorType> = op.results.iter().map(|&r| &f.values[r].ty).collect();
-        let res = eval_op(op, &name, &operands, &out_tys, cv)?;
+        let res = eval_op(op, &name, &operands, &out_tys, cv, None)?;
         for (&r, t) in op.results.iter().zip(res) {
             observe(&f.values[r].name, &t);
             vals[r] = Some(t);
@@ -139,6 +141,19 @@ pub fn run_seeded(
     inputs: &[ArrayD<f32>],
     seeds: &[Option<Arc<SimTensor>>],
     wanted: &[bool],
+) -> Result<Vec<Option<Arc<SimTensor>>>, SimError> {
+    run_seeded_cached(module, weights, inputs, seeds, wanted, &SimCache::new())
+}
+
+/// [`run_seeded`] with a cache of prepared weights shared by every run of `module` (one cache per
+/// module and weights): runs of many samples prepare each weight once.
+pub fn run_seeded_cached(
+    module: &Module,
+    weights: &Weights,
+    inputs: &[ArrayD<f32>],
+    seeds: &[Option<Arc<SimTensor>>],
+    wanted: &[bool],
+    cache: &SimCache,
 ) -> Result<Vec<Option<Arc<SimTensor>>>, SimError> {
     let f = &module.func;
     let nv = f.values.len();
@@ -183,7 +198,7 @@ pub fn run_seeded(
         let name = f.op_name(op).to_string();
         if op.is_weight() {
             let r = op.results[0];
-            vals[r] = Some(Arc::new(weight_value(weights, &name, op, &f.values[r].ty)?));
+            vals[r] = Some(cache.weight(r, || weight_value(weights, &name, op, &f.values[r].ty))?);
             continue;
         }
         let operands: Vec<Option<&SimTensor>> = op
@@ -192,7 +207,7 @@ pub fn run_seeded(
             .map(|&v| vals[v].as_deref().or(if is_arg[v] { None } else { seeds[v].as_deref() }))
             .collect();
         let out_tys: Vec<&TensorType> = op.results.iter().map(|&r| &f.values[r].ty).collect();
-        let res = eval_op(op, &name, &operands, &out_tys, cv)?;
+        let res = eval_op(op, &name, &operands, &out_tys, cv, Some(ops::Prepared { cache, op_index: i }))?;
         for (&r, t) in op.results.iter().zip(res) {
             let t = Arc::new(t);
             computed[r] = Some(t.clone());
@@ -211,11 +226,12 @@ fn eval_op(
     operands: &[Option<&SimTensor>],
     out_tys: &[&TensorType],
     cv: bool,
+    prepared: Option<ops::Prepared>,
 ) -> Result<Vec<SimTensor>, SimError> {
     if let Some(t) = fast_max_pool(op, operands, out_tys, cv) {
         return Ok(vec![t]);
     }
-    ops::eval(op, name, operands, out_tys, cv)
+    ops::eval(op, name, operands, out_tys, cv, prepared)
 }
 
 /// `tpu.Pool2D` max pooling without relu, 4-D: the maximum over the window's in-image elements
@@ -441,7 +457,7 @@ mod tests {
             ];
             for (x, out) in cases {
                 let fast = fast_max_pool(&op, &[Some(&x)], &[&out], false).expect("fast path taken");
-                let slow = ops::eval(&op, "pool", &[Some(&x)], &[&out], false).unwrap();
+                let slow = ops::eval(&op, "pool", &[Some(&x)], &[&out], false, None).unwrap();
                 let bits = |t: &SimTensor| match &t.data {
                     SimData::F32(a) => format!("{:?}", a.mapv(f32::to_bits)),
                     d => format!("{d:?}"),

@@ -1,5 +1,7 @@
 //! Per-op kernels of the simulator.
 
+use super::cache::SimCache;
+use super::conv::PackedFilters;
 use super::conv::{self, ConvGeom};
 use super::tensor::{from_codes, from_f32, SimData, SimTensor};
 use super::SimError;
@@ -26,6 +28,7 @@ type Res = Result<Vec<SimTensor>, SimError>;
 struct Ctx<'a> {
     op: &'a Op,
     name: &'a str,
+    prepared: Option<Prepared<'a>>,
 }
 
 impl Ctx<'_> {
@@ -81,9 +84,24 @@ fn code_vec(c: &Ctx, t: &SimTensor) -> Result<Vec<i32>, SimError> {
     }
 }
 
-/// Evaluate one op.
-pub(super) fn eval(op: &Op, name: &str, ops: &[Option<&SimTensor>], outs: &[&TensorType], cv: bool) -> Res {
-    let c = Ctx { op, name };
+/// Where an op may find values prepared by earlier runs of its module: the module's cache and the
+/// op's index in it.
+#[derive(Clone, Copy)]
+pub(super) struct Prepared<'a> {
+    pub cache: &'a SimCache,
+    pub op_index: usize,
+}
+
+/// Evaluate one op (`prepared`: the module's cache, when the caller keeps one).
+pub(super) fn eval(
+    op: &Op,
+    name: &str,
+    ops: &[Option<&SimTensor>],
+    outs: &[&TensorType],
+    cv: bool,
+    prepared: Option<Prepared>,
+) -> Res {
+    let c = Ctx { op, name, prepared };
     let out = outs.first().copied().ok_or_else(|| c.err("op without result"))?;
     let one = |t: SimTensor| Ok(vec![t]);
     match op.kind.as_str() {
@@ -344,6 +362,11 @@ fn conv2d(
     let oc = g.oc;
     let p = g.oh * g.ow;
     if is_int8(out) {
+        if !deconv {
+            if let Some(t) = conv2d_int8_i16(c, x, w, bias, &g, out, relu)? {
+                return Ok(t);
+            }
+        }
         let xv = code_vec(c, x)?;
         let wv = code_vec(c, w)?;
         let acc = if deconv { conv::deconv2d(&xv, &wv, &g) } else { conv::conv2d(&xv, &wv, &g) };
@@ -396,6 +419,120 @@ fn conv2d(
         }
         Ok(from_f32(conv::to_array(acc, &g), out, cv))
     }
+}
+
+/// `q − zp` of an int8 / uint8 tensor as i16 in logical order, with the largest |q − zp|, in
+/// one pass; `None` for other storage.
+fn code_vec_i16(t: &SimTensor) -> Option<(Vec<i16>, u64)> {
+    let zp = qparams(&t.ty).1;
+    if !(-255..=255).contains(&zp) {
+        return None;
+    }
+    let zp = zp as i16;
+    fn flat<T: Copy>(a: &ArrayD<T>, f: impl Fn(T) -> i16) -> (Vec<i16>, u64) {
+        let v: Vec<i16> = match a.as_slice() {
+            Some(s) => s.iter().map(|&v| f(v)).collect(),
+            None => a.iter().map(|&v| f(v)).collect(),
+        };
+        let m = v.iter().fold(0u16, |m, &x| m.max(x.unsigned_abs()));
+        (v, m as u64)
+    }
+    match &t.data {
+        SimData::I8(a) => Some(flat(a, |v| v as i16 - zp)),
+        SimData::U8(a) => Some(flat(a, |v| v as i16 - zp)),
+        _ => None,
+    }
+}
+
+/// The filters of `w` packed for the i16 kernels: from the module's cache when there is one.
+fn packed_filters(c: &Ctx, w: &SimTensor, g: &ConvGeom) -> Option<std::sync::Arc<PackedFilters>> {
+    let make = || code_vec_i16(w).and_then(|(wv, _)| PackedFilters::new(&wv, g));
+    match c.prepared {
+        Some(p) => p.cache.filters(p.op_index, make),
+        None => make().map(std::sync::Arc::new),
+    }
+}
+
+/// The INT8 convolution on i16 codes with the requantization fused into the kernel's output:
+/// the same arithmetic as the general path (`Σ w·x` exact, `+ bias`, multiplier and shift per
+/// channel, relu, zero point, saturation), without its i32 and i64 intermediates. `None` when
+/// the operands are not int8 codes or too wide for exact i32 sums (the general path runs).
+fn conv2d_int8_i16(
+    c: &Ctx,
+    x: &SimTensor,
+    w: &SimTensor,
+    bias: Option<&SimTensor>,
+    g: &ConvGeom,
+    out: &TensorType,
+    relu: bool,
+) -> Result<Option<SimTensor>, SimError> {
+    let Some((xv, x_max)) = code_vec_i16(x) else {
+        return Ok(None);
+    };
+    let Some(filters) = packed_filters(c, w, g) else {
+        return Ok(None);
+    };
+    let oc = g.oc;
+    let bv: Vec<i64> = match bias {
+        Some(b) => code_vec(c, b)?.iter().map(|&v| v as i64).collect(),
+        None => vec![0; oc],
+    };
+    let mult = c.ints("multiplier")?;
+    let rsh = c.ints("rshift")?;
+    let qdm = matches!(c.op.attrs.get("quant_mode"), Some(crate::ir::Attr::Enum { value, .. }) if value == "QDM");
+    // Per channel: multiplier, shift, bias (as the general path picks them).
+    let per: Vec<(i64, i64, i64)> = (0..oc)
+        .map(|ch| {
+            (
+                *mult.get(ch).or(mult.first()).unwrap_or(&1),
+                *rsh.get(ch).or(rsh.first()).unwrap_or(&0),
+                bv.get(ch).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    let (_, zp, signed) = qparams(out);
+    // One channel's run of sums to stored codes: `store` adds the zero point and saturates.
+    #[inline(always)]
+    fn requant_row<T>(
+        (m, s, b): (i64, i64, i64),
+        qdm: bool,
+        relu: bool,
+        sums: &[i32],
+        dst: &mut [T],
+        store: impl Fn(i64) -> T,
+    ) {
+        for (d, &a) in dst.iter_mut().zip(sums) {
+            let v = a as i64 + b;
+            let y = if qdm {
+                cv18xx::apply_qdm(v, m, s, RoundMode::HalfAwayFromZero)
+            } else {
+                right_shift_round(v * m, s, RoundMode::HalfUp)
+            };
+            *d = store(if relu { y.max(0) } else { y });
+        }
+    }
+    let len = g.n * oc * g.oh * g.ow;
+    let shape = IxDyn(&[g.n, oc, g.oh, g.ow]);
+    let data = if signed {
+        let mut o = vec![0i8; len];
+        let emit = |ch: usize, sums: &[i32], dst: &mut [i8]| {
+            requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).clamp(-128, 127) as i8)
+        };
+        if !conv::conv2d_i16(&xv, x_max, &filters, g, &mut o, emit) {
+            return Ok(None);
+        }
+        SimData::I8(ArrayD::from_shape_vec(shape, o).map_err(|e| c.err(e.to_string()))?)
+    } else {
+        let mut o = vec![0u8; len];
+        let emit = |ch: usize, sums: &[i32], dst: &mut [u8]| {
+            requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).clamp(0, 255) as u8)
+        };
+        if !conv::conv2d_i16(&xv, x_max, &filters, g, &mut o, emit) {
+            return Ok(None);
+        }
+        SimData::U8(ArrayD::from_shape_vec(shape, o).map_err(|e| c.err(e.to_string()))?)
+    };
+    Ok(Some(SimTensor { data, ty: out.clone() }))
 }
 
 fn leaky(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor, SimError> {

@@ -85,6 +85,16 @@ fn profile(
     Ok(())
 }
 
+/// A hash of the whole search result (every layer cos, every trial, the float layers) through its
+/// `Debug` text, which prints every f64 exactly (shortest round-trip form): two runs with the same
+/// digest write the same qtable and loss table.
+fn digest(result: &compiler::search::SearchResult) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    format!("{result:?}").hash(&mut h);
+    h.finish()
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let chip = Chip::parse(&args.chip).ok_or_else(|| anyhow!("--chip '{}': unknown chip", args.chip))?;
@@ -149,6 +159,7 @@ fn main() -> Result<()> {
     println!("  float layers        {}", result.float_layers.join(", "));
     println!("  peak RSS            {:.0} MiB", peak_rss_mib().unwrap_or(f64::NAN));
     println!("  trials              {}", result.trials.len());
+    println!("  result digest       {:016x} (every cos, bit for bit: equal digests = equal tables)", digest(&result));
 
     if args.compare_no_reuse {
         runner.set_reuse(false);
