@@ -34,3 +34,6 @@ printf '%-16s %-16s %-16s\n' "ONNX (F32)" "INT8 bmodel" "mixed bmodel"
 paste -d'|' onnx.txt int8.txt mix.txt | awk -F'|' '{printf "%-16s %-16s %-16s\n", $1, $2, $3}'
 echo
 echo "pictures: $work/yolov3_onnx.jpg $work/yolov3_int8.jpg $work/yolov3_mix.jpg"
+echo
+echo "Agreement with the float model over the 90 photos the search did not use:"
+"$bin/compare_detections" --reference "$model" --dataset "$data" --skip 10 yolov3_int8.bmodel yolov3_mix.bmodel

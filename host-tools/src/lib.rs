@@ -1,3 +1,4 @@
 //! Shared code of the command-line tools and benchmarks.
 
 pub mod bench;
+pub mod yolo_model;

@@ -4,8 +4,11 @@
 //! detect_yolov3 with the .onnx, the INT8 bmodel and the mixed bmodel. The assertions are the
 //! document's: the float model's exact detections, INT8 and mixed models that still find three
 //! cars and the bus, and a mixed network at least as close to float as all-INT8 (the search's own
-//! measure, over its samples). The per-photo score distances are printed, not asserted: on this
-//! photo the mixed model's scores are not closer to float than INT8's (see the note of issue 7).
+//! measure, over its samples). Whether the mixed model's detections are closer to float than
+//! INT8's is judged over the 90 photos the search did not see (`compare_detections --skip 10`):
+//! on the document's single photo the scores move by whole quantization steps, and there the
+//! mixed model is not closer (nor is tpu-mlir's own table; see the note of issue 7), so that
+//! per-photo distance is printed, not asserted.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -143,6 +146,23 @@ fn walkthrough_on_tiny_yolov3() {
     let mx = detections(&mix);
     assert!(mx.iter().filter(|(c, _)| c == "car").count() >= 3, "the mixed model finds at least 3 cars: {mx:?}");
     assert!(mx.iter().any(|(c, _)| c == "bus"), "the mixed model finds the bus: {mx:?}");
+    // Over the photos the search did not use, the mixed model's detections are closer to the
+    // float model's than INT8's (mean points per photo, last column).
+    let cmp = run(
+        &work,
+        "compare_detections",
+        &["--reference", model, "--dataset", data, "--skip", "10", "yolov3_int8.bmodel", "yolov3_mix.bmodel"],
+    );
+    let cmp_text = String::from_utf8_lossy(&cmp.stdout).into_owned();
+    assert!(cmp_text.contains(" on 90 photos "), "every photo but the search's 10:\n{cmp_text}");
+    let points = |model: &str| -> f64 {
+        let line =
+            cmp_text.lines().find(|l| l.starts_with(model)).unwrap_or_else(|| panic!("no {model} in:\n{cmp_text}"));
+        line.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    let (p_int8, p_mix) = (points("yolov3_int8.bmodel"), points("yolov3_mix.bmodel"));
+    assert!(p_mix <= p_int8, "mixed {p_mix} points/photo <= INT8 {p_int8}:\n{cmp_text}");
+    eprintln!("{cmp_text}");
     // The search's own measure: the mixed network is at least as close to float as all-INT8.
     let cos_of = |key: &str| -> f64 {
         let text = String::from_utf8_lossy(&qtable_out.stdout).into_owned();

@@ -1,6 +1,7 @@
 //! The `detect_yolov3` sample: its own preprocessing (PIL bicubic letterbox), the decode of
 //! tiny-yolov3's two heads, NMS with the sample's quirks, class names, palette and drawing.
 
+pub mod agreement;
 pub mod coco;
 pub mod decode;
 pub mod draw;

@@ -4,11 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use compiler::interp::Interpreter;
-use compiler::ir::weights::Weights;
-use compiler::ir::Module;
-use compiler::preprocess::{read_image, ReadMode};
-use compiler::yolo::{self, Params, Postprocess};
+use compiler::yolo;
+use host_tools::yolo_model::{read_photo, DetectOptions, YoloModel};
 use std::path::{Path, PathBuf};
 
 /// Command line (names as the tpu-mlir sample; `--*_thres` spellings accepted too).
@@ -38,9 +35,6 @@ struct Args {
     score_thresh: f64,
 }
 
-/// Names of the two YOLO heads in tiny-yolov3-11.onnx (13x13 first, then 26x26).
-const HEAD_NAMES: [&str; 2] = ["convolution_output1", "convolution_output"];
-
 fn parse_dims(s: &str) -> Result<(usize, usize)> {
     let v: Vec<usize> = s
         .split(',')
@@ -51,43 +45,6 @@ fn parse_dims(s: &str) -> Result<(usize, usize)> {
         &[h, w] if h > 0 && w > 0 => Ok((h, w)),
         _ => bail!("--net_input_dims '{s}': expected two positive numbers h,w"),
     }
-}
-
-/// Load the model as a top-level module with its weights, and the post-processing the sample
-/// applies to it.
-fn load_model(path: &Path, net: (usize, usize)) -> Result<(Module, Weights, Postprocess)> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    match ext.as_str() {
-        "onnx" => {
-            let opts = compiler::onnx::ImportOptions {
-                model_name: "yolov3_tiny".into(),
-                input_shapes: Some(vec![vec![1, 3, net.0, net.1]]),
-                output_names: HEAD_NAMES.iter().map(|s| s.to_string()).collect(),
-                preprocess: None,
-            };
-            let (m, w) =
-                compiler::onnx::import(path, &opts).with_context(|| format!("{}: ONNX import", path.display()))?;
-            Ok((m, w, Postprocess::OnnxTail))
-        }
-        "mlir" => {
-            let (m, weights) = compiler::model_file::load_model(path)?;
-            Ok((m, weights, Postprocess::Sample))
-        }
-        _ => bail!("{}: unsupported model type (expected .onnx, .mlir or .bmodel)", path.display()),
-    }
-}
-
-/// Run a bmodel on the no_std runtime (host arena) and return its outputs as f32 arrays.
-fn run_bmodel(path: &Path, input: &ndarray::ArrayD<f32>) -> Result<Vec<ndarray::ArrayD<f32>>> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let data: Vec<f32> = input.iter().copied().collect();
-    let outs = runtime::host::run_f32(&bytes, &[&data]).map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
-    outs.into_iter()
-        .map(|o| {
-            ndarray::ArrayD::from_shape_vec(o.dims.clone(), o.values)
-                .with_context(|| format!("{}: output {} has an inconsistent shape", path.display(), o.name))
-        })
-        .collect()
 }
 
 /// Write `img` to `path` atomically (encoded in memory, then [`compiler::atomic_file::write`]).
@@ -101,29 +58,16 @@ fn write_atomically(img: &image::RgbImage, path: &Path) -> Result<()> {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let (net_h, net_w) = parse_dims(&args.net_input_dims)?;
-    let rgb = read_image(&args.input, ReadMode::Rgb)?;
-    let input = yolo::preprocess_yolo(&rgb, net_h, net_w);
-    let ext = args.model.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let (heads, postprocess) = if ext == "bmodel" {
-        (run_bmodel(&args.model, &input)?, Postprocess::Sample)
-    } else {
-        let (module, weights, postprocess) = load_model(&args.model, (net_h, net_w))?;
-        let interp = Interpreter::new(&module, &weights)?;
-        let heads = interp.run(&[input]).with_context(|| format!("{}: inference", args.model.display()))?;
-        (heads, postprocess)
-    };
-    let params = Params {
-        net_h,
-        net_w,
+    let net = parse_dims(&args.net_input_dims)?;
+    let rgb = read_photo(&args.input)?;
+    let model = YoloModel::load(&args.model, net)?;
+    let opts = DetectOptions {
+        net,
         score_thresh: args.score_thresh,
         nms_thresh: args.nms_thresh,
         conf_thresh: args.conf_thresh,
-        postprocess,
-        ..Params::default()
     };
-    let detections = yolo::decode(&heads, rgb.width, rgb.height, &params)
-        .with_context(|| format!("{}: model outputs are not tiny-yolov3 heads", args.model.display()))?;
+    let detections = model.detect(&rgb, &opts)?;
     if detections.is_empty() {
         println!("No object was detected");
     }
