@@ -222,6 +222,8 @@ unsafe fn compute(
 }
 
 /// One MR x NR tile (full or partial): start from bias (first block) or from `c`, add A·B.
+/// Tiles with fewer rows run a kernel of that many rows straight on `c`; only tiles with fewer
+/// than `NR` columns go through a scratch tile.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile(
     depth: (usize, usize),
@@ -235,13 +237,12 @@ unsafe fn tile(
     act: Option<Act>,
 ) {
     let (nrows, ncols) = size;
-    let (kc, ldb) = depth;
     let mut init = [0f32; MR];
     if let Some(bb) = bias {
         init[..nrows].copy_from_slice(bb);
     }
-    if nrows == MR && ncols == NR {
-        kernel_6x16((kc, ldb), a, b, c, ldc, !first, &init, act);
+    if ncols == NR {
+        kernel_rows(nrows, depth, a, b, c, ldc, !first, &init, act);
         return;
     }
     let mut tmp = [0f32; MR * NR];
@@ -252,7 +253,7 @@ unsafe fn tile(
             }
         }
     }
-    kernel_6x16((kc, ldb), a, b, tmp.as_mut_ptr(), NR, !first, &init, act);
+    kernel_rows(nrows, depth, a, b, tmp.as_mut_ptr(), NR, !first, &init, act);
     for r in 0..nrows {
         for j in 0..ncols {
             *c.add(r * ldc + j) = tmp[r * NR + j];
@@ -260,11 +261,37 @@ unsafe fn tile(
     }
 }
 
-/// c[6x16] = (load_c ? c : init[row]) + sum_k a[k·6 + r] · b[k·ldb + j], then the activation.
+/// [`kernel`] for `nrows` (1..=MR) rows of the A panel (which always holds MR rows per k).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn kernel_rows(
+    nrows: usize,
+    depth: (usize, usize),
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    load_c: bool,
+    init: &[f32; MR],
+    act: Option<Act>,
+) {
+    match nrows {
+        6 => kernel::<6>(depth, a, b, c, ldc, load_c, init, act),
+        5 => kernel::<5>(depth, a, b, c, ldc, load_c, init, act),
+        4 => kernel::<4>(depth, a, b, c, ldc, load_c, init, act),
+        3 => kernel::<3>(depth, a, b, c, ldc, load_c, init, act),
+        2 => kernel::<2>(depth, a, b, c, ldc, load_c, init, act),
+        _ => kernel::<1>(depth, a, b, c, ldc, load_c, init, act),
+    }
+}
+
+/// c[R x 16] = (load_c ? c : init[row]) + sum_k a[k·6 + r] · b[k·ldb + j], then the activation
+/// (R <= 6 rows of the 6-row A panel; every output is one FMA chain in k order, the same
+/// arithmetic for every R).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_6x16(
+unsafe fn kernel<const R: usize>(
     depth: (usize, usize),
     a: *const f32,
     b: *const f32,
@@ -276,7 +303,7 @@ unsafe fn kernel_6x16(
 ) {
     use std::arch::x86_64::*;
     let (kc, ldb) = depth;
-    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     if load_c {
         for (r, accr) in acc.iter_mut().enumerate() {
             accr[0] = _mm256_loadu_ps(c.add(r * ldc));
@@ -292,19 +319,11 @@ unsafe fn kernel_6x16(
     for _ in 0..kc {
         let b0 = _mm256_loadu_ps(bp);
         let b1 = _mm256_loadu_ps(bp.add(8));
-        macro_rules! row {
-            ($r:expr) => {
-                let av = _mm256_broadcast_ss(&*ap.add($r));
-                acc[$r][0] = _mm256_fmadd_ps(av, b0, acc[$r][0]);
-                acc[$r][1] = _mm256_fmadd_ps(av, b1, acc[$r][1]);
-            };
+        for (r, accr) in acc.iter_mut().enumerate() {
+            let av = _mm256_broadcast_ss(&*ap.add(r));
+            accr[0] = _mm256_fmadd_ps(av, b0, accr[0]);
+            accr[1] = _mm256_fmadd_ps(av, b1, accr[1]);
         }
-        row!(0);
-        row!(1);
-        row!(2);
-        row!(3);
-        row!(4);
-        row!(5);
         ap = ap.add(MR);
         bp = bp.add(ldb);
     }
@@ -335,7 +354,7 @@ unsafe fn kernel_6x16(
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_6x16(
+unsafe fn kernel<const R: usize>(
     depth: (usize, usize),
     a: *const f32,
     b: *const f32,
@@ -346,7 +365,7 @@ unsafe fn kernel_6x16(
     act: Option<Act>,
 ) {
     let (kc, ldb) = depth;
-    for r in 0..MR {
+    for r in 0..R {
         for j in 0..NR {
             let mut s = if load_c { *c.add(r * ldc + j) } else { init[r] };
             for k in 0..kc {
@@ -363,6 +382,53 @@ unsafe fn kernel_6x16(
                 }
                 Some(Act::Relu(l)) => l.map_or(s.max(0.0), |l| s.max(0.0).min(l)),
             };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row-major [k, n] matrix as a B source.
+    struct Dense<'a> {
+        b: &'a [f32],
+        n: usize,
+    }
+
+    impl BSource for Dense<'_> {
+        fn row(&self, kk: usize, c0: usize, row: &mut [f32]) {
+            row.copy_from_slice(&self.b[kk * self.n + c0..kk * self.n + c0 + row.len()]);
+        }
+    }
+
+    /// Every row count (full and partial panels), a partial column tile and two depth blocks:
+    /// each output is one FMA chain in k order from the bias, bit for bit.
+    #[test]
+    fn partial_tiles_equal_the_fma_chain_bit_for_bit() {
+        if !available() {
+            return;
+        }
+        let (k, n) = (KC + 37, 2 * NR + 5);
+        for m in 1..=2 * MR + 1 {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1013) as f32 * 1e-3 - 0.5).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 997) as f32 * 1e-3 - 0.4).collect();
+            let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.25 - 1.0).collect();
+            let mut c = vec![std::mem::MaybeUninit::new(f32::NAN); m * n];
+            let act = Some(Act::Leaky(0.1));
+            gemm_packed(&PackedA::new(&a, m, k), &Dense { b: &b, n }, n, Some(&bias), act, &mut c);
+            for r in 0..m {
+                for j in 0..n {
+                    let mut s = bias[r];
+                    for kk in 0..k {
+                        s = a[r * k + kk].mul_add(b[kk * n + j], s);
+                    }
+                    let want = if s >= 0.0 { s } else { s * 0.1 };
+                    // SAFETY: gemm_packed wrote every element.
+                    let got = unsafe { c[r * n + j].assume_init() };
+                    assert_eq!(got.to_bits(), want.to_bits(), "m {m} row {r} col {j}");
+                }
+            }
         }
     }
 }
