@@ -203,7 +203,8 @@ impl CalibrationTable {
 
     /// Write the table atomically (temporary file in the same directory, then rename).
     pub fn write(&self, path: &Path) -> Result<(), CalibError> {
-        write_atomic(path, self.to_text().as_bytes())
+        crate::atomic_file::write(path, self.to_text().as_bytes())
+            .map_err(|e| CalibError::Io { path: path.to_path_buf(), msg: e.to_string() })
     }
 }
 
@@ -249,22 +250,6 @@ fn parse_entry(line: &str) -> Result<CalibEntry, String> {
 
 fn write_entry(s: &mut String, e: &CalibEntry) {
     let _ = writeln!(s, "{} {:.7} {:.7} {:.7}", e.name, e.threshold, e.min, e.max);
-}
-
-/// Write `bytes` to `path` through a temporary file in the same directory and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CalibError> {
-    let io = |e: std::io::Error| CalibError::Io { path: path.to_path_buf(), msg: e.to_string() };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "table".into());
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
 }
 
 /// Current local-independent (UTC) time formatted like Python's `datetime.now()`:

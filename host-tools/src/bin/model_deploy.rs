@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// Lower a top MLIR for a chip, check it against a reference, and write the model.
 #[derive(Parser, Debug)]
-#[command(name = "model_deploy", about, long_about = None, rename_all = "snake_case")]
+#[command(name = "model_deploy", version, rename_all = "snake_case")]
 struct Args {
     /// The top-level MLIR written by model_transform (its weight npz is found through the
     /// module's weight_file attribute, next to the MLIR).

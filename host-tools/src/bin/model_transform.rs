@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 /// Convert an ONNX model into a top-level MLIR module plus its f32 weight npz.
 #[derive(Parser, Debug)]
-#[command(name = "model_transform", about, long_about = None, rename_all = "snake_case")]
+#[command(name = "model_transform", version, rename_all = "snake_case")]
 struct Args {
     /// Name of the model: the MLIR module name and the prefix of the generated files
     /// (`<model_name>_top_f32_all_weight.npz` is lower-cased, `<model_name>_in_f32.npz` is not).

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 /// Calibrate a top-level MLIR: per-tensor thresholds (KL + tuning by default), min and max.
 #[derive(Parser, Debug)]
-#[command(name = "run_calibration", version, about, rename_all = "snake_case")]
+#[command(name = "run_calibration", version, rename_all = "snake_case")]
 struct Args {
     /// Top-level F32 MLIR (its weight file is read from the same directory)
     mlir_file: PathBuf,

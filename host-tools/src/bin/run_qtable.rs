@@ -88,39 +88,7 @@ fn parse_compare(s: &str) -> Result<Vec<(String, f64)>> {
 
 /// Write `text` to `path` atomically.
 fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| anyhow!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
-    std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        anyhow!("{}: cannot write: {e}", path.display())
-    })
-}
-
-fn now_stamp() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86400, secs % 86400);
-    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
-    let z = days as i64 + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:06}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    compiler::atomic_file::write(path, text.as_bytes()).map_err(|e| anyhow!("{}: cannot write: {e}", path.display()))
 }
 
 fn run() -> Result<()> {
@@ -181,7 +149,7 @@ fn run() -> Result<()> {
         return Ok(());
     }
     let header = ReportHeader {
-        time: now_stamp(),
+        time: compiler::calibration::table::now_string(),
         samples: n_samples,
         chip: chip.name().to_string(),
         mix_mode: mode.name().to_string(),
