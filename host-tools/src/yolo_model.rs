@@ -94,7 +94,7 @@ impl YoloModel {
         match &self.engine {
             Engine::Graph(g) => {
                 let interp = Interpreter::new(&g.0, &g.1)?;
-                interp.run(&[input.clone()]).with_context(|| format!("{}: inference", self.path.display()))
+                interp.run(std::slice::from_ref(input)).with_context(|| format!("{}: inference", self.path.display()))
             }
             Engine::Bmodel(bytes) => {
                 let data: Vec<f32> = input.iter().copied().collect();
