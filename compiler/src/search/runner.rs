@@ -8,6 +8,7 @@
 //! trial runs only the ops whose results are not known yet (everything upstream of the changed
 //! layers is reused), and computes the cos only of layers whose output signature is new.
 
+mod reference;
 mod signature;
 
 use super::{Evaluation, LayerInfo, MixedRunner, SearchError};
@@ -18,6 +19,7 @@ use crate::ir::{Module, ValueId};
 use crate::lower::{lower, CaliMap, Chip, LowerOptions, Mode, QTable};
 use crate::sim::{self, SimTensor};
 use rayon::prelude::*;
+use reference::RefLayer;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -122,8 +124,8 @@ pub struct SimRunner<'a> {
     layers: Vec<LayerInfo>,
     samples: Vec<Vec<Tensor>>,
     compare: CompareLayers,
-    /// Per sample, per layer: the float model's output (f32).
-    float_ref: Vec<Vec<Tensor>>,
+    /// Per sample, per layer: the float model's output (f32, as the layer cos needs it).
+    float_ref: Vec<Vec<RefLayer>>,
     /// Reuse results across evaluations (on by default).
     reuse: bool,
     memo: Mutex<Memo>,
@@ -176,7 +178,8 @@ impl<'a> SimRunner<'a> {
             runner.run_top_f32()?
         } else {
             let all_float: BTreeSet<String> = runner.layers.iter().map(|l| l.name.clone()).collect();
-            runner.run_layers(&all_float)?
+            let outs = runner.run_layers(&all_float)?;
+            outs.iter().map(|sample| sample.iter().map(RefLayer::new).collect()).collect()
         };
         Ok(runner)
     }
@@ -290,9 +293,7 @@ impl<'a> SimRunner<'a> {
                         .as_ref()
                         .or(seeds[v].as_ref())
                         .ok_or_else(|| SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name)))?;
-                    let deq = t.dequantize();
-                    let r = &self.float_ref[s][i];
-                    cos[i] = cos_sim(deq.as_slice().unwrap_or(&[]), r.as_slice().unwrap_or(&[]));
+                    cos[i] = self.float_ref[s][i].cos(t);
                 }
                 let mut values = HashMap::new();
                 for (v, t) in computed.into_iter().enumerate() {
@@ -363,7 +364,7 @@ impl<'a> SimRunner<'a> {
     }
 
     /// Every layer's output of the top model run by the F32 interpreter, per sample.
-    fn run_top_f32(&self) -> Result<Vec<Vec<Tensor>>, SearchError> {
+    fn run_top_f32(&self) -> Result<Vec<Vec<RefLayer>>, SearchError> {
         let interp = Interpreter::new(self.top, self.weights).map_err(|e| SearchError::Run(e.to_string()))?;
         let f = &self.top.func;
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
@@ -372,11 +373,11 @@ impl<'a> SimRunner<'a> {
         self.samples
             .par_iter()
             .map(|inputs| {
-                let mut out: Vec<Option<Tensor>> = vec![None; self.layers.len()];
+                let mut out: Vec<Option<RefLayer>> = (0..self.layers.len()).map(|_| None).collect();
                 interp
                     .run_observe(inputs, &mut |v, t| {
                         if let Some(&i) = index.get(f.values[v].name.as_str()) {
-                            out[i] = Some(t.clone());
+                            out[i] = Some(RefLayer::new(t));
                         }
                     })
                     .map_err(|e| SearchError::Run(e.to_string()))?;
@@ -442,13 +443,13 @@ impl SimRunner<'_> {
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
         for (s, out) in outs.iter().enumerate() {
             for (i, t) in out.iter().enumerate() {
-                let r = &self.float_ref[s][i];
-                layer_cos[i] += cos_sim(t.as_slice().unwrap_or(&[]), r.as_slice().unwrap_or(&[])) / n;
+                let r = self.float_ref[s][i].values();
+                layer_cos[i] += cos_sim(t.as_slice().unwrap_or(&[]), r) / n;
             }
             for (name, rate) in &self.compare {
                 if let Some(&i) = index.get(name.as_str()) {
-                    let r = &self.float_ref[s][i];
-                    network_cos += rate * cos_sim(out[i].as_slice().unwrap_or(&[]), r.as_slice().unwrap_or(&[])) / n;
+                    let r = self.float_ref[s][i].values();
+                    network_cos += rate * cos_sim(out[i].as_slice().unwrap_or(&[]), r) / n;
                 }
             }
         }

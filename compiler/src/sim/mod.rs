@@ -280,6 +280,9 @@ fn fast_max_pool(
             Some(crate::ir::Quant::Uniform { zero_point, .. }) => zero_point,
             _ => 0,
         };
+        if let Some(t) = max_pool_int8(&g, x, zp, out) {
+            return Some(t);
+        }
         let codes: Vec<i64> = match &x.data {
             SimData::I8(a) => a.iter().map(|&v| v as i64 - zp).collect(),
             SimData::U8(a) => a.iter().map(|&v| v as i64 - zp).collect(),
@@ -296,6 +299,36 @@ fn fast_max_pool(
         let arr = ArrayD::from_shape_vec(ndarray::IxDyn(os), m).ok()?;
         Some(tensor::from_f32(arr, out, cv))
     }
+}
+
+/// Max pooling of int8 / uint8 storage on i16 codes `q − zp` (the i64 path's arithmetic in a
+/// quarter of the memory), stored straight into the result type; `None` for other storage.
+fn max_pool_int8(g: &PoolGeom, x: &SimTensor, zp: i64, out: &TensorType) -> Option<SimTensor> {
+    if !(-255..=255).contains(&zp) {
+        return None;
+    }
+    let zp16 = zp as i16;
+    let codes: Vec<i16> = match &x.data {
+        SimData::I8(a) => a.iter().map(|&v| v as i16 - zp16).collect(),
+        SimData::U8(a) => a.iter().map(|&v| v as i16 - zp16).collect(),
+        _ => return None,
+    };
+    let m = g.max(&codes, i16::MIN, |a, b| a.max(b));
+    let (signed, zp_out) = match out.quant() {
+        Some(crate::ir::Quant::Uniform { signed, zero_point, .. }) => (signed, zero_point),
+        _ => (true, 0),
+    };
+    // An empty window gives 0, as in the i64 path.
+    let value = |v: i16| if v == i16::MIN { zp_out } else { v as i64 + zp_out };
+    let shape = ndarray::IxDyn(out.shape());
+    let data = if signed {
+        SimData::I8(
+            ArrayD::from_shape_vec(shape, m.into_iter().map(|v| value(v).clamp(-128, 127) as i8).collect()).ok()?,
+        )
+    } else {
+        SimData::U8(ArrayD::from_shape_vec(shape, m.into_iter().map(|v| value(v).clamp(0, 255) as u8).collect()).ok()?)
+    };
+    Some(SimTensor { data, ty: out.clone() })
 }
 
 /// Window geometry of a 2-D pooling over `planes` independent `ih × iw` planes.

@@ -537,14 +537,11 @@ fn conv2d_int8_i16(
 
 fn leaky(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor, SimError> {
     if is_int8(out) {
-        let q = codes(c, x)?;
         let m = c.int("multiplier", 1)?;
         let r = c.int("rshift", 0)?;
-        let v = if cv {
-            let mn = c.int("multiplier_neg", 0)?;
-            let rn = c.int("rshift_neg", 0)?;
-            q.mapv(|v| {
-                let v = v as i64;
+        let (mn, rn) = if cv { (c.int("multiplier_neg", 0)?, c.int("rshift_neg", 0)?) } else { (0, 0) };
+        let f = |v: i64| {
+            if cv {
                 if v >= 0 {
                     if m == 1 && r == 0 {
                         v
@@ -554,22 +551,62 @@ fn leaky(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor
                 } else {
                     right_shift_round(v * mn, rn, RoundMode::HalfUp)
                 }
-            })
-        } else {
-            q.mapv(|v| {
-                let v = v as i64;
-                if v >= 0 {
-                    v
-                } else {
-                    right_shift_round(v * m, r, RoundMode::HalfUp)
-                }
-            })
+            } else if v >= 0 {
+                v
+            } else {
+                right_shift_round(v * m, r, RoundMode::HalfUp)
+            }
         };
-        Ok(from_codes(v, out))
+        if let Some(t) = map_codes(x, out, f) {
+            return Ok(t);
+        }
+        Ok(from_codes(codes(c, x)?.mapv(|v| f(v as i64)), out))
     } else {
         let a = c.f64("alpha", 0.01)? as f32;
         Ok(from_f32(x.to_f32().mapv(|v| if v >= 0.0 { v } else { v * a }), out, cv))
     }
+}
+
+/// An elementwise op from int8 storage to an int8 type through a 256-entry table: `f(q − zp)`
+/// for every stored code `q`, then the result type's zero point and saturation, exactly as
+/// `from_codes(codes(x).mapv(f))`. `None` when `x` is not int8 / uint8 storage.
+fn map_codes(x: &SimTensor, out: &TensorType, f: impl Fn(i64) -> i64) -> Option<SimTensor> {
+    let zp_in = qparams(&x.ty).1;
+    let (_, zp, signed) = match out.quant() {
+        Some(Quant::Uniform { .. }) => qparams(out),
+        _ => (1.0, 0, true),
+    };
+    let store = |code: i64| -> u8 {
+        let y = f(code - zp_in) + zp;
+        if signed {
+            y.clamp(-128, 127) as i8 as u8
+        } else {
+            y.clamp(0, 255) as u8
+        }
+    };
+    // Entry `b`: the result for the stored byte `b`.
+    let lut: Vec<u8> = match &x.data {
+        SimData::I8(_) => (0..256).map(|b| store(b as u8 as i8 as i64)).collect(),
+        SimData::U8(_) => (0..256).map(|b| store(b as i64)).collect(),
+        _ => return None,
+    };
+    fn looked_up<T: Copy>(a: &ArrayD<T>, lut: &[u8], byte: impl Fn(T) -> u8) -> Vec<u8> {
+        match a.as_slice() {
+            Some(s) => s.iter().map(|&v| lut[byte(v) as usize]).collect(),
+            None => a.iter().map(|&v| lut[byte(v) as usize]).collect(),
+        }
+    }
+    let (raw, shape) = match &x.data {
+        SimData::I8(a) => (looked_up(a, &lut, |v| v as u8), a.raw_dim()),
+        SimData::U8(a) => (looked_up(a, &lut, |v| v), a.raw_dim()),
+        _ => return None,
+    };
+    let data = if signed {
+        SimData::I8(ArrayD::from_shape_vec(shape, raw.into_iter().map(|b| b as i8).collect()).ok()?)
+    } else {
+        SimData::U8(ArrayD::from_shape_vec(shape, raw).ok()?)
+    };
+    Some(SimTensor { data, ty: out.clone() })
 }
 
 /// Called per pooling output `[n, c, y, x]` with the in-bounds input positions of its window
@@ -854,4 +891,38 @@ fn interp_fallback(c: &Ctx, ops: &[Option<&SimTensor>], outs: &[&TensorType], cv
         return Err(c.err(format!("{} results, expected {}", res.len(), outs.len())));
     }
     Ok(res.into_iter().zip(outs).map(|(v, t)| from_f32(v, t, cv)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::ElemType;
+
+    #[test]
+    fn table_lookup_equals_codes_then_from_codes() {
+        let shape = vec![2, 128];
+        let q = |signed: bool, zp: i64| Some(Quant::Uniform { signed, bits: 8, scale: 0.5, zero_point: zp });
+        let ty = |elem, quant| TensorType::Tensor { shape: shape.clone(), elem, quant };
+        let every_byte: Vec<u8> = (0..=255).collect();
+        let inputs = [
+            SimTensor {
+                data: SimData::I8(
+                    ArrayD::from_shape_vec(IxDyn(&shape), every_byte.iter().map(|&b| b as i8).collect()).unwrap(),
+                ),
+                ty: ty(ElemType::I8, q(true, -7)),
+            },
+            SimTensor {
+                data: SimData::U8(ArrayD::from_shape_vec(IxDyn(&shape), every_byte.clone()).unwrap()),
+                ty: ty(ElemType::UI8, q(false, 131)),
+            },
+        ];
+        let outs = [ty(ElemType::I8, q(true, 0)), ty(ElemType::I8, q(true, 9)), ty(ElemType::UI8, q(false, 200))];
+        let f = |v: i64| if v >= 0 { v * 3 } else { right_shift_round(v * 13, 7, RoundMode::HalfUp) };
+        for x in &inputs {
+            for out in &outs {
+                let want = from_codes(x.codes_i32().unwrap().mapv(|v| f(v as i64)), out);
+                assert_eq!(map_codes(x, out, f).unwrap(), want, "{:?} -> {:?}", x.ty, out);
+            }
+        }
+    }
 }
