@@ -175,7 +175,7 @@ fn run() -> Result<()> {
         "  float layers        {} of {} ({})",
         result.float_layers.len(),
         n_layers,
-        result.float_layers.join(", ")
+        layer_list(&result.float_layers, &args.output)
     );
     println!(
         "  weights             {:.2} MB all-INT8, {:.2} MB mixed (estimated)",
@@ -184,6 +184,16 @@ fn run() -> Result<()> {
     );
     println!("total time: {:.1} s", start.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The float layers for the summary: all of them when few, else the first ones and where the
+/// rest are (a long list would bury the summary).
+fn layer_list(layers: &[String], qtable: &Path) -> String {
+    const SHOWN: usize = 12;
+    if layers.len() <= SHOWN {
+        return layers.join(", ");
+    }
+    format!("{}, ... and {} more in {}", layers[..SHOWN].join(", "), layers.len() - SHOWN, qtable.display())
 }
 
 /// Estimated weight bytes of the all-INT8 and of the mixed model: int8 filters and int32 biases,
@@ -221,5 +231,22 @@ fn main() {
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layer_list;
+    use std::path::Path;
+
+    #[test]
+    fn a_long_float_list_is_cut_in_the_summary() {
+        let few: Vec<String> = (0..3).map(|i| format!("l{i}")).collect();
+        assert_eq!(layer_list(&few, Path::new("q")), "l0, l1, l2");
+        let many: Vec<String> = (0..94).map(|i| format!("l{i}")).collect();
+        assert_eq!(
+            layer_list(&many, Path::new("yolox_qtable")),
+            "l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, ... and 82 more in yolox_qtable"
+        );
     }
 }
