@@ -301,32 +301,41 @@ fn fast_max_pool(
     }
 }
 
-/// Max pooling of int8 / uint8 storage on i16 codes `q − zp` (the i64 path's arithmetic in a
-/// quarter of the memory), stored straight into the result type; `None` for other storage.
+/// Max pooling of int8 / uint8 storage straight on the stored bytes (the order of the codes is
+/// the order of `q − zp`), each maximum then mapped through a 256-entry table to the result
+/// type (minus the input zero point, plus the output one, saturated): the i64 path's result.
+/// `None` for other storage, or when a window lies wholly in the padding (0 there).
 fn max_pool_int8(g: &PoolGeom, x: &SimTensor, zp: i64, out: &TensorType) -> Option<SimTensor> {
-    if !(-255..=255).contains(&zp) {
-        return None;
-    }
-    let zp16 = zp as i16;
-    let codes: Vec<i16> = match &x.data {
-        SimData::I8(a) => a.iter().map(|&v| v as i16 - zp16).collect(),
-        SimData::U8(a) => a.iter().map(|&v| v as i16 - zp16).collect(),
-        _ => return None,
-    };
-    let m = g.max(&codes, i16::MIN, |a, b| a.max(b));
     let (signed, zp_out) = match out.quant() {
         Some(crate::ir::Quant::Uniform { signed, zero_point, .. }) => (signed, zero_point),
         _ => (true, 0),
     };
-    // An empty window gives 0, as in the i64 path.
-    let value = |v: i16| if v == i16::MIN { zp_out } else { v as i64 + zp_out };
+    let store = |code: i64| -> u8 {
+        let y = code - zp + zp_out;
+        if signed {
+            y.clamp(-128, 127) as i8 as u8
+        } else {
+            y.clamp(0, 255) as u8
+        }
+    };
+    let maxima: Vec<u8> = match &x.data {
+        SimData::I8(a) => {
+            let m = g.max_bytes(a.as_slice()?)?;
+            let lut: Vec<u8> = (0..256).map(|b| store(b as u8 as i8 as i64)).collect();
+            m.into_iter().map(|v| lut[v as u8 as usize]).collect()
+        }
+        SimData::U8(a) => {
+            let m = g.max_bytes(a.as_slice()?)?;
+            let lut: Vec<u8> = (0..256).map(|b| store(b as i64)).collect();
+            m.into_iter().map(|v| lut[v as usize]).collect()
+        }
+        _ => return None,
+    };
     let shape = ndarray::IxDyn(out.shape());
     let data = if signed {
-        SimData::I8(
-            ArrayD::from_shape_vec(shape, m.into_iter().map(|v| value(v).clamp(-128, 127) as i8).collect()).ok()?,
-        )
+        SimData::I8(ArrayD::from_shape_vec(shape, maxima.into_iter().map(|b| b as i8).collect()).ok()?)
     } else {
-        SimData::U8(ArrayD::from_shape_vec(shape, m.into_iter().map(|v| value(v).clamp(0, 255) as u8).collect()).ok()?)
+        SimData::U8(ArrayD::from_shape_vec(shape, maxima).ok()?)
     };
     Some(SimTensor { data, ty: out.clone() })
 }
@@ -347,6 +356,45 @@ struct PoolGeom {
 }
 
 impl PoolGeom {
+    /// The in-image range `[lo, hi)` of every window along one axis (`None` if one is empty).
+    fn ranges(outs: usize, k: i64, s: i64, pad: i64, len: usize) -> Option<Vec<(usize, usize)>> {
+        (0..outs)
+            .map(|o| {
+                let a = o as i64 * s - pad;
+                let (lo, hi) = (a.max(0), (a + k).min(len as i64));
+                (lo < hi).then_some((lo as usize, hi as usize))
+            })
+            .collect()
+    }
+
+    /// The maximum of every window of totally ordered values: the column maxima of the window's
+    /// rows, then the maximum of the window's columns. `None` when a window is empty.
+    fn max_bytes<T: Copy + Ord + Send + Sync>(&self, x: &[T]) -> Option<Vec<T>> {
+        use rayon::prelude::*;
+        let rows = Self::ranges(self.oh, self.kh, self.sh, self.pt, self.ih)?;
+        let cols = Self::ranges(self.ow, self.kw, self.sw, self.pl, self.iw)?;
+        if x.len() < self.planes * self.ih * self.iw || self.oh * self.ow == 0 {
+            return None;
+        }
+        let mut out = vec![x[0]; self.planes * self.oh * self.ow];
+        out.par_chunks_mut(self.oh * self.ow).enumerate().for_each(|(pl, o)| {
+            let plane = &x[pl * self.ih * self.iw..(pl + 1) * self.ih * self.iw];
+            let mut colmax = vec![x[0]; self.iw];
+            for (orow, &(ya, yb)) in o.chunks_exact_mut(self.ow).zip(&rows) {
+                colmax.copy_from_slice(&plane[ya * self.iw..(ya + 1) * self.iw]);
+                for y in ya + 1..yb {
+                    for (m, &v) in colmax.iter_mut().zip(&plane[y * self.iw..(y + 1) * self.iw]) {
+                        *m = (*m).max(v);
+                    }
+                }
+                for (d, &(xa, xb)) in orow.iter_mut().zip(&cols) {
+                    *d = colmax[xa..xb].iter().copied().max().unwrap_or(colmax[xa]);
+                }
+            }
+        });
+        Some(out)
+    }
+
     /// Fold every window's in-image elements (row by row, left to right) with `f` from `init`.
     fn max<T: Copy + Send + Sync>(&self, x: &[T], init: T, f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
         use rayon::prelude::*;
