@@ -266,6 +266,20 @@ impl<'a> SimRunner<'a> {
             }
         }
         let n_ops = f.ops.iter().filter(|op| !op.is_weight() && !op.is_none()).count();
+        // Only the assignment this one starts from (the largest evaluated subset) is kept from
+        // here on, and only it can hold this one's values: the other one differs in a layer this
+        // one does not have in float, so everything downstream of that layer differs too. Drop
+        // it before simulating, so that two sets of tensors, not three, are alive at the peak.
+        let base = memo
+            .snapshots
+            .iter()
+            .enumerate()
+            .filter(|(_, snap)| snap.float_set.is_subset(float_layers))
+            .max_by_key(|(_, snap)| snap.float_set.len())
+            .map(|(i, _)| i);
+        let base = base.map(|i| memo.snapshots.swap_remove(i));
+        memo.snapshots.clear();
+        memo.snapshots.extend(base);
         let snapshots = &memo.snapshots;
         let cache = sim::SimCache::new();
         type SampleOut = (HashMap<u64, Arc<SimTensor>>, Vec<f64>, usize);
@@ -319,20 +333,11 @@ impl<'a> SimRunner<'a> {
         }
         let ran: usize = per_sample.iter().map(|p| p.2).sum();
         let values: Vec<HashMap<u64, Arc<SimTensor>>> = per_sample.into_iter().map(|p| p.0).collect();
-        // Keep the assignment this one started from (the largest evaluated subset) and this one.
-        let base = memo
-            .snapshots
-            .iter()
-            .enumerate()
-            .filter(|(_, snap)| snap.float_set.is_subset(float_layers))
-            .max_by_key(|(_, snap)| snap.float_set.len())
-            .map(|(i, _)| i);
-        let base = base.map(|i| memo.snapshots.swap_remove(i));
-        memo.snapshots.clear();
+        // Keep the assignment this one started from and this one.
         if self.reuse {
-            memo.snapshots.extend(base);
             memo.snapshots.push(Snapshot { float_set: float_layers.clone(), values });
         } else {
+            memo.snapshots.clear();
             memo.layer_cos.clear();
         }
         let t3 = Instant::now();
