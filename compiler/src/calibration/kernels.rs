@@ -65,10 +65,55 @@ fn sq_dist_generic(a: &[f32], b: &[f32]) -> f64 {
     ((pairs[0] + pairs[2]) + (pairs[1] + pairs[3])) + tail
 }
 
+/// The eight f64 accumulators of [`sq_dist_generic`] as two AVX vectors (lanes 0-3, 4-7).
+#[cfg(target_arch = "x86_64")]
+type Lanes = [std::arch::x86_64::__m256d; 2];
+
+/// Add `(a[i] - b[i])²` (in f64, multiply then add, unfused) into lane `i % 8`, for the
+/// whole groups of eight of `a` (`b` at least as long).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn accumulate_lanes(acc: &mut Lanes, a: &[f32], b: &[f32]) {
+    use std::arch::x86_64::*;
+    let groups = a.len() / LANES;
+    assert!(b.len() >= groups * LANES);
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    for g in 0..groups {
+        let x = _mm256_loadu_ps(pa.add(g * LANES));
+        let y = _mm256_loadu_ps(pb.add(g * LANES));
+        let dl = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
+        let dh = _mm256_sub_pd(
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x)),
+            _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(y)),
+        );
+        acc[0] = _mm256_add_pd(acc[0], _mm256_mul_pd(dl, dl));
+        acc[1] = _mm256_add_pd(acc[1], _mm256_mul_pd(dh, dh));
+    }
+}
+
+/// The final sum of [`sq_dist_generic`]: lanes paired (k, k + 4), then `(p0 + p2) + (p1 + p3)`,
+/// then the tail.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn finish_lanes(acc: &Lanes, tail: f64) -> f64 {
+    use std::arch::x86_64::*;
+    let mut p = [0f64; 4];
+    _mm256_storeu_pd(p.as_mut_ptr(), _mm256_add_pd(acc[0], acc[1]));
+    ((p[0] + p[2]) + (p[1] + p[3])) + tail
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn sq_dist_avx2(a: &[f32], b: &[f32]) -> f64 {
-    sq_dist_generic(a, b)
+    let mut acc: Lanes = [std::arch::x86_64::_mm256_setzero_pd(); 2];
+    accumulate_lanes(&mut acc, a, b);
+    let whole = a.len() / LANES * LANES;
+    let mut tail = 0f64;
+    for (&x, &y) in a[whole..].iter().zip(&b[whole..]) {
+        let d = x as f64 - y as f64;
+        tail += d * d;
+    }
+    finish_lanes(&acc, tail)
 }
 
 /// Σ (a − b)² in f64 (eight interleaved partial sums; the order is fixed, so the result is
@@ -87,7 +132,7 @@ pub(crate) fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
 
 /// Σ (a − f(x))² in f64 with the lanes and summation order of [`squared_distance`], so that
 /// it equals `squared_distance(a, &x.map(f))` bit for bit without materialising `f(x)`.
-#[inline(always)]
+#[cfg(test)]
 fn sq_dist_mapped_generic(a: &[f32], x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     let mut acc = [0f64; LANES];
     let ca = a.chunks_exact(LANES);
@@ -111,29 +156,9 @@ fn sq_dist_mapped_generic(a: &[f32], x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 /// The tuner distance of an op whose output on fake-quantized inputs is the fake-quantized
 /// reference (max pooling, nearest upsampling, concatenation, ReLU: they commute with the
 /// monotone quantizer): Σ (r − q(r))² with `q` of scale `s`.
-#[inline(always)]
+#[cfg(test)]
 fn quant_sq_dist_generic(reference: &[f32], s: f32) -> f64 {
     sq_dist_mapped_generic(reference, reference, |v| quant_one(v, s))
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn quant_sq_dist_avx2(reference: &[f32], s: f32) -> f64 {
-    quant_sq_dist_generic(reference, s)
-}
-
-/// Σ (r − q(r))² in f64 for the ops whose output is the quantized reference (see
-/// [`quant_sq_dist_generic`]); equal bit for bit to quantizing `r` and calling
-/// [`squared_distance`].
-pub(crate) fn quantized_reference_distance(reference: &[f32], s: f32) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { quant_sq_dist_avx2(reference, s) };
-        }
-    }
-    quant_sq_dist_generic(reference, s)
 }
 
 /// The interpreter's LeakyRelu on one value.
@@ -146,30 +171,119 @@ fn leaky(v: f32, alpha: f32) -> f32 {
     }
 }
 
-#[inline(always)]
+#[cfg(test)]
 fn leaky_sq_dist_generic(reference: &[f32], x: &[f32], s: f32, alpha: f32) -> f64 {
     sq_dist_mapped_generic(reference, x, |v| leaky(quant_one(v, s), alpha))
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn leaky_sq_dist_avx2(reference: &[f32], x: &[f32], s: f32, alpha: f32) -> f64 {
-    leaky_sq_dist_generic(reference, x, s, alpha)
+/// Elements per block of the many-candidate distances (a multiple of [`LANES`]; the block of
+/// the reference and input stays in cache while every candidate reads it).
+const MULTI_BLOCK: usize = 2048;
+
+/// For every scale `s` of `scales`: Σ (a − f(s, x))², each equal bit for bit to the
+/// one-candidate distance (same lanes, order and tail), but `a` and `x` are read once, block
+/// by block, for all candidates (the one-candidate passes are memory bound).
+#[inline(always)]
+fn sq_dist_multi_generic(a: &[f32], x: &[f32], scales: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f64> {
+    let n = a.len().min(x.len());
+    let whole = n / LANES * LANES;
+    let mut acc = vec![[0f64; LANES]; scales.len()];
+    for start in (0..whole).step_by(MULTI_BLOCK) {
+        let end = (start + MULTI_BLOCK).min(whole);
+        let (ab, xb) = (&a[start..end], &x[start..end]);
+        for (accs, &s) in acc.iter_mut().zip(scales) {
+            for (p, q) in ab.chunks_exact(LANES).zip(xb.chunks_exact(LANES)) {
+                for k in 0..LANES {
+                    let d = p[k] as f64 - f(s, q[k]) as f64;
+                    accs[k] += d * d;
+                }
+            }
+        }
+    }
+    acc.iter()
+        .zip(scales)
+        .map(|(accs, &s)| {
+            let mut tail = 0f64;
+            for (&p, &q) in a[whole..n].iter().zip(&x[whole..n]) {
+                let d = p as f64 - f(s, q) as f64;
+                tail += d * d;
+            }
+            let pairs = [accs[0] + accs[4], accs[1] + accs[5], accs[2] + accs[6], accs[3] + accs[7]];
+            ((pairs[0] + pairs[2]) + (pairs[1] + pairs[3])) + tail
+        })
+        .collect()
 }
 
-/// Σ (r − leaky(q(x)))² in f64: a LeakyRelu candidate evaluated and compared in one pass,
-/// equal bit for bit to quantizing `x`, applying the interpreter's LeakyRelu and calling
-/// [`squared_distance`].
-pub(crate) fn leaky_distance(reference: &[f32], x: &[f32], s: f32, alpha: f32) -> f64 {
+/// [`sq_dist_multi_generic`] with AVX2 (the mapped block in a stack buffer, f64 lanes in
+/// vectors); same results bit for bit.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn sq_dist_multi_avx2(a: &[f32], x: &[f32], scales: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f64> {
+    let n = a.len().min(x.len());
+    let whole = n / LANES * LANES;
+    let mut acc: Vec<Lanes> = vec![[std::arch::x86_64::_mm256_setzero_pd(); 2]; scales.len()];
+    let mut buf = [0f32; MULTI_BLOCK];
+    for start in (0..whole).step_by(MULTI_BLOCK) {
+        let end = (start + MULTI_BLOCK).min(whole);
+        let (ab, xb) = (&a[start..end], &x[start..end]);
+        for (lanes, &s) in acc.iter_mut().zip(scales) {
+            for (o, &v) in buf.iter_mut().zip(xb) {
+                *o = f(s, v);
+            }
+            accumulate_lanes(lanes, ab, &buf[..ab.len()]);
+        }
+    }
+    let mut out = Vec::with_capacity(scales.len());
+    for (lanes, &s) in acc.iter().zip(scales) {
+        let mut tail = 0f64;
+        for (&p, &q) in a[whole..n].iter().zip(&x[whole..n]) {
+            let d = p as f64 - f(s, q) as f64;
+            tail += d * d;
+        }
+        out.push(finish_lanes(lanes, tail));
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quant_multi_avx2(reference: &[f32], scales: &[f32]) -> Vec<f64> {
+    sq_dist_multi_avx2(reference, reference, scales, |s, v| quant_one(v, s))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn leaky_multi_avx2(reference: &[f32], x: &[f32], scales: &[f32], alpha: f32) -> Vec<f64> {
+    sq_dist_multi_avx2(reference, x, scales, |s, v| leaky(quant_one(v, s), alpha))
+}
+
+/// For every scale `s` of `scales`, the tuner distance of an op whose output on quantized
+/// inputs is the quantized reference (see [`quant_sq_dist_generic`]): Σ (r − q(r))², equal bit
+/// for bit to quantizing `r` and calling [`squared_distance`]; the reference is read once.
+pub(crate) fn quantized_reference_distances(reference: &[f32], scales: &[f32]) -> Vec<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { quant_multi_avx2(reference, scales) };
+        }
+    }
+    sq_dist_multi_generic(reference, reference, scales, |s, v| quant_one(v, s))
+}
+
+/// For every scale `s` of `scales`: Σ (r − leaky(q(x)))², a LeakyRelu candidate evaluated and
+/// compared in one pass, equal bit for bit to quantizing `x`, applying the interpreter's
+/// LeakyRelu and calling [`squared_distance`]; the reference and input are read once.
+pub(crate) fn leaky_distances(reference: &[f32], x: &[f32], scales: &[f32], alpha: f32) -> Vec<f64> {
     debug_assert_eq!(reference.len(), x.len());
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { leaky_sq_dist_avx2(reference, x, s, alpha) };
+            return unsafe { leaky_multi_avx2(reference, x, scales, alpha) };
         }
     }
-    leaky_sq_dist_generic(reference, x, s, alpha)
+    sq_dist_multi_generic(reference, x, scales, |s, v| leaky(quant_one(v, s), alpha))
 }
 
 /// Σ |a| in f64, summed in element order (the tuner's per-sample normaliser).
@@ -207,11 +321,53 @@ mod tests {
         let s = (127.0 / 2.37f64) as f32;
         let mut q = vec![0f32; x.len()];
         quantize_slice(&r, &mut q, s);
-        assert_eq!(quantized_reference_distance(&r, s).to_bits(), squared_distance(&r, &q).to_bits());
+        assert_eq!(quantized_reference_distances(&r, &[s])[0].to_bits(), squared_distance(&r, &q).to_bits());
         quantize_slice(&x, &mut q, s);
         let out: Vec<f32> = q.iter().map(|&v| if v >= 0.0 { v } else { v * 0.1 }).collect();
-        assert_eq!(leaky_distance(&r, &x, s, 0.1).to_bits(), squared_distance(&r, &out).to_bits());
-        assert!(leaky_distance(&r, &x, s, 0.1) > 0.0);
+        assert_eq!(leaky_distances(&r, &x, &[s], 0.1)[0].to_bits(), squared_distance(&r, &out).to_bits());
+        assert!(leaky_distances(&r, &x, &[s], 0.1)[0] > 0.0);
+    }
+
+    /// The AVX2 paths (used when the CPU has it) against the portable loops, bit for bit, on
+    /// lengths around the lane and block sizes.
+    #[test]
+    fn vector_paths_equal_the_portable_loops_bit_for_bit() {
+        let s = (127.0 / 1.93f64) as f32;
+        for n in [0, 1, 7, 8, 9, 1023, 1024, 1031, 3000] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 2003) as f32 * 2.9e-3 - 2.9).collect();
+            let r: Vec<f32> = x.iter().map(|&v| if v >= 0.0 { v } else { v * 0.1 } + 1e-3).collect();
+            assert_eq!(squared_distance(&r, &x).to_bits(), sq_dist_generic(&r, &x).to_bits(), "n {n}");
+            assert_eq!(
+                quantized_reference_distances(&r, &[s])[0].to_bits(),
+                quant_sq_dist_generic(&r, s).to_bits(),
+                "n {n}"
+            );
+            assert_eq!(
+                leaky_distances(&r, &x, &[s], 0.1)[0].to_bits(),
+                leaky_sq_dist_generic(&r, &x, s, 0.1).to_bits(),
+                "n {n}"
+            );
+        }
+    }
+
+    /// The many-candidate distances equal the one-candidate ones, bit for bit, on both paths.
+    #[test]
+    fn many_candidates_at_once_equal_one_at_a_time() {
+        let scales: Vec<f32> = (0..5).map(|k| (127.0 / (1.3 + 0.4 * k as f64)) as f32).collect();
+        for n in [0, 5, 8, 2047, 2048, 2056, 5000] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 2003) as f32 * 2.9e-3 - 2.9).collect();
+            let r: Vec<f32> = x.iter().map(|&v| if v >= 0.0 { v } else { v * 0.1 } + 1e-3).collect();
+            let q = quantized_reference_distances(&r, &scales);
+            let l = leaky_distances(&r, &x, &scales, 0.1);
+            let qg = sq_dist_multi_generic(&r, &r, &scales, |s, v| quant_one(v, s));
+            let lg = sq_dist_multi_generic(&r, &x, &scales, |s, v| leaky(quant_one(v, s), 0.1));
+            for (k, &s) in scales.iter().enumerate() {
+                let one_q = quant_sq_dist_generic(&r, s).to_bits();
+                let one_l = leaky_sq_dist_generic(&r, &x, s, 0.1).to_bits();
+                assert_eq!((q[k].to_bits(), qg[k].to_bits()), (one_q, one_q), "n {n} candidate {k}");
+                assert_eq!((l[k].to_bits(), lg[k].to_bits()), (one_l, one_l), "n {n} candidate {k}");
+            }
+        }
     }
 
     #[test]

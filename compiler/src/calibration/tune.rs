@@ -3,7 +3,7 @@
 //! fake-quantized weights on fake-quantized F32 reference inputs.
 
 use super::collect::CalibTensor;
-use super::kernels::{abs_sum, leaky_distance, quantize_slice, quantized_reference_distance, squared_distance};
+use super::kernels::{abs_sum, leaky_distances, quantize_slice, quantized_reference_distances, squared_distance};
 use super::CalibError;
 use crate::interp::{Interpreter, Tensor};
 use crate::ir::weights::{TensorData, Weights};
@@ -316,21 +316,24 @@ fn shortcut(op: &crate::ir::Op, samples: &[SampleView<'_>]) -> Option<Shortcut> 
     }
 }
 
-/// Mean tuner distance of one candidate threshold through a [`Shortcut`].
-fn shortcut_distance(how: Shortcut, samples: &[SampleView<'_>], th: f64) -> f64 {
-    let s = (127.0 / th) as f32;
-    let mut total = 0f64;
+/// Mean tuner distance of each candidate threshold of `ths` through a [`Shortcut`] (per
+/// candidate the same sums, in the same order, as evaluating it alone).
+fn shortcut_distances(how: Shortcut, samples: &[SampleView<'_>], ths: &[f64]) -> Vec<f64> {
+    let scales: Vec<f32> = ths.iter().map(|&th| (127.0 / th) as f32).collect();
+    let mut total = vec![0f64; ths.len()];
     for sample in samples {
         let d2 = match how {
-            Shortcut::QuantizedReference => quantized_reference_distance(&sample.reference, s),
+            Shortcut::QuantizedReference => quantized_reference_distances(&sample.reference, &scales),
             Shortcut::Leaky(alpha) => match sample.operands[0] {
-                Some(x) => leaky_distance(&sample.reference, &elements(x), s, alpha),
-                None => f64::NAN,
+                Some(x) => leaky_distances(&sample.reference, &elements(x), &scales, alpha),
+                None => vec![f64::NAN; ths.len()],
             },
         };
-        total += d2.sqrt() / sample.l1;
+        for (t, d) in total.iter_mut().zip(d2) {
+            *t += d.sqrt() / sample.l1;
+        }
     }
-    total / samples.len().max(1) as f64
+    total.iter().map(|t| t / samples.len().max(1) as f64).collect()
 }
 
 /// Candidates `th0 + step*k`, k = 0..=steps; the first initialises, a later one wins only with a
@@ -366,7 +369,14 @@ fn find_better_threshold(
         samples.push(SampleView { operands, reference, l1 });
     }
     let dists: Vec<Result<f64, CalibError>> = match shortcut(op, &samples) {
-        Some(how) => candidates.par_iter().map(|&th| Ok(shortcut_distance(how, &samples, th))).collect(),
+        Some(how) => {
+            // one group of candidates per thread: each reads the samples once for its group
+            let per = candidates.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+            candidates
+                .par_chunks(per)
+                .flat_map_iter(|group| shortcut_distances(how, &samples, group).into_iter().map(Ok))
+                .collect()
+        }
         None => candidates
             .par_iter()
             .map_init(Vec::new, |pool, &th| candidate_distance(dq, op_index, &samples, th, pool))
@@ -470,9 +480,10 @@ mod tests {
                 .collect();
             let how = shortcut(op, &samples);
             assert_eq!(how, want[i], "{}", op.kind);
-            for th in [0.3, 1.1, 2.05, 7.0] {
+            let ths = [0.3, 1.1, 2.05, 7.0];
+            let fast_all = shortcut_distances(how.unwrap(), &samples, &ths);
+            for (&th, &fast) in ths.iter().zip(&fast_all) {
                 let run = candidate_distance(&interp, i, &samples, th, &mut Vec::new()).unwrap();
-                let fast = shortcut_distance(how.unwrap(), &samples, th);
                 assert!(run > 0.0, "{} th {th}", op.kind);
                 assert_eq!(fast.to_bits(), run.to_bits(), "{} th {th}: {fast} vs {run}", op.kind);
             }
