@@ -364,8 +364,7 @@ fn conv2d_i16_with<T: Copy + Send + Sync>(
         return true;
     }
     let k2 = k.div_ceil(2);
-    // Pairs of terms per tile row; the tile of pairs stays about 256 KiB.
-    let width = tile_width(k2, p);
+    let width = tile_width_i16(p);
     let tiles = p.div_ceil(width);
     for n in 0..g.n {
         for (grp, wp) in f.groups.iter().enumerate() {
@@ -400,6 +399,19 @@ fn conv2d_i16_with<T: Copy + Send + Sync>(
         }
     }
     true
+}
+
+/// Output positions per tile of the i16 kernel: at most 256 (the kernel blocks the reduction
+/// for the caches itself, so a tile may be long), a multiple of `NR16`, chosen among a few
+/// tile counts to compute the fewest padding columns (13 × 13 = 169 positions: one tile of 176,
+/// not three of 64).
+fn tile_width_i16(p: usize) -> usize {
+    let fewest = p.div_ceil(256).max(1);
+    (fewest..fewest + 4)
+        .map(|tiles| p.div_ceil(tiles).div_ceil(NR16) * NR16)
+        .min_by_key(|&w| (p.div_ceil(w) * w, usize::MAX - w))
+        .unwrap_or(NR16)
+        .max(NR16)
 }
 
 /// The im2col tile of output positions `p0 .. p0 + width` as pairs of reduction rows:
@@ -682,7 +694,7 @@ mod avx {
         const R: usize = super::MR16;
         const C: usize = super::NR16;
         assert!(wp.len() >= rows.div_ceil(R) * k2 * R * 2);
-        assert!(col.len() >= k2 * width * 2 && out.len() >= rows * width && width % C == 0);
+        assert!(col.len() >= k2 * width * 2 && out.len() >= rows * width && width.is_multiple_of(C));
         for kb in (0..k2).step_by(KC16) {
             let ke = (kb + KC16).min(k2);
             for mc in (0..rows).step_by(MC) {
@@ -841,6 +853,15 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn i16_tiles_waste_few_columns() {
+        // (positions, tile width): 13², 26², 52², 104², 208², and small or awkward counts.
+        let want = [(169, 176), (676, 176), (2704, 208), (10816, 256), (43264, 256), (1, 16), (257, 144)];
+        for (p, w) in want {
+            assert_eq!(tile_width_i16(p), w, "{p} positions");
         }
     }
 
