@@ -370,20 +370,11 @@ fn conv2d(
         let xv = code_vec(c, x)?;
         let wv = code_vec(c, w)?;
         let acc = if deconv { conv::deconv2d(&xv, &wv, &g) } else { conv::conv2d(&xv, &wv, &g) };
-        let bv: Vec<i64> = match bias {
-            Some(b) => code_vec(c, b)?.iter().map(|&v| v as i64).collect(),
-            None => vec![0; oc],
-        };
-        let mult = c.ints("multiplier")?;
-        let rsh = c.ints("rshift")?;
-        let qdm = matches!(c.op.attrs.get("quant_mode"), Some(crate::ir::Attr::Enum { value, .. }) if value == "QDM");
+        let (per, qdm) = channel_requant(c, bias, oc)?;
         let mut res = vec![0i64; acc.len()];
         // one output channel's plane at a time: its multiplier, shift and bias are fixed
         for (row, (plane, r)) in acc.chunks(p.max(1)).zip(res.chunks_mut(p.max(1))).enumerate() {
-            let ch = row % oc;
-            let m = *mult.get(ch).or(mult.first()).unwrap_or(&1);
-            let s = *rsh.get(ch).or(rsh.first()).unwrap_or(&0);
-            let b = bv.get(ch).copied().unwrap_or(0);
+            let (m, s, b) = per[row % oc];
             for (&a, r) in plane.iter().zip(r.iter_mut()) {
                 let v = a as i64 + b;
                 let mut y = if qdm {
@@ -444,6 +435,28 @@ fn code_vec_i16(t: &SimTensor) -> Option<(Vec<i16>, u64)> {
     }
 }
 
+/// Per output channel of an INT8 convolution: its multiplier, shift and bias code (a single
+/// multiplier or shift serves every channel), and whether it requantizes in cv18xx's QDM mode.
+fn channel_requant(c: &Ctx, bias: Option<&SimTensor>, oc: usize) -> Result<(Vec<(i64, i64, i64)>, bool), SimError> {
+    let bv: Vec<i64> = match bias {
+        Some(b) => code_vec(c, b)?.iter().map(|&v| v as i64).collect(),
+        None => vec![0; oc],
+    };
+    let mult = c.ints("multiplier")?;
+    let rsh = c.ints("rshift")?;
+    let qdm = matches!(c.op.attrs.get("quant_mode"), Some(crate::ir::Attr::Enum { value, .. }) if value == "QDM");
+    let per = (0..oc)
+        .map(|ch| {
+            (
+                *mult.get(ch).or(mult.first()).unwrap_or(&1),
+                *rsh.get(ch).or(rsh.first()).unwrap_or(&0),
+                bv.get(ch).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    Ok((per, qdm))
+}
+
 /// The filters of `w` packed for the i16 kernels: from the module's cache when there is one.
 fn packed_filters(c: &Ctx, w: &SimTensor, g: &ConvGeom) -> Option<std::sync::Arc<PackedFilters>> {
     let make = || code_vec_i16(w).and_then(|(wv, _)| PackedFilters::new(&wv, g));
@@ -473,23 +486,7 @@ fn conv2d_int8_i16(
         return Ok(None);
     };
     let oc = g.oc;
-    let bv: Vec<i64> = match bias {
-        Some(b) => code_vec(c, b)?.iter().map(|&v| v as i64).collect(),
-        None => vec![0; oc],
-    };
-    let mult = c.ints("multiplier")?;
-    let rsh = c.ints("rshift")?;
-    let qdm = matches!(c.op.attrs.get("quant_mode"), Some(crate::ir::Attr::Enum { value, .. }) if value == "QDM");
-    // Per channel: multiplier, shift, bias (as the general path picks them).
-    let per: Vec<(i64, i64, i64)> = (0..oc)
-        .map(|ch| {
-            (
-                *mult.get(ch).or(mult.first()).unwrap_or(&1),
-                *rsh.get(ch).or(rsh.first()).unwrap_or(&0),
-                bv.get(ch).copied().unwrap_or(0),
-            )
-        })
-        .collect();
+    let (per, qdm) = channel_requant(c, bias, oc)?;
     let (_, zp, signed) = qparams(out);
     // One channel's run of sums to stored codes: `store` adds the zero point and saturates.
     #[inline(always)]
