@@ -57,6 +57,10 @@ pub trait MixedRunner {
     fn layers(&self) -> &[LayerInfo];
     /// Run every sample with `float_layers` in the float mode and every other layer in INT8.
     fn evaluate(&self, float_layers: &BTreeSet<String>) -> Result<Evaluation, SearchError>;
+    /// The walk will not judge the layers before `index` again nor read their cos, so a runner
+    /// may free what only their cos needs (the float reference of the early, large layers);
+    /// their cos in later evaluations may then be NaN. By default everything is kept.
+    fn judged_before(&self, _index: usize) {}
 }
 
 /// Search parameters (tpu-mlir's flags).
@@ -134,6 +138,7 @@ pub fn search(
     let mut current = int8;
     let mut best_cos = int8_cos;
     for (i, layer) in layers.iter().enumerate() {
+        runner.judged_before(i);
         progress(i, &layer.name, best_cos);
         if float_set.contains(&layer.name) {
             continue;

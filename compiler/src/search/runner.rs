@@ -21,7 +21,8 @@ use crate::sim::{self, SimTensor};
 use rayon::prelude::*;
 use reference::RefLayer;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Kinds that are not layers of the search (no computation of their own).
@@ -124,8 +125,15 @@ pub struct SimRunner<'a> {
     layers: Vec<LayerInfo>,
     samples: Vec<Vec<Tensor>>,
     compare: CompareLayers,
-    /// Per sample, per layer: the float model's output (f32, as the layer cos needs it).
-    float_ref: Vec<Vec<RefLayer>>,
+    /// Per sample, per layer: the float model's output (f32, as the layer cos needs it). The
+    /// layers the walk has passed are freed (see [`MixedRunner::judged_before`]).
+    float_ref: RwLock<Vec<Vec<RefLayer>>>,
+    /// Per layer: whether the network cos reads it (never freed).
+    compared: Vec<bool>,
+    /// Free the references of the layers the walk has passed (on by default).
+    free_judged: bool,
+    /// Leading layers whose references are freed (those not in `compared`).
+    released: AtomicUsize,
     /// Reuse results across evaluations (on by default).
     reuse: bool,
     memo: Mutex<Memo>,
@@ -168,11 +176,15 @@ impl<'a> SimRunner<'a> {
             layers,
             samples,
             compare,
-            float_ref: Vec::new(),
+            float_ref: RwLock::new(Vec::new()),
+            compared: Vec::new(),
+            free_judged: true,
+            released: AtomicUsize::new(0),
             reuse: true,
             memo: Mutex::new(Memo::default()),
         };
-        runner.float_ref = if float_mode == Mode::F32 {
+        runner.compared = runner.layers.iter().map(|l| runner.compare.iter().any(|(n, _)| n == &l.name)).collect();
+        let float_ref = if float_mode == Mode::F32 {
             // F32 lowering computes what the top model computes: the F32 interpreter is the same
             // arithmetic, an order of magnitude faster than simulating it op by op.
             runner.run_top_f32()?
@@ -181,6 +193,7 @@ impl<'a> SimRunner<'a> {
             let outs = runner.run_layers(&all_float)?;
             outs.iter().map(|sample| sample.iter().map(RefLayer::new).collect()).collect()
         };
+        runner.float_ref = RwLock::new(float_ref);
         Ok(runner)
     }
 
@@ -197,6 +210,17 @@ impl<'a> SimRunner<'a> {
             m.snapshots.clear();
             m.layer_cos.clear();
         }
+    }
+
+    /// Keep every layer's float reference for the whole search (off frees a layer's once the walk
+    /// has passed it). On is needed to run a second search with the same runner.
+    pub fn set_keep_references(&mut self, keep: bool) {
+        self.free_judged = !keep;
+    }
+
+    /// True when layer `i`'s float reference has been freed.
+    fn is_released(&self, i: usize, released: usize) -> bool {
+        i < released && !self.compared[i]
     }
 
     /// Time and reuse figures of the evaluations so far.
@@ -257,8 +281,15 @@ impl<'a> SimRunner<'a> {
         let f = &lowered.func;
         let layer_vals = self.layer_values(&lowered)?;
         let n_layers = self.layers.len();
-        let known: Vec<Option<Arc<Vec<f64>>>> =
-            (0..n_layers).map(|i| memo.layer_cos.get(&(i, sig[layer_vals[i]])).cloned()).collect();
+        // Freed layers are not judged any more: their cos is NaN, not computed.
+        let released = self.released.load(Ordering::Acquire);
+        let unjudged = Arc::new(vec![f64::NAN; self.samples.len()]);
+        let known: Vec<Option<Arc<Vec<f64>>>> = (0..n_layers)
+            .map(|i| match self.is_released(i, released) {
+                true => Some(unjudged.clone()),
+                false => memo.layer_cos.get(&(i, sig[layer_vals[i]])).cloned(),
+            })
+            .collect();
         let mut wanted = vec![false; f.values.len()];
         for i in 0..n_layers {
             if known[i].is_none() {
@@ -282,6 +313,7 @@ impl<'a> SimRunner<'a> {
         memo.snapshots.extend(base);
         let snapshots = &memo.snapshots;
         let cache = sim::SimCache::new();
+        let float_ref = self.float_ref.read().map_err(|_| SearchError::Run("runner state poisoned".into()))?;
         type SampleOut = (HashMap<u64, Arc<SimTensor>>, Vec<f64>, usize);
         let per_sample: Vec<SampleOut> = self
             .samples
@@ -307,7 +339,7 @@ impl<'a> SimRunner<'a> {
                         .as_ref()
                         .or(seeds[v].as_ref())
                         .ok_or_else(|| SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name)))?;
-                    cos[i] = self.float_ref[s][i].cos(t);
+                    cos[i] = float_ref[s][i].cos(t);
                 }
                 let mut values = HashMap::new();
                 for (v, t) in computed.into_iter().enumerate() {
@@ -435,6 +467,27 @@ impl MixedRunner for SimRunner<'_> {
     fn evaluate(&self, float_layers: &BTreeSet<String>) -> Result<Evaluation, SearchError> {
         self.evaluate_memo(float_layers)
     }
+
+    fn judged_before(&self, index: usize) {
+        if !self.free_judged {
+            return;
+        }
+        let from = self.released.load(Ordering::Acquire);
+        let upto = index.min(self.layers.len());
+        if upto <= from {
+            return;
+        }
+        if let Ok(mut refs) = self.float_ref.write() {
+            for sample in refs.iter_mut() {
+                for i in from..upto {
+                    if !self.compared[i] {
+                        sample[i] = RefLayer::released();
+                    }
+                }
+            }
+            self.released.store(upto, Ordering::Release);
+        }
+    }
 }
 
 impl SimRunner<'_> {
@@ -442,18 +495,24 @@ impl SimRunner<'_> {
     /// the definition [`MixedRunner::evaluate`] must equal; for tests.
     pub fn evaluate_plain(&self, float_layers: &BTreeSet<String>) -> Result<Evaluation, SearchError> {
         let outs = self.run_layers(float_layers)?;
+        let float_ref = self.float_ref.read().map_err(|_| SearchError::Run("runner state poisoned".into()))?;
+        let released = self.released.load(Ordering::Acquire);
         let n = outs.len().max(1) as f64;
         let mut layer_cos = vec![0.0; self.layers.len()];
         let mut network_cos = 0.0;
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
         for (s, out) in outs.iter().enumerate() {
             for (i, t) in out.iter().enumerate() {
-                let r = self.float_ref[s][i].values();
+                if self.is_released(i, released) {
+                    layer_cos[i] = f64::NAN;
+                    continue;
+                }
+                let r = float_ref[s][i].values();
                 layer_cos[i] += cos_sim(t.as_slice().unwrap_or(&[]), r) / n;
             }
             for (name, rate) in &self.compare {
                 if let Some(&i) = index.get(name.as_str()) {
-                    let r = self.float_ref[s][i].values();
+                    let r = float_ref[s][i].values();
                     network_cos += rate * cos_sim(out[i].as_slice().unwrap_or(&[]), r) / n;
                 }
             }
@@ -507,13 +566,27 @@ mod tests {
             set(&["conv2d_2_Conv", "leaky_re_lu_2_LeakyRelu", "conv2d_7_Conv", "leaky_re_lu_7_LeakyRelu"]),
             set(&["conv2d_1_Conv", "conv2d_2_Conv", "leaky_re_lu_2_LeakyRelu"]),
         ];
+        let mut before = Vec::new();
         for s in &sets {
             let reused = runner.evaluate(s).unwrap();
             let plain = runner.evaluate_plain(s).unwrap();
             assert_eq!(reused, plain, "float set {s:?}");
+            before.push(reused);
         }
         let st = runner.stats();
         assert_eq!(st.evaluations, sets.len());
+        // Once the walk has passed the first 4 layers their references are freed: their cos is
+        // NaN, every other figure is unchanged (the outputs are never freed).
+        runner.judged_before(4);
+        for (s, b) in sets.iter().zip(&before) {
+            for after in [runner.evaluate(s).unwrap(), runner.evaluate_plain(s).unwrap()] {
+                assert_eq!(after.network_cos.to_bits(), b.network_cos.to_bits(), "float set {s:?}");
+                for (i, c) in after.layer_cos.iter().enumerate() {
+                    assert_eq!(c.is_nan(), i < 4, "layer {i}: {c}");
+                }
+                assert_eq!(after.layer_cos[4..], b.layer_cos[4..], "float set {s:?}");
+            }
+        }
         // Every trial after the first reuses at least the ops before conv2d_2 on both samples.
         assert!(st.ops_reused >= 2 * 4 * (sets.len() - 1), "{st:?}");
     }

@@ -117,6 +117,8 @@ fn main() -> Result<()> {
     }
     let t_load = start.elapsed().as_secs_f64();
     let mut runner = SimRunner::new(&top, &weights, &cali, chip, mode, samples, Vec::new())?;
+    // The second search (without reuse) needs every layer's reference again.
+    runner.set_keep_references(args.compare_no_reuse);
     let t_ref = start.elapsed().as_secs_f64() - t_load;
     let result = search(&runner, &params, &mut |_, _, _| {})?;
     let secs = start.elapsed().as_secs_f64();

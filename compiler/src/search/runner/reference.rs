@@ -30,6 +30,11 @@ impl RefLayer {
         RefLayer { values, norm2 }
     }
 
+    /// A freed reference: the walk will not judge its layer again.
+    pub(super) fn released() -> RefLayer {
+        RefLayer { values: Vec::new(), norm2: 0.0 }
+    }
+
     /// The kept values (sanitized; `cos_sim` sanitizes them again to the same numbers).
     pub(super) fn values(&self) -> &[f32] {
         &self.values
