@@ -479,9 +479,9 @@ impl MixedRunner for SimRunner<'_> {
         }
         if let Ok(mut refs) = self.float_ref.write() {
             for sample in refs.iter_mut() {
-                for i in from..upto {
-                    if !self.compared[i] {
-                        sample[i] = RefLayer::released();
+                for (r, &compared) in sample[from..upto].iter_mut().zip(&self.compared[from..upto]) {
+                    if !compared {
+                        *r = RefLayer::released();
                     }
                 }
             }

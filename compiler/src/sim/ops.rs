@@ -435,9 +435,12 @@ fn code_vec_i16(t: &SimTensor) -> Option<(Vec<i16>, u64)> {
     }
 }
 
+/// One output channel's requantization: multiplier, right shift, bias code.
+type ChannelRequant = (i64, i64, i64);
+
 /// Per output channel of an INT8 convolution: its multiplier, shift and bias code (a single
 /// multiplier or shift serves every channel), and whether it requantizes in cv18xx's QDM mode.
-fn channel_requant(c: &Ctx, bias: Option<&SimTensor>, oc: usize) -> Result<(Vec<(i64, i64, i64)>, bool), SimError> {
+fn channel_requant(c: &Ctx, bias: Option<&SimTensor>, oc: usize) -> Result<(Vec<ChannelRequant>, bool), SimError> {
     let bv: Vec<i64> = match bias {
         Some(b) => code_vec(c, b)?.iter().map(|&v| v as i64).collect(),
         None => vec![0; oc],
