@@ -89,22 +89,47 @@ impl YoloModel {
         &self.path
     }
 
+    /// Prepare the model for running: the interpreter (with its packed filters) is built here,
+    /// once, not for every photo.
+    pub fn runner(&self) -> Result<YoloRunner<'_>> {
+        let engine = match &self.engine {
+            Engine::Graph(g) => RunEngine::Graph(Interpreter::new(&g.0, &g.1)?),
+            Engine::Bmodel(bytes) => RunEngine::Bmodel(bytes),
+        };
+        Ok(YoloRunner { model: self, engine })
+    }
+}
+
+/// What runs a prepared model.
+enum RunEngine<'a> {
+    /// The F32 interpreter over the model's graph.
+    Graph(Interpreter<'a>),
+    /// The bmodel bytes, run on the runtime with a fresh host arena per photo.
+    Bmodel(&'a [u8]),
+}
+
+/// A [`YoloModel`] ready to run on many photos (shareable across threads).
+pub struct YoloRunner<'a> {
+    model: &'a YoloModel,
+    engine: RunEngine<'a>,
+}
+
+impl YoloRunner<'_> {
     /// Run the network on a preprocessed `[1, 3, h, w]` input and return the two heads.
     pub fn heads(&self, input: &ndarray::ArrayD<f32>) -> Result<Vec<ndarray::ArrayD<f32>>> {
+        let path = &self.model.path;
         match &self.engine {
-            Engine::Graph(g) => {
-                let interp = Interpreter::new(&g.0, &g.1)?;
-                interp.run(std::slice::from_ref(input)).with_context(|| format!("{}: inference", self.path.display()))
+            RunEngine::Graph(interp) => {
+                interp.run(std::slice::from_ref(input)).with_context(|| format!("{}: inference", path.display()))
             }
-            Engine::Bmodel(bytes) => {
+            RunEngine::Bmodel(bytes) => {
                 let data: Vec<f32> = input.iter().copied().collect();
                 let outs = runtime::host::run_f32(bytes, &[&data])
-                    .map_err(|e| anyhow::anyhow!("{}: {e:?}", self.path.display()))?;
+                    .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))?;
                 outs.into_iter()
                     .map(|o| {
-                        ndarray::ArrayD::from_shape_vec(o.dims.clone(), o.values).with_context(|| {
-                            format!("{}: output {} has an inconsistent shape", self.path.display(), o.name)
-                        })
+                        ndarray::ArrayD::from_shape_vec(o.dims.clone(), o.values)
+                            .with_context(|| format!("{}: output {} has an inconsistent shape", path.display(), o.name))
                     })
                     .collect()
             }
@@ -122,11 +147,11 @@ impl YoloModel {
             score_thresh: opts.score_thresh,
             nms_thresh: opts.nms_thresh,
             conf_thresh: opts.conf_thresh,
-            postprocess: self.postprocess,
+            postprocess: self.model.postprocess,
             ..Params::default()
         };
         yolo::decode(&heads, rgb.width, rgb.height, &params)
-            .with_context(|| format!("{}: model outputs are not tiny-yolov3 heads", self.path.display()))
+            .with_context(|| format!("{}: model outputs are not tiny-yolov3 heads", self.model.path().display()))
     }
 }
 

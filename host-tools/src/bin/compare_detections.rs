@@ -76,8 +76,11 @@ fn run(args: &Args) -> Result<()> {
     let list = photos(args)?;
     let opts =
         DetectOptions { score_thresh: args.score_thresh, nms_thresh: args.nms_thresh, ..DetectOptions::default() };
-    let reference = YoloModel::load(&args.reference, opts.net)?;
-    let models: Vec<YoloModel> = args.models.iter().map(|p| YoloModel::load(p, opts.net)).collect::<Result<_>>()?;
+    let reference_model = YoloModel::load(&args.reference, opts.net)?;
+    let loaded: Vec<YoloModel> = args.models.iter().map(|p| YoloModel::load(p, opts.net)).collect::<Result<_>>()?;
+    // Prepared once, shared by the threads that run the photos.
+    let reference = reference_model.runner()?;
+    let models = loaded.iter().map(YoloModel::runner).collect::<Result<Vec<_>>>()?;
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(list.len() as u64);
         b.set_style(

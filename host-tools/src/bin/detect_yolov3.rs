@@ -67,7 +67,7 @@ fn run(args: &Args) -> Result<()> {
         nms_thresh: args.nms_thresh,
         conf_thresh: args.conf_thresh,
     };
-    let detections = model.detect(&rgb, &opts)?;
+    let detections = model.runner()?.detect(&rgb, &opts)?;
     if detections.is_empty() {
         println!("No object was detected");
     }
