@@ -21,6 +21,20 @@ fn run_qtable(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_run_qtable")).args(args).current_dir(dir).output().unwrap()
 }
 
+/// The walkthrough's search arguments (`--min_layer_cos 0.999 --expected_cos 0.9999`, tpu-mlir's
+/// calibration table, the COCO photos) on `input_num` images for `chip`, writing `out` and `loss`.
+fn search_args(mlir: &Path, input_num: &str, chip: &str, out: &str, loss: &str) -> Vec<String> {
+    let table = asset("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table");
+    let data = asset("images/COCO2017");
+    let fixed = ["--min_layer_cos", "0.999", "--expected_cos", "0.9999", "--loss_table", loss, "-o", out];
+    [mlir.to_str().unwrap(), "--dataset", data.to_str().unwrap(), "--input_num", input_num]
+        .into_iter()
+        .chain(["--calibration_table", table.to_str().unwrap(), "--chip", chip])
+        .chain(fixed)
+        .map(str::to_string)
+        .collect()
+}
+
 /// The file without its time stamp line.
 fn body(p: &Path) -> String {
     std::fs::read_to_string(p)
@@ -36,32 +50,7 @@ fn cv183x_search_writes_bf16_tables_deterministically() {
     let dir = std::env::temp_dir().join(format!("qtable-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mlir = top_mlir(&dir);
-    let table = asset("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table");
-    let data = asset("images/COCO2017");
-    let args = |out: &str, loss: &str| -> Vec<String> {
-        [
-            mlir.to_str().unwrap(),
-            "--dataset",
-            data.to_str().unwrap(),
-            "--input_num",
-            "2",
-            "--calibration_table",
-            table.to_str().unwrap(),
-            "--min_layer_cos",
-            "0.999",
-            "--expected_cos",
-            "0.9999",
-            "--chip",
-            "cv183x",
-            "--loss_table",
-            loss,
-            "-o",
-            out,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = |out: &str, loss: &str| search_args(&mlir, "2", "cv183x", out, loss);
     for (q, l) in [("q1", "l1.txt"), ("q2", "l2.txt")] {
         let a = args(q, l);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -99,33 +88,11 @@ fn bm1684x_search_matches_the_recorded_tables_with_and_without_reuse() {
     let dir = std::env::temp_dir().join(format!("qtable-bm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mlir = top_mlir(&dir);
-    let table = asset("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table");
-    let data = asset("images/COCO2017");
     let run = |out: &str, loss: &str, debug: &str| {
-        let o = run_qtable(
-            &dir,
-            &[
-                mlir.to_str().unwrap(),
-                "--dataset",
-                data.to_str().unwrap(),
-                "--input_num",
-                "3",
-                "--calibration_table",
-                table.to_str().unwrap(),
-                "--min_layer_cos",
-                "0.999",
-                "--expected_cos",
-                "0.9999",
-                "--chip",
-                "bm1684x",
-                "--debug_cmd",
-                debug,
-                "--loss_table",
-                loss,
-                "-o",
-                out,
-            ],
-        );
+        let mut a = search_args(&mlir, "3", "bm1684x", out, loss);
+        a.extend(["--debug_cmd".to_string(), debug.to_string()]);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let o = run_qtable(&dir, &a);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).to_string()
     };
