@@ -17,7 +17,7 @@ pub use dataset::{python_shuffle, read_data_list, select_dataset, Dataset, Mt199
 pub use histogram::{AbsHistogram, TensorStats};
 pub use inputs::{InputLoader, ModelInput};
 pub use kl::kl_threshold;
-pub use run::{run_calibration, CalibEvent, CalibOptions, CalibOutcome};
+pub use run::{run_calibration, CalibEvent, CalibOptions, CalibOutcome, PhaseTimes};
 pub use table::{CalibEntry, CalibrationTable, TableHeader};
 pub use tune::{fake_quant, fake_quant_weights, tune_thresholds, TuneOptions};
 

@@ -5,12 +5,13 @@ use super::collect::{CaliMethod, Collector, TensorResult};
 use super::dataset::Dataset;
 use super::inputs::InputLoader;
 use super::table::{now_string, CalibEntry, CalibrationTable, TableHeader};
-use super::tune::{tune_thresholds, TuneOptions};
+use super::tune::{tune_thresholds_timed, TuneArgs, TuneOptions};
 use super::CalibError;
 use crate::interp::{Interpreter, Tensor};
 use crate::ir::weights::Weights;
 use crate::ir::Module;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Version text written into the table header (tpu-mlir writes pymlir's version there).
 pub const TABLE_VERSION: &str = concat!("tpu-mlir-rs ", env!("CARGO_PKG_VERSION"), " cali version 1.0");
@@ -67,6 +68,27 @@ pub struct CalibOutcome {
     pub samples_used: usize,
     /// Samples skipped with their error.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Where the wall time went (for benchmarks).
+    pub times: PhaseTimes,
+}
+
+/// Wall time of the parts of a run, as the calling thread saw it (each part may use every core).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PhaseTimes {
+    /// Statistics: folding the op results into the per-tensor statistics (min / max / histogram).
+    pub observe: Duration,
+    /// Statistics: waiting for the next sample's decoding after the model run finished.
+    pub load_wait: Duration,
+    /// The whole statistics pass (model runs, folding, decoding).
+    pub statistics: Duration,
+    /// Thresholds from the statistics (the KL searches).
+    pub thresholds: Duration,
+    /// Tuning: the F32 reference results of the tune samples, op by op.
+    pub tune_reference: Duration,
+    /// Tuning: candidates evaluated by running the op.
+    pub tune_run: Duration,
+    /// Tuning: candidates evaluated through a shortcut (no op run).
+    pub tune_shortcut: Duration,
 }
 
 /// A float printed and parsed back like the `.1` table tpu-mlir's tuner reads.
@@ -108,26 +130,38 @@ pub fn run_calibration(
     let mut skipped = Vec::new();
     let mut used = 0usize;
 
+    let mut times = PhaseTimes::default();
+    let statistics = Instant::now();
     let load = |k: usize| loader.load_batched(dataset.kind, &groups[k]);
     let mut next = if total > 0 { Some(load(0)) } else { None };
     #[allow(clippy::needless_range_loop)] // k also indexes the prefetch of k + 1
     for k in 0..total {
         let current = next.take().unwrap_or_else(|| load(k));
         // decode the next sample while this one runs
+        let joined = Instant::now();
+        let mut ran = Duration::ZERO;
         let (run_result, prefetched) = rayon::join(
             || -> Result<Option<Vec<Tensor>>, CalibError> {
-                match current {
+                let started = Instant::now();
+                let result = match current {
                     Ok(inputs) => {
                         interp
-                            .run_observe(&inputs, &mut |v, t| collector.observe(v, t))
+                            .run_observe(&inputs, &mut |v, t| {
+                                let t0 = Instant::now();
+                                collector.observe(v, t);
+                                times.observe += t0.elapsed();
+                            })
                             .map_err(|e| CalibError::Model(e.to_string()))?;
                         Ok(Some(inputs))
                     }
                     Err(e) => Err(e),
-                }
+                };
+                ran = started.elapsed();
+                result
             },
             || if k + 1 < total { Some(load(k + 1)) } else { None },
         );
+        times.load_wait += joined.elapsed().saturating_sub(ran);
         next = prefetched;
         match run_result {
             Ok(Some(inputs)) => {
@@ -149,13 +183,17 @@ pub fn run_calibration(
     if used == 0 {
         return Err(CalibError::Dataset("no sample could be used".into()));
     }
+    times.statistics = statistics.elapsed();
+    let thresholds_started = Instant::now();
     let results = collector.finish();
+    times.thresholds = thresholds_started.elapsed();
     let tensors = collector.tensors().to_vec();
     let thresholds: Vec<f64> = if tune {
         let initial: Vec<f64> = results.iter().map(|r| through_text(r.threshold)).collect();
         let abs_max: Vec<f64> = results.iter().map(|r| r.abs_max).collect();
         let mut progress = |done, total| on_event(CalibEvent::Tune { done, total });
-        tune_thresholds(module, weights, &tune_inputs, &tensors, &initial, &abs_max, opts.tune, &mut progress)?
+        let tune_args = TuneArgs { inputs: &tune_inputs, tensors: &tensors, initial: &initial, abs_max: &abs_max };
+        tune_thresholds_timed(module, weights, &tune_args, opts.tune, &mut progress, &mut times)?
             .into_iter()
             .map(|t| if t <= 1e-5 || t.is_nan() { 1e-5 } else { t })
             .collect()
@@ -183,5 +221,6 @@ pub fn run_calibration(
         untuned: results,
         samples_used: used,
         skipped,
+        times,
     })
 }

@@ -4,6 +4,7 @@
 
 use super::collect::CalibTensor;
 use super::kernels::{abs_sum, leaky_distances, quantize_slice, quantized_reference_distances, squared_distance};
+use super::run::PhaseTimes;
 use super::CalibError;
 use crate::interp::{Interpreter, Tensor};
 use crate::ir::weights::{TensorData, Weights};
@@ -11,6 +12,7 @@ use crate::ir::{Module, ValueId};
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::time::Instant;
 
 /// Tuning parameters (`--tune_num`, `--debug_cmd tune_steps=N;min_tuned_diff=X;fake_quant_weight`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,6 +118,32 @@ pub fn tune_thresholds(
     opts: TuneOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f64>, CalibError> {
+    let args = TuneArgs { inputs: tune_inputs, tensors, initial, abs_max };
+    tune_thresholds_timed(module, weights, &args, opts, progress, &mut PhaseTimes::default())
+}
+
+/// The data a tuning pass works on (see [`tune_thresholds`]).
+pub(crate) struct TuneArgs<'a> {
+    /// The tune samples' model inputs.
+    pub inputs: &'a [Vec<Tensor>],
+    /// The calibrated tensors in table order.
+    pub tensors: &'a [CalibTensor],
+    /// KL thresholds as read back from the `.1` table, by slot.
+    pub initial: &'a [f64],
+    /// Abs-max values, by slot.
+    pub abs_max: &'a [f64],
+}
+
+/// [`tune_thresholds`], adding the wall time of its parts into `times`.
+pub(crate) fn tune_thresholds_timed(
+    module: &Module,
+    weights: &Weights,
+    args: &TuneArgs<'_>,
+    opts: TuneOptions,
+    progress: &mut dyn FnMut(usize, usize),
+    times: &mut PhaseTimes,
+) -> Result<Vec<f64>, CalibError> {
+    let TuneArgs { inputs: tune_inputs, tensors, initial, abs_max } = *args;
     let f = &module.func;
     let model_err = |e: crate::interp::InterpError| CalibError::Model(e.to_string());
     let reference = Interpreter::new(module, weights).map_err(model_err)?;
@@ -151,6 +179,7 @@ pub fn tune_thresholds(
             continue;
         }
         // F32 reference output of this op for every tune sample
+        let reference_started = Instant::now();
         for (s, inputs) in tune_inputs.iter().enumerate() {
             let operands = sample_operands(op, &arg_index, inputs, &store.env[s]);
             let outs = reference.eval_op(i, &operands).map_err(model_err)?;
@@ -158,6 +187,7 @@ pub fn tune_thresholds(
                 store.env[s][r] = Some(t);
             }
         }
+        times.tune_reference += reference_started.elapsed();
         if op.kind != "top.Input" {
             let mut pre: Vec<usize> = Vec::new();
             for &v in &op.operands {
@@ -184,6 +214,7 @@ pub fn tune_thresholds(
                         initial[t],
                         abs_max[t],
                         opts,
+                        times,
                     )?;
                     if best > th[t] {
                         th[t] = best;
@@ -349,6 +380,7 @@ fn find_better_threshold(
     th0: f64,
     abs_max: f64,
     opts: TuneOptions,
+    times: &mut PhaseTimes,
 ) -> Result<f64, CalibError> {
     let diff = (abs_max - th0).abs();
     let step = (abs_max - th0) / opts.steps as f64;
@@ -368,7 +400,9 @@ fn find_better_threshold(
         let l1 = abs_sum(&reference);
         samples.push(SampleView { operands, reference, l1 });
     }
-    let dists: Vec<Result<f64, CalibError>> = match shortcut(op, &samples) {
+    let started = Instant::now();
+    let how = shortcut(op, &samples);
+    let dists: Vec<Result<f64, CalibError>> = match how {
         Some(how) => {
             // one group of candidates per thread: each reads the samples once for its group
             let per = candidates.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
@@ -382,6 +416,7 @@ fn find_better_threshold(
             .map_init(Vec::new, |pool, &th| candidate_distance(dq, op_index, &samples, th, pool))
             .collect(),
     };
+    *(if how.is_some() { &mut times.tune_shortcut } else { &mut times.tune_run }) += started.elapsed();
     let mut best = th0;
     let mut prev: Option<f64> = None;
     for (th, d) in candidates.iter().zip(dists) {

@@ -101,6 +101,17 @@ fn main() -> Result<()> {
         load_before,
         load_average()
     );
+    let t = &out.times;
+    println!(
+        "  statistics {:.2} s: folding {:.2} s, waiting for decoding {:.2} s; thresholds {:.2} s; tuning: references {:.2} s, op runs {:.2} s, shortcuts {:.2} s",
+        t.statistics.as_secs_f64(),
+        t.observe.as_secs_f64(),
+        t.load_wait.as_secs_f64(),
+        t.thresholds.as_secs_f64(),
+        t.tune_reference.as_secs_f64(),
+        t.tune_run.as_secs_f64(),
+        t.tune_shortcut.as_secs_f64()
+    );
     if args.profile {
         tune_times.sort_by(|a, b| b.1.total_cmp(&a.1));
         let f = &module.func;
