@@ -25,6 +25,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+/// Samples whose layer cos are summed together (interleaved; see [`reference::cos_of_samples`]).
+const COS_SAMPLES: usize = 4;
+
 /// Kinds that are not layers of the search (no computation of their own).
 const NOT_LAYERS: &[&str] = &["top.Input", "top.Weight", "top.None"];
 
@@ -314,7 +317,7 @@ impl<'a> SimRunner<'a> {
         let snapshots = &memo.snapshots;
         let cache = sim::SimCache::new();
         let float_ref = self.float_ref.read().map_err(|_| SearchError::Run("runner state poisoned".into()))?;
-        type SampleOut = (HashMap<u64, Arc<SimTensor>>, Vec<f64>, usize);
+        type SampleOut = (HashMap<u64, Arc<SimTensor>>, usize);
         let per_sample: Vec<SampleOut> = self
             .samples
             .par_iter()
@@ -329,41 +332,55 @@ impl<'a> SimRunner<'a> {
                     .iter()
                     .filter(|op| !op.is_weight() && !op.is_none() && op.results.iter().any(|&r| computed[r].is_some()))
                     .count();
-                let mut cos = vec![f64::NAN; n_layers];
-                for i in 0..n_layers {
-                    if known[i].is_some() {
-                        continue;
-                    }
-                    let v = layer_vals[i];
-                    let t = computed[v]
-                        .as_ref()
-                        .or(seeds[v].as_ref())
-                        .ok_or_else(|| SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name)))?;
-                    cos[i] = float_ref[s][i].cos(t);
-                }
                 let mut values = HashMap::new();
                 for (v, t) in computed.into_iter().enumerate() {
                     if let Some(t) = t.or_else(|| seeds[v].clone()) {
                         values.insert(sig[v], t);
                     }
                 }
-                Ok((values, cos, ran))
+                Ok((values, ran))
             })
             .collect::<Result<_, _>>()?;
+        // The cos of every layer not known yet, a few samples at a time (see `cos_of_samples`).
+        let groups: Vec<(usize, usize)> = (0..n_layers)
+            .filter(|&i| known[i].is_none())
+            .flat_map(|i| (0..self.samples.len()).step_by(COS_SAMPLES).map(move |s0| (i, s0)))
+            .collect();
+        let group_cos: Vec<Vec<f64>> = groups
+            .par_iter()
+            .map(|&(i, s0)| -> Result<Vec<f64>, SearchError> {
+                let s1 = (s0 + COS_SAMPLES).min(self.samples.len());
+                let h = sig[layer_vals[i]];
+                let ts: Vec<&SimTensor> = per_sample[s0..s1]
+                    .iter()
+                    .map(|p| {
+                        p.0.get(&h).map(|t| &**t).ok_or_else(|| {
+                            SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                let refs: Vec<&RefLayer> = float_ref[s0..s1].iter().map(|r| &r[i]).collect();
+                Ok(reference::cos_of_samples(&refs, &ts))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut computed_cos: Vec<Vec<f64>> = vec![Vec::new(); n_layers];
+        for (&(i, _), c) in groups.iter().zip(group_cos) {
+            computed_cos[i].extend(c);
+        }
         // Per layer, the cos of every sample (known or just computed).
         let mut layer_sample_cos: Vec<Arc<Vec<f64>>> = Vec::with_capacity(n_layers);
-        for i in 0..n_layers {
+        for (i, computed) in computed_cos.into_iter().enumerate() {
             let c = match &known[i] {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Arc::new(per_sample.iter().map(|p| p.1[i]).collect::<Vec<f64>>());
+                    let c = Arc::new(computed);
                     memo.layer_cos.insert((i, sig[layer_vals[i]]), c.clone());
                     c
                 }
             };
             layer_sample_cos.push(c);
         }
-        let ran: usize = per_sample.iter().map(|p| p.2).sum();
+        let ran: usize = per_sample.iter().map(|p| p.1).sum();
         let values: Vec<HashMap<u64, Arc<SimTensor>>> = per_sample.into_iter().map(|p| p.0).collect();
         // Keep the assignment this one started from and this one.
         if self.reuse {
