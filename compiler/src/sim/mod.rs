@@ -294,7 +294,7 @@ fn fast_max_pool(
         let arr = ArrayD::from_shape_vec(ndarray::IxDyn(os), m).ok()?;
         Some(tensor::from_codes(arr, out))
     } else {
-        let v: Vec<f32> = x.to_f32().iter().copied().collect();
+        let v = x.f32_values();
         let m = g.max(&v, f32::NEG_INFINITY, f32::max);
         let arr = ArrayD::from_shape_vec(ndarray::IxDyn(os), m).ok()?;
         Some(tensor::from_f32(arr, out, cv))

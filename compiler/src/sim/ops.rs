@@ -3,7 +3,7 @@
 use super::cache::SimCache;
 use super::conv::PackedFilters;
 use super::conv::{self, ConvGeom};
-use super::tensor::{from_codes, from_f32, SimData, SimTensor};
+use super::tensor::{codes_from, from_codes, from_f32, round_to_i64, SimData, SimTensor};
 use super::SimError;
 use crate::ir::{Op, Quant, TensorType};
 use crate::quant::round::{right_shift_round, RoundMode};
@@ -129,7 +129,7 @@ pub(super) fn eval(
                 one(from_codes(v, out))
             } else {
                 let lim = c.f64("relu_limit", -1.0)? as f32;
-                let v = x.to_f32().mapv(|v| if lim >= 0.0 { v.max(0.0).min(lim) } else { v.max(0.0) });
+                let v = x.map_f32(|v| if lim >= 0.0 { v.max(0.0).min(lim) } else { v.max(0.0) });
                 one(from_f32(v, out, cv))
             }
         }
@@ -216,6 +216,28 @@ pub(super) fn eval(
     }
 }
 
+/// `sf · (q − zp)` in f32 of int8 / uint8 storage through a 256-entry table (the cast's
+/// arithmetic on its i32 codes, exactly); `None` for other storage.
+fn dequantize_bytes(x: &SimTensor, sf: f32) -> Option<ArrayD<f32>> {
+    let zp = qparams(&x.ty).1 as i32;
+    let mut lut = [0f32; 256];
+    match &x.data {
+        SimData::I8(a) => {
+            for (b, d) in lut.iter_mut().enumerate() {
+                *d = sf * (b as u8 as i8 as i32 - zp) as f32;
+            }
+            Some(a.mapv(|v| lut[v as u8 as usize]))
+        }
+        SimData::U8(a) => {
+            for (b, d) in lut.iter_mut().enumerate() {
+                *d = sf * (b as i32 - zp) as f32;
+            }
+            Some(a.mapv(|v| lut[v as usize]))
+        }
+        _ => None,
+    }
+}
+
 /// Keep integer data for integer results; re-round floats to the result type.
 fn retype(d: SimData, out: &TensorType, _x: &SimTensor, cv: bool) -> SimTensor {
     let t = SimTensor { data: d, ty: out.clone() };
@@ -239,9 +261,26 @@ fn float_elem(d: &SimData) -> Option<crate::ir::ElemType> {
     })
 }
 
-fn upsample<T: Clone + Default>(a: &ArrayD<T>, sh: usize, sw: usize, out: &[usize]) -> ArrayD<T> {
+fn upsample<T: Copy + Default>(a: &ArrayD<T>, sh: usize, sw: usize, out: &[usize]) -> ArrayD<T> {
     let s = a.shape();
     let (n, ch, h, w) = (s[0], s[1], s[2], s[3]);
+    // Standard layout, the output exactly `sh × sw` times the input: each input row widened once,
+    // then copied `sh` times.
+    if let Some(src) = a.as_slice().filter(|_| out == [n, ch, h * sh, w * sw] && w > 0) {
+        let mut o: Vec<T> = Vec::with_capacity(n * ch * h * sh * w * sw);
+        for row in src.chunks(w) {
+            let start = o.len();
+            for &v in row {
+                o.extend(std::iter::repeat(v).take(sw));
+            }
+            for _ in 1..sh {
+                o.extend_from_within(start..start + w * sw);
+            }
+        }
+        if let Ok(o) = ArrayD::from_shape_vec(IxDyn(out), o) {
+            return o;
+        }
+    }
     let mut o = ArrayD::<T>::default(IxDyn(out));
     for b in 0..n {
         for c in 0..ch {
@@ -280,9 +319,9 @@ fn cast(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor,
     let out_int = is_int8(out);
     match (in_int, out_int) {
         (false, true) => {
-            let v = x.to_f32();
             let (s, _zp, _) = qparams(out);
             if cv {
+                let v = x.to_f32();
                 let inv = float::cv_bf16_round((1.0 / s) as f32);
                 let q = v.mapv(|x| {
                     (float::cv_bf16_mul(float::bf16_bits_to_f32(float::bf16_trunc_bits(x)), inv) as f64)
@@ -291,12 +330,20 @@ fn cast(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor,
                 Ok(from_codes(q, out))
             } else {
                 let inv = (1.0 / s) as f32;
-                let q = v.mapv(|x| ((x * inv) as f64).round() as i64);
-                Ok(from_codes(q, out))
+                let code = |x: f32| round_to_i64((x * inv) as f64);
+                match &x.data {
+                    SimData::F32(a) => Ok(codes_from(a.view(), code, out)),
+                    _ => Ok(codes_from(x.to_f32().view(), code, out)),
+                }
             }
         }
         (true, false) => {
             let (s, _, _) = qparams(&x.ty);
+            if !cv {
+                if let Some(v) = dequantize_bytes(x, s as f32) {
+                    return Ok(from_f32(v, out, cv));
+                }
+            }
             let q = codes(c, x)?;
             let v = if cv {
                 let sb = float::cv_bf16_round(s as f32);
@@ -390,13 +437,16 @@ fn conv2d(
         }
         Ok(from_codes(conv::to_array(res, &g), out))
     } else {
-        let xv: Vec<f32> = x.to_f32().iter().copied().collect();
-        let wv: Vec<f32> = w.to_f32().iter().copied().collect();
+        let (xv, wv) = (x.f32_values(), w.f32_values());
         let mut acc = if deconv { conv::deconv2d(&xv, &wv, &g) } else { conv::conv2d(&xv, &wv, &g) };
         if let Some(b) = bias {
-            let bv: Vec<f32> = b.to_f32().iter().copied().collect();
-            for (i, a) in acc.iter_mut().enumerate() {
-                *a += bv.get((i / p) % oc).copied().unwrap_or(0.0);
+            let bv = b.f32_values();
+            // Element `i` is in output channel `(i / p) % oc`: one plane of `p` per channel.
+            for (row, plane) in acc.chunks_mut(p.max(1)).enumerate() {
+                let add = bv.get(row % oc).copied().unwrap_or(0.0);
+                for a in plane {
+                    *a += add;
+                }
             }
         }
         if relu {
@@ -563,7 +613,7 @@ fn leaky(c: &Ctx, x: &SimTensor, out: &TensorType, cv: bool) -> Result<SimTensor
         Ok(from_codes(codes(c, x)?.mapv(|v| f(v as i64)), out))
     } else {
         let a = c.f64("alpha", 0.01)? as f32;
-        Ok(from_f32(x.to_f32().mapv(|v| if v >= 0.0 { v } else { v * a }), out, cv))
+        Ok(from_f32(x.map_f32(|v| if v >= 0.0 { v } else { v * a }), out, cv))
     }
 }
 
@@ -694,6 +744,9 @@ fn concat(c: &Ctx, ops: &[Option<&SimTensor>], out: &TensorType, cv: bool) -> Re
     if is_int8(out) {
         let ms = c.ints_or("multipliers", &[])?;
         let rs = c.ints_or("rshifts", &[])?;
+        if let Some(t) = concat_bytes(ops, axis, &ms, &rs, out) {
+            return Ok(t);
+        }
         let mut parts = Vec::new();
         for i in 0..ops.len() {
             let q = codes(c, c.opd(ops, i)?)?.mapv(|v| v as i64);
@@ -715,6 +768,84 @@ fn concat(c: &Ctx, ops: &[Option<&SimTensor>], out: &TensorType, cv: bool) -> Re
         let o = ndarray::concatenate(Axis(axis), &views).map_err(|e| c.err(e.to_string()))?;
         Ok(from_f32(o, out, cv))
     }
+}
+
+/// The INT8 concatenation of int8 / uint8 operands in standard layout, byte by byte: each
+/// operand's stored byte mapped through a 256-entry table to the result's (its code, requantized
+/// by its multiplier and shift, saturated, plus the result's zero point, saturated: the general
+/// path's arithmetic), the operands' runs interleaved along `axis`. `None` for other operands.
+fn concat_bytes(
+    ops: &[Option<&SimTensor>],
+    axis: usize,
+    ms: &[i64],
+    rs: &[i64],
+    out: &TensorType,
+) -> Option<SimTensor> {
+    let (_, zp_out, signed) = qparams(out);
+    let os = out.shape();
+    if axis >= os.len() || ops.is_empty() {
+        return None;
+    }
+    let outer: usize = os[..axis].iter().product();
+    let mut parts: Vec<(&[u8], [u8; 256], usize)> = Vec::with_capacity(ops.len());
+    let mut along = 0;
+    for (i, t) in ops.iter().enumerate() {
+        let t = (*t)?;
+        let xs = t.shape();
+        if xs.len() != os.len() || xs[..axis] != os[..axis] || xs[axis + 1..] != os[axis + 1..] {
+            return None;
+        }
+        along += xs[axis];
+        let zp_in = qparams(&t.ty).1;
+        let (m, r) = (ms.get(i).copied().unwrap_or(1), rs.get(i).copied().unwrap_or(0));
+        let store = |code: i64| -> u8 {
+            let q = if m == 1 && r == 0 {
+                code
+            } else {
+                right_shift_round(code * m, r, RoundMode::HalfUp).clamp(-128, 127)
+            };
+            if signed {
+                (q + zp_out).clamp(-128, 127) as i8 as u8
+            } else {
+                (q + zp_out).clamp(0, 255) as u8
+            }
+        };
+        let mut lut = [0u8; 256];
+        let bytes: &[u8] = match &t.data {
+            SimData::I8(a) => {
+                for (b, d) in lut.iter_mut().enumerate() {
+                    *d = store(b as u8 as i8 as i64 - zp_in);
+                }
+                let s = a.as_slice()?;
+                // SAFETY: i8 and u8 have the same size and alignment, every bit pattern is valid.
+                unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, s.len()) }
+            }
+            SimData::U8(a) => {
+                for (b, d) in lut.iter_mut().enumerate() {
+                    *d = store(b as i64 - zp_in);
+                }
+                a.as_slice()?
+            }
+            _ => return None,
+        };
+        let run: usize = xs[axis..].iter().product();
+        parts.push((bytes, lut, run));
+    }
+    if along != os[axis] {
+        return None;
+    }
+    let mut o: Vec<u8> = Vec::with_capacity(os.iter().product());
+    for j in 0..outer {
+        for (bytes, lut, run) in &parts {
+            o.extend(bytes[j * run..(j + 1) * run].iter().map(|&b| lut[b as usize]));
+        }
+    }
+    let data = if signed {
+        SimData::I8(ArrayD::from_shape_vec(IxDyn(os), o.into_iter().map(|b| b as i8).collect()).ok()?)
+    } else {
+        SimData::U8(ArrayD::from_shape_vec(IxDyn(os), o).ok()?)
+    };
+    Some(SimTensor { data, ty: out.clone() })
 }
 
 fn broadcast2<T: Clone>(
@@ -923,6 +1054,119 @@ mod tests {
                 let want = from_codes(x.codes_i32().unwrap().mapv(|v| f(v as i64)), out);
                 assert_eq!(map_codes(x, out, f).unwrap(), want, "{:?} -> {:?}", x.ty, out);
             }
+        }
+    }
+
+    /// The same logical values in column-major layout (no contiguous slice in logical order), so
+    /// that the kernels take their general paths.
+    fn column_major(t: &SimTensor) -> SimTensor {
+        fn f<T: Copy + Default>(a: &ArrayD<T>) -> ArrayD<T> {
+            use ndarray::ShapeBuilder;
+            let mut o = ArrayD::<T>::default(IxDyn(a.shape()).f());
+            o.assign(a);
+            assert!(o.as_slice().is_none() || a.len() <= 1);
+            o
+        }
+        SimTensor { data: each_data!(&t.data, a => f(a)), ty: t.ty.clone() }
+    }
+
+    fn op(kind: &str, attrs: &[(&str, crate::ir::Attr)]) -> Op {
+        let mut op = Op { kind: kind.into(), operands: vec![], results: vec![], attrs: Default::default() };
+        for (k, v) in attrs {
+            op.attrs.insert(k.to_string(), v.clone());
+        }
+        op
+    }
+
+    fn codes_i8(seed: &mut u32, shape: &[usize], ty: TensorType) -> SimTensor {
+        let n = shape.iter().product();
+        let v: Vec<i8> = (0..n)
+            .map(|_| {
+                *seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                (*seed >> 20) as u8 as i8
+            })
+            .collect();
+        SimTensor { data: SimData::I8(ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()), ty }
+    }
+
+    #[test]
+    fn byte_concat_and_upsample_equal_the_general_paths() {
+        use crate::ir::Attr;
+        let q = |signed: bool, zp: i64, shape: &[usize]| TensorType::Tensor {
+            shape: shape.to_vec(),
+            elem: if signed { ElemType::I8 } else { ElemType::UI8 },
+            quant: Some(Quant::Uniform { signed, bits: 8, scale: 0.25, zero_point: zp }),
+        };
+        let mut seed = 5;
+        let a = codes_i8(&mut seed, &[1, 3, 2, 5], q(true, 0, &[1, 3, 2, 5]));
+        let b = codes_i8(&mut seed, &[1, 2, 2, 5], q(true, -9, &[1, 2, 2, 5]));
+        let u = codes_i8(&mut seed, &[1, 4, 2, 5], q(false, 100, &[1, 4, 2, 5]));
+        let u = SimTensor {
+            data: match &u.data {
+                SimData::I8(x) => SimData::U8(x.mapv(|v| v as u8)),
+                _ => unreachable!(),
+            },
+            ty: u.ty,
+        };
+        for (mults, shifts) in [(vec![1, 1, 1], vec![0, 0, 0]), (vec![1, 3, 77], vec![0, 1, 6])] {
+            let cat = op(
+                "tpu.Concat",
+                &[
+                    ("axis", Attr::Int(1, "i64".into())),
+                    ("multipliers", Attr::IntArray(mults)),
+                    ("rshifts", Attr::IntArray(shifts)),
+                ],
+            );
+            for out in [q(true, 0, &[1, 9, 2, 5]), q(true, 5, &[1, 9, 2, 5]), q(false, 128, &[1, 9, 2, 5])] {
+                let ops = [Some(&a), Some(&b), Some(&u)];
+                assert!(concat_bytes(&ops, 1, &[1, 3, 77], &[0, 1, 6], &out).is_some(), "byte path taken");
+                let fast = eval(&cat, "cat", &ops, &[&out], false, None).unwrap();
+                let (ca, cb, cu) = (column_major(&a), column_major(&b), column_major(&u));
+                let slow = eval(&cat, "cat", &[Some(&ca), Some(&cb), Some(&cu)], &[&out], false, None).unwrap();
+                assert_eq!(fast, slow, "{out:?}");
+            }
+        }
+        let up =
+            op("tpu.Upsample", &[("scale_h", Attr::Int(2, "i64".into())), ("scale_w", Attr::Int(3, "i64".into()))]);
+        let out = q(true, 0, &[1, 3, 4, 15]);
+        let fast = eval(&up, "up", &[Some(&a)], &[&out], false, None).unwrap();
+        let slow = eval(&up, "up", &[Some(&column_major(&a))], &[&out], false, None).unwrap();
+        assert_eq!(fast[0].data, slow[0].data);
+    }
+
+    #[test]
+    fn casts_equal_their_definitions() {
+        let shape = [1, 2, 16, 8];
+        let q = |signed: bool, zp: i64| TensorType::Tensor {
+            shape: shape.to_vec(),
+            elem: if signed { ElemType::I8 } else { ElemType::UI8 },
+            quant: Some(Quant::Uniform { signed, bits: 8, scale: 0.0173, zero_point: zp }),
+        };
+        let f32_ty = TensorType::f32(shape.to_vec());
+        let cast_op = op("tpu.Cast", &[]);
+        let mut seed = 11;
+        let int8 = codes_i8(&mut seed, &shape, q(true, -3));
+        let uint8 = SimTensor {
+            data: match &int8.data {
+                SimData::I8(x) => SimData::U8(x.mapv(|v| v as u8)),
+                _ => unreachable!(),
+            },
+            ty: q(false, 131),
+        };
+        // int8 -> f32: (f32)scale · (q − zp).
+        for x in [&int8, &uint8] {
+            let got = eval(&cast_op, "c", &[Some(x)], &[&f32_ty], false, None).unwrap();
+            let want = x.codes_i32().unwrap().mapv(|c| 0.0173f32 * c as f32);
+            assert_eq!(got[0].data, SimData::F32(want));
+        }
+        // f32 -> int8: round half away from zero of x / scale, zero point, saturation.
+        let vals: Vec<f32> = (0..256).map(|i| (i as f32 - 128.0) * 0.0173 * 1.37 + 0.00865 * (i % 3) as f32).collect();
+        let x = SimTensor { data: SimData::F32(ArrayD::from_shape_vec(IxDyn(&shape), vals).unwrap()), ty: f32_ty };
+        for out in [q(true, -3), q(false, 131)] {
+            let got = eval(&cast_op, "c", &[Some(&x)], &[&out], false, None).unwrap();
+            let inv = (1.0 / 0.0173f64) as f32;
+            let want = from_codes(x.to_f32().mapv(|v| ((v * inv) as f64).round() as i64), &out);
+            assert_eq!(got[0], want);
         }
     }
 }

@@ -3,6 +3,7 @@
 use crate::ir::{ElemType, Quant, TensorType};
 use crate::quant::float;
 use ndarray::ArrayD;
+use std::borrow::Cow;
 
 /// Raw storage of one value.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +90,26 @@ impl SimTensor {
     pub fn to_f32(&self) -> ArrayD<f32> {
         self.dequantize()
     }
+
+    /// [`SimTensor::to_f32`] as a flat slice in logical order, borrowed (not copied) when the
+    /// tensor is stored as f32 in standard layout.
+    pub fn f32_values(&self) -> Cow<'_, [f32]> {
+        match &self.data {
+            SimData::F32(a) => match a.as_slice() {
+                Some(s) => Cow::Borrowed(s),
+                None => Cow::Owned(a.iter().copied().collect()),
+            },
+            _ => Cow::Owned(self.dequantize().iter().copied().collect()),
+        }
+    }
+
+    /// `self.to_f32().mapv(f)`, without the copy of f32 storage.
+    pub fn map_f32(&self, f: impl Fn(f32) -> f32) -> ArrayD<f32> {
+        match &self.data {
+            SimData::F32(a) => a.mapv(f),
+            _ => self.dequantize().mapv_into(f),
+        }
+    }
 }
 
 /// Build a tensor of type `ty` from f32 results, rounding to the element type
@@ -117,6 +138,35 @@ pub fn from_f32(v: ArrayD<f32>, ty: &TensorType, cv: bool) -> SimTensor {
     SimTensor { data, ty: ty.clone() }
 }
 
+/// `from_codes(v.mapv(f), ty)` without the array of i64 codes: each element mapped by `f` to
+/// its requantized code, then the zero point added and saturated to the storage type.
+pub fn codes_from<T: Copy>(v: ndarray::ArrayViewD<'_, T>, f: impl Fn(T) -> i64, ty: &TensorType) -> SimTensor {
+    let (signed, zp) = match ty.quant() {
+        Some(Quant::Uniform { signed, zero_point, .. }) => (signed, zero_point),
+        _ => (true, 0),
+    };
+    let data = if signed {
+        SimData::I8(v.mapv(|x| (f(x) + zp).clamp(-128, 127) as i8))
+    } else {
+        SimData::U8(v.mapv(|x| (f(x) + zp).clamp(0, 255) as u8))
+    };
+    SimTensor { data, ty: ty.clone() }
+}
+
+/// `x.round() as i64` (half away from zero, saturating, NaN to 0) without the call to the C
+/// library's `round` that `f64::round` compiles to: exact, the fraction is exactly representable
+/// below 2^52 (and every larger f64 is an integer, taken by the library path).
+#[inline]
+pub fn round_to_i64(x: f64) -> i64 {
+    if x.abs() < 4_503_599_627_370_496.0 {
+        let t = x as i64;
+        let frac = x - t as f64;
+        t + (frac >= 0.5) as i64 - (frac <= -0.5) as i64
+    } else {
+        x.round() as i64
+    }
+}
+
 /// Build an int8 tensor of type `ty` from already-requantized integers (saturated here).
 pub fn from_codes(v: ArrayD<i64>, ty: &TensorType) -> SimTensor {
     let (signed, zp) = match ty.quant() {
@@ -129,4 +179,43 @@ pub fn from_codes(v: ArrayD<i64>, ty: &TensorType) -> SimTensor {
         SimData::U8(v.mapv(|x| (x + zp).clamp(0, 255) as u8))
     };
     SimTensor { data, ty: ty.clone() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_to_i64_is_round_then_cast() {
+        let mut seed = 3u64;
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4_503_599_627_370_495.5,
+            -4_503_599_627_370_495.5,
+            4_503_599_627_370_496.0,
+            9.3e18,
+            -9.3e18,
+            1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+        ];
+        for _ in 0..100_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let scale = [1.0, 300.0, 1e6, 1e16][(seed >> 60) as usize % 4];
+            cases.push(((seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * scale);
+            cases.push(((seed >> 20) as i64 - (1 << 43)) as f64 + 0.5);
+        }
+        for x in cases {
+            assert_eq!(round_to_i64(x), x.round() as i64, "{x:?}");
+        }
+    }
 }
