@@ -7,6 +7,7 @@ use super::reduce::{self, ReduceKind};
 use super::resize::{self, CoordMode, InterpMode};
 use super::sgemm::{Act, PackedA};
 use super::shape::{self, PadMode};
+use super::winograd::{self, WinogradFilter};
 use super::Tensor;
 use crate::ir::{IrError, Op};
 
@@ -160,15 +161,17 @@ fn relu_limit(op: &Op) -> Result<Option<f32>, OpError> {
 
 /// Evaluate `op` on resolved operands; `owned0` is the first operand handed over for in-place
 /// update (then `operands[0]` is `None`). `out_shapes` are the declared result shapes; `packed`
-/// is the op's prepacked constant filter; `act` an activation fused into a `top.Conv`.
+/// is the op's prepacked constant filter, `wino` its Winograd-transformed one (fast conv on);
+/// `act` an activation fused into a `top.Conv`.
 pub(super) fn eval_op(
     op: &Op,
     operands: &[Option<&Tensor>],
     owned0: Option<Tensor>,
     out_shapes: &[&[usize]],
-    packed: Option<&PackedA>,
+    filters: (Option<&PackedA>, Option<&WinogradFilter>),
     act: Option<Act>,
 ) -> Result<Vec<Tensor>, OpError> {
+    let (packed, wino) = filters;
     let kind = op.short_kind();
     let one = |t: Tensor| Ok(vec![t]);
     let mut results = match kind {
@@ -176,7 +179,21 @@ pub(super) fn eval_op(
         "Conv" => {
             let (x, w) = (req(operands, 0)?, req(operands, 1)?);
             let g = conv_geom(op, x, w)?;
-            one(conv::conv(x, w, opt(operands, 2), &g, packed, act)?)
+            let fits = |f: &&WinogradFilter| {
+                x.ndim() == 4
+                    && winograd::applies([g.kh, g.kw], [g.sh, g.sw], [g.dh, g.dw], g.group)
+                    && f.in_channels() == x.shape()[1]
+                    && f.out_channels() == w.shape()[0]
+            };
+            match wino.filter(fits) {
+                Some(f) => {
+                    let s = x.shape();
+                    let xs = conv::contiguous(x);
+                    let bias = opt(operands, 2).map(conv::contiguous);
+                    one(winograd::conv(&xs, [s[0], s[1], s[2], s[3]], f, bias.as_deref(), g.pads, act)?)
+                }
+                None => one(conv::conv(x, w, opt(operands, 2), &g, packed, act)?),
+            }
         }
         "Deconv" => {
             let (x, w) = (req(operands, 0)?, req(operands, 1)?);

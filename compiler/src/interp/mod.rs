@@ -18,6 +18,9 @@ mod sgemm;
 mod shape;
 #[cfg(test)]
 mod tests;
+mod winograd;
+#[cfg(test)]
+mod winograd_tests;
 
 use crate::ir::weights::{TensorData, Weights};
 use crate::ir::{Func, Module, Op, TensorType, ValueId};
@@ -65,6 +68,10 @@ impl Const<'_> {
 /// The per-result callback of [`Interpreter::run_observe`].
 type Observer<'o> = &'o mut dyn FnMut(ValueId, &Tensor);
 
+/// Fewest input channels for which [`Interpreter::set_fast_conv`] uses the Winograd
+/// convolution (thinner layers, like a first RGB layer, gain nothing from it).
+pub const FAST_CONV_MIN_CHANNELS: usize = 8;
+
 /// Marker in `last_use` for values that must survive the run (function outputs).
 const KEEP: usize = usize::MAX;
 /// Marker in `last_use` for values no op reads (freed right after `observe`).
@@ -84,6 +91,9 @@ pub struct Interpreter<'a> {
     arg_index: Vec<Option<usize>>,
     /// Per op: its constant filter packed for the convolution GEMM (dense convolutions).
     packed: Vec<Option<sgemm::PackedA>>,
+    /// Per op: its constant 3x3 filter transformed for the Winograd convolution; empty unless
+    /// fast convolution is on ([`Interpreter::set_fast_conv`]).
+    winograd: Vec<Option<winograd::WinogradFilter>>,
 }
 
 impl<'a> Interpreter<'a> {
@@ -118,7 +128,8 @@ impl<'a> Interpreter<'a> {
                 arg_index[a] = Some(i);
             }
         }
-        let mut interp = Interpreter { module, weights, consts, last_use, arg_index, packed: Vec::new() };
+        let mut interp =
+            Interpreter { module, weights, consts, last_use, arg_index, packed: Vec::new(), winograd: Vec::new() };
         interp.packed = func.ops.iter().map(|op| interp.pack_filter(op)).collect();
         Ok(interp)
     }
@@ -312,6 +323,45 @@ impl<'a> Interpreter<'a> {
         self.eval(op, &refs, Some(first), None)
     }
 
+    /// Switch the fast convolution on or off (off by default). On, every dense 3x3 stride-1
+    /// dilation-1 `top.Conv` with a constant filter and at least [`FAST_CONV_MIN_CHANNELS`]
+    /// input channels runs as a Winograd F(4x4, 3x3) convolution: about 2.5x to 3.5x fewer
+    /// multiplies, results that differ from the direct convolution at float rounding level
+    /// (a few 1e-6 relative per layer, see `winograd.rs`). The filters are transformed here, once
+    /// (4x the memory of those filters); off frees them. Observed and fused runs take the same path.
+    pub fn set_fast_conv(&mut self, on: bool) {
+        self.winograd =
+            if on { self.module.func.ops.iter().map(|op| self.winograd_filter(op)).collect() } else { Vec::new() };
+    }
+
+    /// True when the fast (Winograd) convolution is on ([`Interpreter::set_fast_conv`]).
+    pub fn fast_conv(&self) -> bool {
+        !self.winograd.is_empty()
+    }
+
+    /// The Winograd transform of a `top.Conv`'s constant filter when the op can take that path.
+    fn winograd_filter(&self, op: &Op) -> Option<winograd::WinogradFilter> {
+        if op.kind != "top.Conv" {
+            return None;
+        }
+        let w = self.const_of(*op.operands.get(1)?)?;
+        let s = w.shape();
+        if s.len() != 4 || s[2] != 3 || s[3] != 3 || s[1] < FAST_CONV_MIN_CHANNELS {
+            return None;
+        }
+        let ints = |name: &str| op.attr_ints_or(name, &[1, 1]).ok();
+        let kernel = op.attr_ints_or("kernel_shape", &[3, 3]).ok()?;
+        let (strides, dilations) = (ints("strides")?, ints("dilations")?);
+        let group = op.attr_i64_or("group", 1).ok()?;
+        let two = |v: &[i64]| -> Option<[usize; 2]> {
+            Some([usize::try_from(*v.first()?).ok()?, usize::try_from(*v.get(1)?).ok()?])
+        };
+        if group != 1 || !winograd::applies(two(&kernel)?, two(&strides)?, two(&dilations)?, 1) {
+            return None;
+        }
+        winograd::WinogradFilter::new(w.as_slice()?, s[0], s[1]).ok()
+    }
+
     /// Pack the constant filter of a dense `top.Conv` once (None for other ops).
     fn pack_filter(&self, op: &Op) -> Option<sgemm::PackedA> {
         if op.kind != "top.Conv" || op.attr_i64_or("group", 1).ok()? != 1 || !sgemm::available() {
@@ -381,7 +431,14 @@ impl<'a> Interpreter<'a> {
                 _ => false,
             }
         });
-        let results = dispatch::eval_op(op, operands, owned0, &out_shapes, packed, act).map_err(|e| match e {
+        let wino = op_index.and_then(|i| self.winograd.get(i)).and_then(|f| f.as_ref()).filter(|_| {
+            match (operands.get(1).copied().flatten(), op.operands.get(1).and_then(|&v| self.const_of(v))) {
+                (Some(given), Some(stored)) => std::ptr::eq(given, stored),
+                _ => false,
+            }
+        });
+        let filters = (packed, wino);
+        let results = dispatch::eval_op(op, operands, owned0, &out_shapes, filters, act).map_err(|e| match e {
             dispatch::OpError::Unsupported => {
                 InterpError::Unsupported { name: func.op_name(op).to_string(), kind: op.kind.clone() }
             }

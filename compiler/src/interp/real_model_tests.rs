@@ -100,3 +100,45 @@ fn fastestdet_matches_onnx_runtime() {
         "758",
     );
 }
+
+/// Largest |a - b| and that divided by the largest |b|.
+fn max_diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
+    assert_eq!(a.shape(), b.shape());
+    let abs = a.iter().zip(b.iter()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let scale = b.iter().fold(0f32, |m, y| m.max(y.abs()));
+    (abs, abs / scale)
+}
+
+/// tiny-yolov3 with the Winograd fast convolution (8 of its 9 3x3 convolutions) against ONNX
+/// Runtime's heads and against the interpreter's own direct convolution.
+#[test]
+fn tiny_yolov3_fast_conv_matches_onnx_runtime() {
+    let opts = ImportOptions {
+        model_name: "yolov3_tiny".into(),
+        output_names: vec!["convolution_output1".into(), "convolution_output".into()],
+        ..Default::default()
+    };
+    let (module, weights) = import(std::path::Path::new(MODEL), &opts).unwrap();
+    let input: Tensor = npz(&format!("{REF}/yolov3_tiny_in_f32.npz")).by_name("input_1").unwrap();
+    let mut interp = Interpreter::new(&module, &weights).unwrap();
+    let direct = interp.run(std::slice::from_ref(&input)).unwrap();
+    interp.set_fast_conv(true);
+    let winograd_convs = interp.winograd.iter().filter(|f| f.is_some()).count();
+    assert_eq!(winograd_convs, 8, "every 3x3 conv but the 3-channel first one");
+    let fast = interp.run(std::slice::from_ref(&input)).unwrap();
+    let mut ort = npz(&format!("{REF}/ort_outputs.npz"));
+    for ((f, d), head) in fast.iter().zip(&direct).zip(["convolution_output1", "convolution_output"]) {
+        let want: Tensor = ort.by_name(head).unwrap();
+        let (fast_abs, fast_rel) = max_diff(f, &want);
+        let (direct_abs, direct_rel) = max_diff(d, &want);
+        let (fd_abs, fd_rel) = max_diff(f, d);
+        eprintln!(
+            "{head}: fast vs ORT max abs {fast_abs:e} rel {fast_rel:e}; direct vs ORT {direct_abs:e} rel \
+             {direct_rel:e}; fast vs direct {fd_abs:e} rel {fd_rel:e}; cosine {}",
+            cosine(f, &want)
+        );
+        assert!(cosine(f, &want) >= 0.99999, "{head}: cosine {} against ONNX Runtime", cosine(f, &want));
+        assert!(fast_rel < 2e-5, "{head}: max error {fast_abs} ({fast_rel} of the largest output)");
+        assert!(fd_rel < 2e-5, "{head}: fast vs direct {fd_abs} ({fd_rel} of the largest output)");
+    }
+}

@@ -10,7 +10,7 @@ pub(super) const MR: usize = 6;
 /// Columns (output positions) of one register tile.
 pub(super) const NR: usize = 16;
 /// Depth of one packed block (the KC x NR slice of B a tile reads stays in L1).
-const KC: usize = 256;
+pub(super) const KC: usize = 256;
 /// Rows of the filter block swept per B micro-panel (A block of MC x KC stays in L2).
 const MC: usize = 16 * MR;
 /// Widest column block one task packs.
@@ -155,6 +155,48 @@ pub(super) fn gemm_packed(
             }
         }
     });
+}
+
+/// `c` rows `[p0·MR, min(p1·MR, a.m))` (row stride `ldc`, `c` starting at row `p0·MR`) =
+/// A · B for the filter panels `p0 .. p1`, single-threaded, no bias or activation. `bp` is B
+/// [a.k, n_pad] already packed by depth blocks of `KC` rows, then micro-panels of `NR` columns
+/// (`n_pad` a multiple of
+/// `NR`, `ldc >= n_pad`): element (kk, col) at `k0·n_pad + (col / NR)·kc·NR + (kk - k0)·NR +
+/// col % NR`, where `k0 = kk / KC · KC` and `kc = min(KC, k - k0)`. Callers that split rows or
+/// columns over threads call it per part.
+pub(super) fn gemm_prepacked(a: &PackedA, panels: (usize, usize), bp: &[f32], n_pad: usize, c: &mut [f32], ldc: usize) {
+    let (p0, p1) = (panels.0, panels.1.min(a.m.div_ceil(MR)));
+    if p0 >= p1 || n_pad == 0 || a.k == 0 {
+        return;
+    }
+    assert!(n_pad.is_multiple_of(NR) && ldc >= n_pad, "gemm_prepacked: n_pad {n_pad} / ldc {ldc}");
+    assert!(bp.len() >= a.k * n_pad, "gemm_prepacked: packed B too small");
+    let rows = (p1 * MR).min(a.m) - p0 * MR;
+    assert!(c.len() >= (rows - 1) * ldc + n_pad, "gemm_prepacked: destination too small");
+    let init = [0f32; MR];
+    let cp = c.as_mut_ptr();
+    for k0 in (0..a.k).step_by(KC) {
+        let kc = KC.min(a.k - k0);
+        let block = &bp[k0 * n_pad..];
+        for m0 in (p0..p1).step_by(MC / MR) {
+            let m1 = (m0 + MC / MR).min(p1);
+            for j in 0..n_pad / NR {
+                for p in m0..m1 {
+                    let nrows = MR.min(a.m - p * MR);
+                    // SAFETY: the panel holds k·MR floats (k0 + kc <= k); the B micro-panel j of
+                    // this depth block holds kc·NR floats inside `bp` (checked above); the tile
+                    // writes rows (p - p0)·MR .. + nrows, columns j·NR .. + NR of `c`, all inside
+                    // `c` (checked above).
+                    unsafe {
+                        let ap = a.panel(p).as_ptr().add(k0 * MR);
+                        let bpp = block.as_ptr().add(j * kc * NR);
+                        let ct = cp.add((p - p0) * MR * ldc + j * NR);
+                        kernel_rows(nrows, (kc, NR), ap, bpp, ct, ldc, k0 != 0, &init, None);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Pack `B[k0 .. k0+kc, cols]` into micro-panels of `NR` columns, each `kc` rows of `NR`

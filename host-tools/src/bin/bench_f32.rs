@@ -33,6 +33,9 @@ struct Args {
     /// Skip the ONNX Runtime measurement
     #[arg(long)]
     no_ort: bool,
+    /// Run the dense 3x3 convolutions as Winograd F(4x4, 3x3) (`Interpreter::set_fast_conv`)
+    #[arg(long)]
+    fast_conv: bool,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -106,7 +109,8 @@ fn main() -> Result<()> {
     let refdir = root.join("assets/reference/tiny-yolov3");
     let input = read_f32(&refdir.join("yolov3_tiny_in_f32.npz"), "input_1")?;
     let t0 = Instant::now();
-    let interp = Interpreter::new(&module, &weights)?;
+    let mut interp = Interpreter::new(&module, &weights)?;
+    interp.set_fast_conv(args.fast_conv);
     let prepare_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let inputs = [input];
@@ -152,6 +156,7 @@ fn main() -> Result<()> {
         println!("cosine {head} vs ONNX Runtime: {:.7}", cosine(out, &want));
     }
     println!("threads {}", args.threads);
+    println!("fast_conv {}", args.fast_conv);
     println!("prepare_ms {prepare_ms:.1}");
     println!("ours_ms_per_image {ours:.3} (median of {} runs after {} warm-up)", times.len(), args.warmup);
     println!("ours_min_ms_per_image {ours_min:.3}");

@@ -1,0 +1,544 @@
+//! Winograd F(4x4, 3x3) convolution: the opt-in fast path of dense 3x3 stride-1 convolutions.
+//!
+//! Each 4x4 block of outputs ("tile") is computed from the 6x6 input patch under it as
+//! `Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A` (Lavin & Gray's matrices, interpolation points 0, ±1, ±2, ∞),
+//! which takes 36 multiplies per tile and channel pair instead of 144. The filter transform
+//! `U = G g Gᵀ` is done once per filter ([`WinogradFilter`]); per run the input patches are
+//! transformed straight into the packed-B layout of [`sgemm::gemm_prepacked`], the 36 element-wise
+//! products over channels are 36 GEMMs `M[ξ] = U[ξ] · V[ξ]` ([OC, C] x [C, tiles]), and the output
+//! transform adds the bias and the fused activation. Results differ from the direct convolution
+//! by float rounding (the transforms reorder the sums), about 1e-6 relative per layer.
+
+use super::sgemm::{self, Act, PackedA, MR, NR};
+use super::Tensor;
+use ndarray::IxDyn;
+use rayon::prelude::*;
+
+/// Output side of one tile.
+const TILE: usize = 4;
+/// Input side of one tile (TILE + 3 - 1).
+const ALPHA: usize = 6;
+/// Points of the transformed tile (ALPHA²): one GEMM each.
+const POINTS: usize = ALPHA * ALPHA;
+/// Lanes the output transform works on at once (one AVX2 register of tiles).
+const LANES: usize = 8;
+/// Floats of one point's GEMM operands per tile column (`(c + rows)·tb`) a block aims at: wide
+/// enough that each transformed filter element serves many tiles, small enough for L2.
+const BLOCK_FLOATS: usize = 32768;
+/// Most tiles in one block.
+const MAX_BLOCK_TILES: usize = 256;
+/// Output channels (rows of the GEMMs) one task computes at most: 16 register-tile panels.
+const MAX_CHUNK_PANELS: usize = 16;
+
+/// `G` (6x3): the filter transform.
+const G: [[f64; 3]; ALPHA] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// A dense 3x3 filter bank [OC, C, 3, 3] transformed once for [`conv`]: for each of the 36
+/// points ξ, `U[ξ]` = [OC, C] packed for the GEMM micro-kernel.
+#[derive(Debug, Clone)]
+pub(super) struct WinogradFilter {
+    oc: usize,
+    c: usize,
+    u: Vec<PackedA>,
+}
+
+impl WinogradFilter {
+    /// Transform a row-major [oc, c, 3, 3] filter (computed in f64, rounded once to f32).
+    pub(super) fn new(w: &[f32], oc: usize, c: usize) -> Result<Self, String> {
+        if w.len() != oc * c * 9 {
+            return Err(format!("filter of {} elements is not [{oc}, {c}, 3, 3]", w.len()));
+        }
+        let mut mats = vec![vec![0f32; oc * c]; POINTS];
+        for (oi, g) in w.chunks_exact(9).enumerate() {
+            // G g (6x3), then (G g) Gᵀ (6x6)
+            let mut gg = [[0f64; 3]; ALPHA];
+            for (r, row) in gg.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = (0..3).map(|k| G[r][k] * g[k * 3 + j] as f64).sum();
+                }
+            }
+            for r in 0..ALPHA {
+                for s in 0..ALPHA {
+                    let v: f64 = (0..3).map(|k| gg[r][k] * G[s][k]).sum();
+                    mats[r * ALPHA + s][oi] = v as f32;
+                }
+            }
+        }
+        let u = mats.iter().map(|m| PackedA::new(m, oc, c)).collect();
+        Ok(WinogradFilter { oc, c, u })
+    }
+
+    /// Output channels.
+    pub(super) fn out_channels(&self) -> usize {
+        self.oc
+    }
+
+    /// Input channels.
+    pub(super) fn in_channels(&self) -> usize {
+        self.c
+    }
+}
+
+/// True when a convolution of this kernel, strides, dilations and group can take the Winograd
+/// path (any padding), on this CPU.
+pub(super) fn applies(kernel: [usize; 2], strides: [usize; 2], dilations: [usize; 2], group: usize) -> bool {
+    kernel == [3, 3] && strides == [1, 1] && dilations == [1, 1] && group == 1 && sgemm::available()
+}
+
+thread_local! {
+    /// The transformed input of the last convolution this thread ran, kept so that the next one
+    /// reuses its pages (taken out while in use; a nested use starts an empty one).
+    static INPUT_SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The GEMM products of the last phase-2 task this thread ran, kept likewise.
+    static PRODUCT_SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// A raw pointer that may cross threads; tasks write disjoint elements only.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// How the tiles of one convolution are laid out and cut into blocks.
+#[derive(Clone, Copy)]
+struct Tiling {
+    /// Batch, input channels, input height and width.
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    /// Output channels, height and width.
+    oc: usize,
+    oh: usize,
+    ow: usize,
+    /// Pads top and left (bottom and right only change `oh`, `ow`).
+    pt: usize,
+    pl: usize,
+    /// Tiles down, across, and in all (over the batch too).
+    th: usize,
+    tw: usize,
+    nt: usize,
+    /// Tiles per block (a multiple of NR) and blocks.
+    tb: usize,
+    nblocks: usize,
+}
+
+impl Tiling {
+    /// Floats of one block of transformed input (36 packed [c, tb] matrices).
+    fn block_len(&self) -> usize {
+        POINTS * self.c * self.tb
+    }
+}
+
+/// Winograd convolution of `x` [N, C, H, W] with the transformed filter, plus `bias` [OC], then
+/// `act`; `pads` = [top, left, bottom, right]. Stride 1, dilation 1, group 1 (see [`applies`]).
+pub(super) fn conv(
+    x: &[f32],
+    x_shape: [usize; 4],
+    f: &WinogradFilter,
+    bias: Option<&[f32]>,
+    pads: [usize; 4],
+    act: Option<Act>,
+) -> Result<Tensor, String> {
+    let [n, c, h, w] = x_shape;
+    if c != f.c || x.len() != n * c * h * w {
+        return Err(format!("input {x_shape:?} does not match the filter's {} input channels", f.c));
+    }
+    if bias.is_some_and(|b| b.len() != f.oc) {
+        return Err(format!("bias has {} elements, expected {}", bias.map_or(0, <[f32]>::len), f.oc));
+    }
+    if h + pads[0] + pads[2] < 3 || w + pads[1] + pads[3] < 3 {
+        return Err(format!("window 3 does not fit input {h}x{w} with pads {pads:?}"));
+    }
+    let (oh, ow) = (h + pads[0] + pads[2] - 2, w + pads[1] + pads[3] - 2);
+    let (th, tw) = (oh.div_ceil(TILE), ow.div_ceil(TILE));
+    let nt = n * th * tw;
+    let oc = f.oc;
+    let chunk_rows = (MAX_CHUNK_PANELS * MR).min(oc.div_ceil(MR) * MR);
+    let tb_max = (BLOCK_FLOATS / (c + chunk_rows) / NR * NR).clamp(NR, MAX_BLOCK_TILES);
+    let nblocks = nt.div_ceil(tb_max).max(1);
+    let tb = nt.div_ceil(nblocks).div_ceil(NR) * NR;
+    let nblocks = nt.div_ceil(tb).max(1);
+    let t = Tiling { n, c, h, w, oc, oh, ow, pt: pads[0], pl: pads[1], th, tw, nt, tb, nblocks };
+    if !sgemm::available() {
+        return Err("the Winograd convolution needs AVX2 and FMA".into());
+    }
+    run_phases(x, f, &t, bias, act)
+}
+
+/// Both phases (x86-64 with AVX2 and FMA, checked by the caller).
+#[cfg(target_arch = "x86_64")]
+fn run_phases(
+    x: &[f32],
+    f: &WinogradFilter,
+    t: &Tiling,
+    bias: Option<&[f32]>,
+    act: Option<Act>,
+) -> Result<Tensor, String> {
+    let (n, oc, oh, ow) = (t.n, t.oc, t.oh, t.ow);
+    // every block but the last is written whole by phase 1; the last one's unused tile lanes
+    // stay zero
+    let len = t.nblocks * t.block_len();
+    let mut v = INPUT_SCRATCH.with(|c| c.take());
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    v[len - t.block_len()..len].fill(0.0);
+    // SAFETY (both calls): AVX2 and FMA are present; every task writes disjoint parts only.
+    unsafe { transform_input(x, t, v.as_mut_ptr()) };
+    let mut out: Vec<f32> = Vec::with_capacity(n * oc * oh * ow);
+    unsafe {
+        multiply_and_transform_output(&v, f, t, bias, act, out.as_mut_ptr());
+        // every output belongs to exactly one (tile, channel), all of which phase 2 wrote
+        out.set_len(n * oc * oh * ow);
+    }
+    INPUT_SCRATCH.with(|c| c.replace(v));
+    Tensor::from_shape_vec(IxDyn(&[n, oc, oh, ow]), out).map_err(|e| e.to_string())
+}
+
+/// Other targets have no micro-kernel (`applies` is false there).
+#[cfg(not(target_arch = "x86_64"))]
+fn run_phases(_: &[f32], _: &WinogradFilter, _: &Tiling, _: Option<&[f32]>, _: Option<Act>) -> Result<Tensor, String> {
+    Err("the Winograd convolution needs x86-64 with AVX2 and FMA".into())
+}
+
+/// Phase 1: every tile's 6x6 input patch of every channel, transformed by `Bᵀ d B`, written into
+/// `v` (per block: 36 B matrices [c, tb] packed for [`sgemm::gemm_prepacked`]). Parallel over
+/// channels: a channel's packed rows (one cache line per point and tile panel) belong to one
+/// task only. Safety: AVX2/FMA present; `v` valid for `nblocks · block_len` writes.
+#[cfg(target_arch = "x86_64")]
+unsafe fn transform_input(x: &[f32], t: &Tiling, v: *mut f32) {
+    let vp = SendPtr(v);
+    let width = TILE * (t.tw + 1);
+    (0..t.c).into_par_iter().for_each_init(
+        || (vec![0f32; ALPHA * width], vec![0f32; ALPHA * width], vec![0f32; POINTS * t.tw]),
+        |(rows, vert, hor), ch| {
+            let vq = vp;
+            // SAFETY: avx2/fma checked by `conv`; channels are disjoint between tasks.
+            unsafe { input_channel(x, t, ch, (rows, vert, hor), vq.0) };
+        },
+    );
+}
+
+/// Phase 1 for input channel `ch`: all tile rows of all images.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: (&mut [f32], &mut [f32], &mut [f32]), v: *mut f32) {
+    let (rows, vert, hor) = scratch;
+    let width = TILE * (t.tw + 1);
+    let k0 = ch / sgemm::KC * sgemm::KC;
+    let kc = sgemm::KC.min(t.c - k0);
+    let ch_off = k0 * t.tb + (ch - k0) * NR;
+    for row_index in 0..t.n * t.th {
+        let (b, ty) = (row_index / t.th, row_index % t.th);
+        let plane = &x[(b * t.c + ch) * t.h * t.w..][..t.h * t.w];
+        gather_rows(plane, t, ty, rows, width);
+        vertical(rows, vert, width);
+        horizontal(vert, hor, t.tw, width);
+        // runs of tiles inside one NR-wide panel are contiguous in `v`
+        let mut tx = 0;
+        while tx < t.tw {
+            let tt = row_index * t.tw + tx;
+            let (blk, tl) = (tt / t.tb, tt % t.tb);
+            let run = (NR - tl % NR).min(t.tw - tx);
+            let off = blk * t.block_len() + (tl / NR) * kc * NR + tl % NR + ch_off;
+            for xi in 0..POINTS {
+                let src = &hor[xi * t.tw + tx..xi * t.tw + tx + run];
+                // SAFETY: elements (ξ, ch, tiles tt .. tt + run) of block `blk` are inside `v`
+                // (one panel row); no other task writes channel `ch`.
+                let dst = v.add(off + xi * t.c * t.tb);
+                for (k, &val) in src.iter().enumerate() {
+                    *dst.add(k) = val;
+                }
+            }
+            tx += run;
+        }
+    }
+}
+
+/// The 6 input rows under tile row `ty` (zero outside the plane), each de-interleaved by column
+/// phase: `rows[i·width + p·(tw+1) + k]` = input column `4k + p` (padded coordinates).
+#[inline(always)]
+fn gather_rows(plane: &[f32], t: &Tiling, ty: usize, rows: &mut [f32], width: usize) {
+    let kw = t.tw + 1;
+    for i in 0..ALPHA {
+        let row = &mut rows[i * width..(i + 1) * width];
+        let iy = (ty * TILE + i) as isize - t.pt as isize;
+        if iy < 0 || iy >= t.h as isize {
+            row.fill(0.0);
+            continue;
+        }
+        let src = &plane[iy as usize * t.w..(iy as usize + 1) * t.w];
+        for p in 0..TILE {
+            let dst = &mut row[p * kw..(p + 1) * kw];
+            // columns k with 0 <= 4k + p - pl < w
+            let lo = (t.pl.saturating_sub(p)).div_ceil(TILE).min(kw);
+            let hi = if t.w + t.pl > p { ((t.w + t.pl - p - 1) / TILE + 1).min(kw) } else { 0 };
+            let hi = hi.max(lo);
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            if hi > lo {
+                let first = TILE * lo + p - t.pl;
+                for (k, d) in dst[lo..hi].iter_mut().enumerate() {
+                    *d = src[first + TILE * k];
+                }
+            }
+        }
+    }
+}
+
+/// `Bᵀ` applied down the columns: `vert[ξy]` = combination of the 6 rows (whole rows at once).
+#[inline(always)]
+fn vertical(rows: &[f32], vert: &mut [f32], width: usize) {
+    let r = |i: usize| &rows[i * width..(i + 1) * width];
+    let (d0, d1, d2, d3, d4, d5) = (r(0), r(1), r(2), r(3), r(4), r(5));
+    let (o0, rest) = vert.split_at_mut(width);
+    let (o1, rest) = rest.split_at_mut(width);
+    let (o2, rest) = rest.split_at_mut(width);
+    let (o3, rest) = rest.split_at_mut(width);
+    let (o4, o5) = rest.split_at_mut(width);
+    for k in 0..width {
+        let (a0, a1, a2, a3, a4, a5) = (d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]);
+        let v = bt(a0, a1, a2, a3, a4, a5);
+        o0[k] = v[0];
+        o1[k] = v[1];
+        o2[k] = v[2];
+        o3[k] = v[3];
+        o4[k] = v[4];
+        o5[k] = v[5];
+    }
+}
+
+/// `Bᵀ` applied along each row of `vert`, per tile: `hor[(ξy·6 + ξx)·tw + tx]`.
+#[inline(always)]
+fn horizontal(vert: &[f32], hor: &mut [f32], tw: usize, width: usize) {
+    let kw = tw + 1;
+    for (yi, row) in vert.chunks_exact(width).enumerate() {
+        let ph = |p: usize, shift: usize| &row[p * kw + shift..p * kw + shift + tw];
+        let (d0, d1, d2, d3, d4, d5) = (ph(0, 0), ph(1, 0), ph(2, 0), ph(3, 0), ph(0, 1), ph(1, 1));
+        let out = &mut hor[yi * ALPHA * tw..(yi + 1) * ALPHA * tw];
+        let (o0, rest) = out.split_at_mut(tw);
+        let (o1, rest) = rest.split_at_mut(tw);
+        let (o2, rest) = rest.split_at_mut(tw);
+        let (o3, rest) = rest.split_at_mut(tw);
+        let (o4, o5) = rest.split_at_mut(tw);
+        for k in 0..tw {
+            let v = bt(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]);
+            o0[k] = v[0];
+            o1[k] = v[1];
+            o2[k] = v[2];
+            o3[k] = v[3];
+            o4[k] = v[4];
+            o5[k] = v[5];
+        }
+    }
+}
+
+/// `Bᵀ d` for one 6-vector.
+#[inline(always)]
+fn bt(d0: f32, d1: f32, d2: f32, d3: f32, d4: f32, d5: f32) -> [f32; 6] {
+    let m4 = d4 - 4.0 * d2;
+    let m3 = d3 - 4.0 * d1;
+    let n4 = d4 - d2;
+    let n3 = 2.0 * (d3 - d1);
+    [4.0 * d0 - 5.0 * d2 + d4, m4 + m3, m4 - m3, n4 + n3, n4 - n3, 4.0 * d1 - 5.0 * d3 + d5]
+}
+
+/// Phase 2: per (tile block, chunk of output channels), the 36 GEMMs into a scratch `M`, then
+/// `Aᵀ M A` + bias + activation into the output tiles (cut at the output's edges).
+/// Safety: AVX2/FMA present; `out` valid for `n · oc · oh · ow` writes.
+#[cfg(target_arch = "x86_64")]
+unsafe fn multiply_and_transform_output(
+    v: &[f32],
+    f: &WinogradFilter,
+    t: &Tiling,
+    bias: Option<&[f32]>,
+    act: Option<Act>,
+    out: *mut f32,
+) {
+    let threads = rayon::current_num_threads().max(1);
+    let m_panels = t.oc.div_ceil(MR);
+    let mut chunk_panels = MAX_CHUNK_PANELS.min(m_panels);
+    // enough tasks that work stealing evens out the cores
+    while t.nblocks * m_panels.div_ceil(chunk_panels) < 4 * threads && chunk_panels > 2 {
+        chunk_panels = chunk_panels.div_ceil(2);
+    }
+    let nchunks = m_panels.div_ceil(chunk_panels);
+    let op = SendPtr(out);
+    (0..t.nblocks * nchunks).into_par_iter().for_each_init(
+        || vec![TileSpot::default(); t.tb],
+        |tiles, task| {
+            let (blk, chunk) = (task / nchunks, task % nchunks);
+            let panels = (chunk * chunk_panels, ((chunk + 1) * chunk_panels).min(m_panels));
+            let oq = op;
+            // SAFETY: avx2/fma checked by `conv`; the task writes only its (tile block, channel
+            // chunk) outputs, disjoint from every other task's.
+            let mut m = PRODUCT_SCRATCH.with(|c| c.take());
+            unsafe { block_task(v, f, t, (bias, act), (blk, panels), &mut m, tiles, oq.0) };
+            PRODUCT_SCRATCH.with(|c| c.replace(m));
+        },
+    );
+}
+
+/// Where one tile's outputs go: offset of its corner in channel 0 of its image, valid rows and
+/// columns, and which tile row (over the batch) it is in.
+#[derive(Clone, Copy, Default)]
+struct TileSpot {
+    base: usize,
+    rows: usize,
+    cols: usize,
+    row_id: usize,
+}
+
+/// One task of phase 2: tile block `blk`, filter panels `panels`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block_task(
+    v: &[f32],
+    f: &WinogradFilter,
+    t: &Tiling,
+    epilogue: (Option<&[f32]>, Option<Act>),
+    part: (usize, (usize, usize)),
+    m: &mut Vec<f32>,
+    tiles: &mut [TileSpot],
+    out: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let (bias, act) = epilogue;
+    let (blk, (p0, p1)) = part;
+    let (r0, r1) = (p0 * MR, (p1 * MR).min(t.oc));
+    let rows = r1 - r0;
+    let ld = t.tb;
+    if m.len() < POINTS * rows * ld {
+        m.resize(POINTS * rows * ld, 0.0);
+    }
+    let vb = &v[blk * t.block_len()..(blk + 1) * t.block_len()];
+    for (xi, u) in f.u.iter().enumerate() {
+        let b = &vb[xi * t.c * ld..(xi + 1) * t.c * ld];
+        sgemm::gemm_prepacked(u, (p0, p1), b, ld, &mut m[xi * rows * ld..(xi + 1) * rows * ld], ld);
+    }
+    let ntiles = t.tb.min(t.nt - blk * t.tb);
+    let plane = t.oh * t.ow;
+    for (tl, e) in tiles.iter_mut().enumerate().take(ntiles) {
+        let tt = blk * t.tb + tl;
+        let (b, rest) = (tt / (t.th * t.tw), tt % (t.th * t.tw));
+        let (ty, tx) = (rest / t.tw, rest % t.tw);
+        let (oy, ox) = (ty * TILE, tx * TILE);
+        *e = TileSpot {
+            base: (b * t.oc) * plane + oy * t.ow + ox,
+            rows: TILE.min(t.oh - oy),
+            cols: TILE.min(t.ow - ox),
+            row_id: tt / t.tw,
+        };
+    }
+    let stride = rows * ld;
+    let mut spill = [[0f32; LANES]; TILE * TILE];
+    for o in 0..rows {
+        let bv = _mm256_set1_ps(bias.map_or(0.0, |bb| bb[r0 + o]));
+        for g0 in (0..ntiles).step_by(LANES) {
+            // SAFETY: g0 + LANES <= tb = ld (tb is a multiple of NR = 2·LANES), so all 36 loads
+            // stay inside row o of each point's [rows, ld] product.
+            let y = output_transform(m.as_ptr().add(o * ld + g0), stride, bv, act);
+            let group = &tiles[g0..ntiles.min(g0 + LANES)];
+            let (first, last) = (group[0], group[group.len() - 1]);
+            let dst = (r0 + o) * plane;
+            if group.len() == LANES && first.row_id == last.row_id && last.cols == TILE {
+                // 8 whole-width tiles side by side: each output row is 32 contiguous floats
+                for (i, yi) in y.iter().enumerate().take(first.rows) {
+                    let row = out.add(dst + first.base + i * t.ow);
+                    store_interleaved(row, yi);
+                }
+                continue;
+            }
+            for (i, yi) in y.iter().enumerate() {
+                for (j, yij) in yi.iter().enumerate() {
+                    _mm256_storeu_ps(spill[i * TILE + j].as_mut_ptr(), *yij);
+                }
+            }
+            for (l, spot) in group.iter().enumerate() {
+                for i in 0..spot.rows {
+                    for j in 0..spot.cols {
+                        *out.add(dst + spot.base + i * t.ow + j) = spill[i * TILE + j][l];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Aᵀ M A` of `LANES` tiles of one output channel (`m` at point 0, point ξ at `m + ξ·stride`),
+/// plus `bias`, then `act`: the 4x4 outputs as [row][column] vectors over the tiles.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn output_transform(
+    m: *const f32,
+    stride: usize,
+    bias: std::arch::x86_64::__m256,
+    act: Option<Act>,
+) -> [[std::arch::x86_64::__m256; TILE]; TILE] {
+    use std::arch::x86_64::*;
+    let (two, four, eight) = (_mm256_set1_ps(2.0), _mm256_set1_ps(4.0), _mm256_set1_ps(8.0));
+    let at = |v: [__m256; ALPHA]| -> [__m256; TILE] {
+        let (a, b) = (_mm256_add_ps(v[1], v[2]), _mm256_sub_ps(v[1], v[2]));
+        let (c, d) = (_mm256_add_ps(v[3], v[4]), _mm256_sub_ps(v[3], v[4]));
+        [
+            _mm256_add_ps(_mm256_add_ps(v[0], a), c),
+            _mm256_fmadd_ps(two, d, b),
+            _mm256_fmadd_ps(four, c, a),
+            _mm256_add_ps(_mm256_fmadd_ps(eight, d, b), v[5]),
+        ]
+    };
+    let mut cols = [[_mm256_setzero_ps(); TILE]; ALPHA];
+    for (s, col) in cols.iter_mut().enumerate() {
+        let ld = |r: usize| _mm256_loadu_ps(m.add((r * ALPHA + s) * stride));
+        *col = at([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
+    }
+    let mut y = [[_mm256_setzero_ps(); TILE]; TILE];
+    for (i, yi) in y.iter_mut().enumerate() {
+        *yi = at([cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], cols[5][i]]);
+    }
+    let zero = _mm256_setzero_ps();
+    for v in y.iter_mut().flatten() {
+        let x = _mm256_add_ps(*v, bias);
+        *v = match act {
+            None => x,
+            Some(Act::Leaky(alpha)) => {
+                let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(x, zero);
+                _mm256_blendv_ps(_mm256_mul_ps(x, _mm256_set1_ps(alpha)), x, keep)
+            }
+            Some(Act::Relu(limit)) => {
+                let r = _mm256_max_ps(x, zero);
+                limit.map_or(r, |l| _mm256_min_ps(r, _mm256_set1_ps(l)))
+            }
+        };
+    }
+    y
+}
+
+/// Store one output row of 8 tiles: `y[j]` holds column j of tiles 0..8; memory gets tile 0's
+/// 4 columns, then tile 1's, ... (32 floats from `dst`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store_interleaved(dst: *mut f32, y: &[std::arch::x86_64::__m256; TILE]) {
+    use std::arch::x86_64::*;
+    let ab_lo = _mm256_unpacklo_ps(y[0], y[1]);
+    let ab_hi = _mm256_unpackhi_ps(y[0], y[1]);
+    let cd_lo = _mm256_unpacklo_ps(y[2], y[3]);
+    let cd_hi = _mm256_unpackhi_ps(y[2], y[3]);
+    let t0 = _mm256_shuffle_ps::<0x44>(ab_lo, cd_lo);
+    let t1 = _mm256_shuffle_ps::<0xEE>(ab_lo, cd_lo);
+    let t2 = _mm256_shuffle_ps::<0x44>(ab_hi, cd_hi);
+    let t3 = _mm256_shuffle_ps::<0xEE>(ab_hi, cd_hi);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps::<0x20>(t0, t1));
+    _mm256_storeu_ps(dst.add(8), _mm256_permute2f128_ps::<0x20>(t2, t3));
+    _mm256_storeu_ps(dst.add(16), _mm256_permute2f128_ps::<0x31>(t0, t1));
+    _mm256_storeu_ps(dst.add(24), _mm256_permute2f128_ps::<0x31>(t2, t3));
+}

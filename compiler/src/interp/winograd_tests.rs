@@ -1,0 +1,275 @@
+//! Tests of the Winograd F(4x4, 3x3) convolution against an f64 direct convolution and the
+//! interpreter's own direct path, and of the `set_fast_conv` switch.
+
+use super::conv::{self, ConvGeom};
+use super::sgemm::{self, Act};
+use super::winograd::{self, WinogradFilter};
+use super::*;
+use crate::ir::{attr, Attrs};
+
+/// Deterministic pseudo-random values in [-1, 1).
+fn noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Direct 3x3 stride-1 convolution in f64: (value, sum of |terms|) per output.
+fn reference(x: &[f32], xs: [usize; 4], w: &[f32], oc: usize, bias: &[f32], pads: [usize; 4]) -> Vec<(f64, f64)> {
+    let [n, c, h, wd] = xs;
+    let (oh, ow) = (h + pads[0] + pads[2] - 2, wd + pads[1] + pads[3] - 2);
+    let mut out = Vec::with_capacity(n * oc * oh * ow);
+    for b in 0..n {
+        for o in 0..oc {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut s, mut mag) = (bias[o] as f64, (bias[o] as f64).abs());
+                    for ci in 0..c {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let iy = (oy + ky) as isize - pads[0] as isize;
+                                let ix = (ox + kx) as isize - pads[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue;
+                                }
+                                let xv = x[((b * c + ci) * h + iy as usize) * wd + ix as usize] as f64;
+                                let t = xv * w[((o * c + ci) * 3 + ky) * 3 + kx] as f64;
+                                s += t;
+                                mag += t.abs();
+                            }
+                        }
+                    }
+                    out.push((s, mag));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Largest `|got - want| / sum|terms|` over all outputs.
+fn worst_error(got: &[f32], want: &[(f64, f64)]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    got.iter().zip(want).map(|(&g, &(w, mag))| (g as f64 - w).abs() / mag.max(1e-30)).fold(0.0, f64::max)
+}
+
+/// Winograd and direct convolution of random data, both against the f64 reference. Odd map
+/// sizes (partial tiles), pads 0/1/asymmetric, channels not multiples of 8, more than one depth
+/// block (C > 256), several tile blocks and a batch of two.
+#[test]
+fn winograd_matches_direct_convolution_on_random_shapes() {
+    if !sgemm::available() {
+        return;
+    }
+    let cases: [([usize; 4], usize, [usize; 4]); 7] = [
+        ([1, 8, 13, 13], 16, [1, 1, 1, 1]),
+        ([2, 13, 7, 9], 7, [0, 0, 0, 0]),
+        ([1, 19, 26, 26], 20, [1, 0, 2, 1]),
+        ([1, 300, 5, 6], 13, [1, 1, 1, 1]),
+        ([1, 9, 70, 45], 11, [1, 1, 1, 1]),
+        ([1, 24, 3, 3], 5, [0, 0, 0, 0]),
+        ([1, 10, 1, 2], 97, [1, 1, 1, 1]),
+    ];
+    for (i, &(xs, oc, pads)) in cases.iter().enumerate() {
+        let [n, c, h, wd] = xs;
+        let x = noise(n * c * h * wd, 100 + i as u64);
+        let w = noise(oc * c * 9, 200 + i as u64);
+        let bias = noise(oc, 300 + i as u64);
+        let want = reference(&x, xs, &w, oc, &bias, pads);
+        let f = WinogradFilter::new(&w, oc, c).unwrap();
+        let got = winograd::conv(&x, xs, &f, Some(&bias), pads, None).unwrap();
+        let (oh, ow) = (h + pads[0] + pads[2] - 2, wd + pads[1] + pads[3] - 2);
+        assert_eq!(got.shape(), &[n, oc, oh, ow], "case {i}");
+        let wino_err = worst_error(got.as_slice().unwrap(), &want);
+
+        let xt = Tensor::from_shape_vec(IxDyn(&xs), x.clone()).unwrap();
+        let wt = Tensor::from_shape_vec(IxDyn(&[oc, c, 3, 3]), w.clone()).unwrap();
+        let bt = Tensor::from_shape_vec(IxDyn(&[oc]), bias.clone()).unwrap();
+        let g = ConvGeom { kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads, group: 1 };
+        let direct = conv::conv(&xt, &wt, Some(&bt), &g, None, None).unwrap();
+        let direct_err = worst_error(direct.as_slice().unwrap(), &want);
+        // the direct sum is good to a few ulps of sum|terms|; the transforms add cancellation
+        // (measured: direct <= 3e-7, Winograd <= 1.8e-6 of sum|terms|)
+        assert!(wino_err < 5e-6, "case {i} {xs:?} oc {oc} pads {pads:?}: error {wino_err:e} (direct {direct_err:e})");
+        assert!(direct_err < 1e-6, "case {i}: direct error {direct_err:e}");
+    }
+}
+
+/// Bias and the fused activations are applied after the output transform, as the direct path
+/// applies them.
+#[test]
+fn winograd_fused_activation_equals_activation_after() {
+    if !sgemm::available() {
+        return;
+    }
+    let (xs, oc, pads) = ([1, 11, 10, 14], 9, [1, 1, 1, 1]);
+    let x = noise(xs.iter().product(), 1);
+    let w = noise(oc * 11 * 9, 2);
+    let bias = noise(oc, 3);
+    let f = WinogradFilter::new(&w, oc, 11).unwrap();
+    let plain = winograd::conv(&x, xs, &f, Some(&bias), pads, None).unwrap();
+    assert!(plain.iter().any(|&v| v < -0.1) && plain.iter().any(|&v| v > 0.6));
+    for act in [Act::Leaky(0.1), Act::Relu(None), Act::Relu(Some(0.5))] {
+        let fused = winograd::conv(&x, xs, &f, Some(&bias), pads, Some(act)).unwrap();
+        let want = plain.mapv(|v| match act {
+            Act::Leaky(a) => {
+                if v >= 0.0 {
+                    v
+                } else {
+                    v * a
+                }
+            }
+            Act::Relu(l) => l.map_or(v.max(0.0), |l| v.max(0.0).min(l)),
+        });
+        assert_eq!(fused, want, "{act:?}");
+    }
+}
+
+#[test]
+fn winograd_rejects_mismatched_shapes() {
+    let f = WinogradFilter::new(&noise(4 * 3 * 9, 1), 4, 3).unwrap();
+    let err = winograd::conv(&noise(2 * 4 * 4, 2), [1, 2, 4, 4], &f, None, [0; 4], None).unwrap_err();
+    assert_eq!(err, "input [1, 2, 4, 4] does not match the filter's 3 input channels");
+    let err = winograd::conv(&noise(3 * 2 * 2, 2), [1, 3, 2, 2], &f, None, [0; 4], None).unwrap_err();
+    assert_eq!(err, "window 3 does not fit input 2x2 with pads [0, 0, 0, 0]");
+    let err = winograd::conv(&noise(3 * 16, 2), [1, 3, 4, 4], &f, Some(&[0.0; 3]), [0; 4], None).unwrap_err();
+    assert_eq!(err, "bias has 3 elements, expected 4");
+    assert_eq!(WinogradFilter::new(&[0.0; 10], 4, 3).unwrap_err(), "filter of 10 elements is not [4, 3, 3, 3]");
+}
+
+/// conv 3x3 (16 -> 24 channels, Winograd when on) -> leaky, then a 3x3 stride-2 conv and a
+/// conv with 4 input channels (never Winograd).
+fn net() -> (Module, Weights) {
+    let mut func = Func::default();
+    let mut weights = Weights::default();
+    let f32t = |s: &[usize]| TensorType::f32(s.to_vec());
+    let a = func.add_value("", f32t(&[1, 16, 21, 23]));
+    func.args.push(a);
+    let x = func.push_op("top.Input", vec![a], Attrs::new(), "x", f32t(&[1, 16, 21, 23]));
+    let mut weight = |func: &mut Func, name: &str, shape: &[usize], seed: u64| {
+        let data = Tensor::from_shape_vec(IxDyn(shape), noise(shape.iter().product(), seed)).unwrap();
+        weights.insert(name, TensorData::F32(data));
+        func.push_op("top.Weight", vec![], Attrs::new(), name, f32t(shape))
+    };
+    let w1 = weight(&mut func, "w1", &[24, 16, 3, 3], 5);
+    let b1 = weight(&mut func, "b1", &[24], 6);
+    let w2 = weight(&mut func, "w2", &[4, 24, 3, 3], 7);
+    let w3 = weight(&mut func, "w3", &[8, 4, 3, 3], 8);
+    let conv_attrs = |s: i64| {
+        let mut at = Attrs::new();
+        at.insert("kernel_shape".into(), attr::ints(&[3, 3]));
+        at.insert("strides".into(), attr::ints(&[s, s]));
+        at.insert("pads".into(), attr::ints(&[1, 1, 1, 1]));
+        at
+    };
+    let c1 = func.push_op("top.Conv", vec![x, w1, b1], conv_attrs(1), "c1", f32t(&[1, 24, 21, 23]));
+    let mut la = Attrs::new();
+    la.insert("alpha".into(), attr::f64(0.1));
+    let l1 = func.push_op("top.LeakyRelu", vec![c1], la, "l1", f32t(&[1, 24, 21, 23]));
+    let c2 = func.push_op("top.Conv", vec![l1, w2], conv_attrs(2), "c2", f32t(&[1, 4, 11, 12]));
+    let c3 = func.push_op("top.Conv", vec![c2, w3], conv_attrs(1), "c3", f32t(&[1, 8, 11, 12]));
+    func.returns = vec![l1, c3];
+    (Module { name: "wino".into(), attrs: Attrs::new(), func }, weights)
+}
+
+/// Off by default and bit-identical to before when off; on, only the eligible convolution
+/// changes, by rounding, and fused and observed runs agree exactly.
+#[test]
+fn fast_conv_switch_changes_only_eligible_convolutions() {
+    if !sgemm::available() {
+        return;
+    }
+    let (m, w) = net();
+    let mut interp = Interpreter::new(&m, &w).unwrap();
+    assert!(!interp.fast_conv());
+    let input = [Tensor::from_shape_vec(IxDyn(&[1, 16, 21, 23]), noise(16 * 21 * 23, 9)).unwrap()];
+    let direct = interp.run(&input).unwrap();
+    interp.set_fast_conv(true);
+    assert!(interp.fast_conv());
+    let names: Vec<&str> = interp
+        .winograd
+        .iter()
+        .zip(&m.func.ops)
+        .filter(|(f, _)| f.is_some())
+        .map(|(_, op)| m.func.op_name(op))
+        .collect();
+    assert_eq!(names, ["c1"]);
+    let fast = interp.run(&input).unwrap();
+    let observed = interp.run_observe(&input, &mut |_, _| {}).unwrap();
+    assert_eq!(fast, observed);
+    assert_ne!(fast[0], direct[0]);
+    for (f, d) in fast.iter().zip(&direct) {
+        let scale = d.iter().fold(0f32, |a, &v| a.max(v.abs()));
+        let err = f.iter().zip(d.iter()).fold(0f32, |a, (&x, &y)| a.max((x - y).abs()));
+        assert!(err <= 1e-5 * scale, "max error {err} of {scale}");
+    }
+    interp.set_fast_conv(false);
+    assert!(!interp.fast_conv());
+    assert_eq!(interp.run(&input).unwrap(), direct);
+}
+
+/// Timing of the tiny-yolov3 3x3 layer shapes, direct against Winograd (run by hand:
+/// `cargo test -p compiler --lib winograd_layer_timing -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn winograd_layer_timing() {
+    if !sgemm::available() {
+        return;
+    }
+    let layers: [(usize, usize, usize); 8] = [
+        (16, 32, 208),
+        (32, 64, 104),
+        (64, 128, 52),
+        (128, 256, 26),
+        (256, 512, 13),
+        (512, 1024, 13),
+        (384, 256, 26),
+        (3, 16, 416),
+    ];
+    let only: Option<usize> = std::env::var("WINO_LAYER").ok().and_then(|v| v.parse().ok());
+    let threads = std::env::var("WINO_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        for (li, &(c, oc, hw)) in layers.iter().enumerate() {
+            if only.is_some_and(|o| o != li) {
+                continue;
+            }
+            let xs = [1, c, hw, hw];
+            let x = noise(c * hw * hw, 1);
+            let w = noise(oc * c * 9, 2);
+            let bias = noise(oc, 3);
+            let f = WinogradFilter::new(&w, oc, c).unwrap();
+            let xt = Tensor::from_shape_vec(IxDyn(&xs), x.clone()).unwrap();
+            let wt = Tensor::from_shape_vec(IxDyn(&[oc, c, 3, 3]), w.clone()).unwrap();
+            let bt = Tensor::from_shape_vec(IxDyn(&[oc]), bias.clone()).unwrap();
+            let pa = sgemm::PackedA::new(&w, oc, c * 9);
+            let g = ConvGeom { kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads: [1; 4], group: 1 };
+            let act = Some(Act::Leaky(0.1));
+            let time = |f: &dyn Fn()| {
+                let mut best = f64::MAX;
+                for _ in 0..if only.is_some() { 40 } else { 15 } {
+                    let t0 = std::time::Instant::now();
+                    f();
+                    best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+                }
+                best
+            };
+            let d = if only.is_some() {
+                1.0
+            } else {
+                time(&|| drop(conv::conv(&xt, &wt, Some(&bt), &g, Some(&pa), act).unwrap()))
+            };
+            let wi = time(&|| drop(winograd::conv(&x, xs, &f, Some(&bias), [1; 4], act).unwrap()));
+            let gmac = (oc * c * 9 * hw * hw) as f64 * 1e-6;
+            eprintln!(
+                "{c:>4} -> {oc:>4} @ {hw:>3}: direct {d:7.2} ms ({:5.1} GMAC/s)  winograd {wi:7.2} ms  x{:.2}",
+                gmac / d,
+                d / wi
+            );
+        }
+    });
+}
