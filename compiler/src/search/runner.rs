@@ -115,6 +115,9 @@ struct Memo {
     snapshots: Vec<Snapshot>,
     /// `(layer index, output signature)` -> the layer's cos per sample.
     layer_cos: HashMap<(usize, u64), Arc<Vec<f64>>>,
+    /// The weights and packed filters the simulator prepared, by signature: shared by every
+    /// evaluation (a trial's lowering differs from the last one in a few layers only).
+    cache: sim::SimCache,
     stats: RunnerStats,
 }
 
@@ -212,6 +215,7 @@ impl<'a> SimRunner<'a> {
         if let Ok(mut m) = self.memo.lock() {
             m.snapshots.clear();
             m.layer_cos.clear();
+            m.cache = sim::SimCache::new();
         }
     }
 
@@ -280,6 +284,7 @@ impl<'a> SimRunner<'a> {
         let (lowered, lw) = self.lower_for(float_layers)?;
         let t1 = Instant::now();
         let sig = signature::signatures(&lowered, &lw);
+        let keys = sim::CacheKeys { ops: signature::prepared_keys(&lowered, &sig), values: sig.clone() };
         let t2 = Instant::now();
         let f = &lowered.func;
         let layer_vals = self.layer_values(&lowered)?;
@@ -315,7 +320,6 @@ impl<'a> SimRunner<'a> {
         memo.snapshots.clear();
         memo.snapshots.extend(base);
         let snapshots = &memo.snapshots;
-        let cache = sim::SimCache::new();
         let float_ref = self.float_ref.read().map_err(|_| SearchError::Run("runner state poisoned".into()))?;
         type SampleOut = (HashMap<u64, Arc<SimTensor>>, usize);
         let per_sample: Vec<SampleOut> = self
@@ -325,7 +329,7 @@ impl<'a> SimRunner<'a> {
             .map(|(s, inputs)| -> Result<SampleOut, SearchError> {
                 let seeds: Vec<Option<Arc<SimTensor>>> =
                     sig.iter().map(|h| snapshots.iter().find_map(|snap| snap.values[s].get(h).cloned())).collect();
-                let computed = sim::run_seeded_cached(&lowered, &lw, inputs, &seeds, &wanted, &cache)
+                let computed = sim::run_seeded_keyed(&lowered, &lw, inputs, &seeds, &wanted, &memo.cache, &keys)
                     .map_err(|e| SearchError::Run(e.to_string()))?;
                 let ran = f
                     .ops

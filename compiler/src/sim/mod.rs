@@ -155,6 +155,45 @@ pub fn run_seeded_cached(
     wanted: &[bool],
     cache: &SimCache,
 ) -> Result<Vec<Option<Arc<SimTensor>>>, SimError> {
+    run_seeded_in(module, weights, inputs, seeds, wanted, cache, None)
+}
+
+/// Keys of a module's values and ops in a [`SimCache`] shared by several modules: equal keys
+/// must denote equal prepared values (a weight's key its type and contents, an op's key what its
+/// prepared filters depend on).
+#[derive(Debug, Clone, Default)]
+pub struct CacheKeys {
+    /// Per value id.
+    pub values: Vec<u64>,
+    /// Per op index.
+    pub ops: Vec<u64>,
+}
+
+/// [`run_seeded_cached`] with `cache` looked up by `keys` instead of value ids and op indexes,
+/// so that one cache serves the runs of many modules (the mixed-precision search's trials,
+/// whose lowerings share most of their weights): a weight prepared for one trial is not
+/// prepared again for the next.
+pub fn run_seeded_keyed(
+    module: &Module,
+    weights: &Weights,
+    inputs: &[ArrayD<f32>],
+    seeds: &[Option<Arc<SimTensor>>],
+    wanted: &[bool],
+    cache: &SimCache,
+    keys: &CacheKeys,
+) -> Result<Vec<Option<Arc<SimTensor>>>, SimError> {
+    run_seeded_in(module, weights, inputs, seeds, wanted, cache, Some(keys))
+}
+
+fn run_seeded_in(
+    module: &Module,
+    weights: &Weights,
+    inputs: &[ArrayD<f32>],
+    seeds: &[Option<Arc<SimTensor>>],
+    wanted: &[bool],
+    cache: &SimCache,
+    keys: Option<&CacheKeys>,
+) -> Result<Vec<Option<Arc<SimTensor>>>, SimError> {
     let f = &module.func;
     let nv = f.values.len();
     if seeds.len() != nv || wanted.len() != nv {
@@ -163,6 +202,22 @@ pub fn run_seeded_cached(
             msg: format!("{} seeds and {} wanted flags for {nv} values", seeds.len(), wanted.len()),
         });
     }
+    if let Some(k) = keys {
+        if k.values.len() != nv || k.ops.len() != f.ops.len() {
+            return Err(SimError::BadInput {
+                index: 0,
+                msg: format!(
+                    "{} value keys and {} op keys for {nv} values and {} ops",
+                    k.values.len(),
+                    k.ops.len(),
+                    f.ops.len()
+                ),
+            });
+        }
+    }
+    // Keys are 64-bit hashes; on a 32-bit target their low half serves.
+    let value_key = |v: usize| keys.map_or(v, |k| k.values[v] as usize);
+    let op_key = |i: usize| keys.map_or(i, |k| k.ops[i] as usize);
     let cv = is_cv18xx(module);
     check_inputs(module, inputs)?;
     let is_arg = {
@@ -198,7 +253,7 @@ pub fn run_seeded_cached(
         let name = f.op_name(op).to_string();
         if op.is_weight() {
             let r = op.results[0];
-            vals[r] = Some(cache.weight(r, || weight_value(weights, &name, op, &f.values[r].ty))?);
+            vals[r] = Some(cache.weight(value_key(r), || weight_value(weights, &name, op, &f.values[r].ty))?);
             continue;
         }
         let operands: Vec<Option<&SimTensor>> = op
@@ -207,7 +262,7 @@ pub fn run_seeded_cached(
             .map(|&v| vals[v].as_deref().or(if is_arg[v] { None } else { seeds[v].as_deref() }))
             .collect();
         let out_tys: Vec<&TensorType> = op.results.iter().map(|&r| &f.values[r].ty).collect();
-        let res = eval_op(op, &name, &operands, &out_tys, cv, Some(ops::Prepared { cache, op_index: i }))?;
+        let res = eval_op(op, &name, &operands, &out_tys, cv, Some(ops::Prepared { cache, key: op_key(i) }))?;
         for (&r, t) in op.results.iter().zip(res) {
             let t = Arc::new(t);
             computed[r] = Some(t.clone());

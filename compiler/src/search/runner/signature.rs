@@ -51,6 +51,33 @@ pub(super) fn signatures(module: &Module, weights: &Weights) -> Vec<u64> {
     sig
 }
 
+/// Per op, the key of what the simulator prepares for it once per cache (an INT8 convolution's
+/// packed filters): the op kind, attributes and chip, the types of its operands and results, and
+/// the signatures of its weight operands. Unlike the result's signature it does not depend on
+/// where the op's input comes from, so a layer downstream of a trial's change keeps its key.
+pub(super) fn prepared_keys(module: &Module, sig: &[u64]) -> Vec<u64> {
+    let f = &module.func;
+    let chip = format!("{:?}", module.attrs.get("chip"));
+    let producers = f.producers();
+    f.ops
+        .iter()
+        .map(|op| {
+            let mut h = DefaultHasher::new();
+            ("prepared", &chip, &op.kind, format!("{:?}", op.attrs)).hash(&mut h);
+            for &r in &op.results {
+                format!("{:?}", f.values[r].ty).hash(&mut h);
+            }
+            for &v in &op.operands {
+                match producers[v] {
+                    Some(p) if f.ops[p].is_weight() => ("weight", sig[v]).hash(&mut h),
+                    _ => ("operand", format!("{:?}", f.values[v].ty)).hash(&mut h),
+                }
+            }
+            h.finish()
+        })
+        .collect()
+}
+
 /// Bytes of a slice of plain numbers.
 fn bytes<T: Copy>(s: &[T]) -> &[u8] {
     // SAFETY: only instantiated with primitive integer and float types, which have no padding
