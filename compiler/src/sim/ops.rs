@@ -84,12 +84,12 @@ fn code_vec(c: &Ctx, t: &SimTensor) -> Result<Vec<i32>, SimError> {
     }
 }
 
-/// Where an op may find values prepared by earlier runs of its module: the module's cache and the
-/// op's index in it.
+/// Where an op may find values prepared by earlier runs: the cache and the op's key in it (its
+/// index in the module, or the caller's key; see [`super::run_seeded_keyed`]).
 #[derive(Clone, Copy)]
 pub(super) struct Prepared<'a> {
     pub cache: &'a SimCache,
-    pub op_index: usize,
+    pub key: usize,
 }
 
 /// Evaluate one op (`prepared`: the module's cache, when the caller keeps one).
@@ -514,8 +514,43 @@ fn channel_requant(c: &Ctx, bias: Option<&SimTensor>, oc: usize) -> Result<(Vec<
 fn packed_filters(c: &Ctx, w: &SimTensor, g: &ConvGeom) -> Option<std::sync::Arc<PackedFilters>> {
     let make = || code_vec_i16(w).and_then(|(wv, _)| PackedFilters::new(&wv, g));
     match c.prepared {
-        Some(p) => p.cache.filters(p.op_index, make),
+        Some(p) => p.cache.filters(p.key, make),
         None => make().map(std::sync::Arc::new),
+    }
+}
+
+/// One channel's run of INT8 convolution sums to stored codes: `+ b`, multiplier `m` and shift `s`
+/// (cv18xx's QDM when `qdm`), relu; `store` adds the zero point and saturates.
+#[inline(always)]
+fn requant_row<T>(
+    (m, s, b): (i64, i64, i64),
+    qdm: bool,
+    relu: bool,
+    sums: &[i32],
+    dst: &mut [T],
+    store: impl Fn(i64) -> T,
+) {
+    // `right_shift_round(x, s, HalfUp)` is `(x + 2^(s-1)) >> s` when that sum cannot
+    // overflow: true of every i32 sum when `(2^31 + |b|) · |m| + 2^(s-1) < 2^63`.
+    if !qdm && (1..=62).contains(&s) {
+        let bound = ((1i128 << 31) + (b as i128).abs()) * (m as i128).abs() + (1i128 << (s - 1));
+        if bound < 1i128 << 63 {
+            let half = 1i64 << (s - 1);
+            for (d, &a) in dst.iter_mut().zip(sums) {
+                let y = ((a as i64 + b) * m + half) >> s;
+                *d = store(if relu { y.max(0) } else { y });
+            }
+            return;
+        }
+    }
+    for (d, &a) in dst.iter_mut().zip(sums) {
+        let v = a as i64 + b;
+        let y = if qdm {
+            cv18xx::apply_qdm(v, m, s, RoundMode::HalfAwayFromZero)
+        } else {
+            right_shift_round(v * m, s, RoundMode::HalfUp)
+        };
+        *d = store(if relu { y.max(0) } else { y });
     }
 }
 
@@ -541,26 +576,6 @@ fn conv2d_int8_i16(
     let oc = g.oc;
     let (per, qdm) = channel_requant(c, bias, oc)?;
     let (_, zp, signed) = qparams(out);
-    // One channel's run of sums to stored codes: `store` adds the zero point and saturates.
-    #[inline(always)]
-    fn requant_row<T>(
-        (m, s, b): (i64, i64, i64),
-        qdm: bool,
-        relu: bool,
-        sums: &[i32],
-        dst: &mut [T],
-        store: impl Fn(i64) -> T,
-    ) {
-        for (d, &a) in dst.iter_mut().zip(sums) {
-            let v = a as i64 + b;
-            let y = if qdm {
-                cv18xx::apply_qdm(v, m, s, RoundMode::HalfAwayFromZero)
-            } else {
-                right_shift_round(v * m, s, RoundMode::HalfUp)
-            };
-            *d = store(if relu { y.max(0) } else { y });
-        }
-    }
     let len = g.n * oc * g.oh * g.ow;
     let shape = IxDyn(&[g.n, oc, g.oh, g.ow]);
     let data = if signed {
@@ -1167,6 +1182,39 @@ mod tests {
             let inv = (1.0 / 0.0173f64) as f32;
             let want = from_codes(x.to_f32().mapv(|v| ((v * inv) as f64).round() as i64), &out);
             assert_eq!(got[0], want);
+        }
+    }
+
+    #[test]
+    fn requantization_shortcut_equals_right_shift_round() {
+        let mut seed = 77u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 16
+        };
+        let mut sums: Vec<i32> = vec![i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX - 1, i32::MAX];
+        sums.extend((0..2000).map(|_| (next() as u32 as i32) >> (next() % 31)));
+        let params = [
+            (1i64, 0i64, 0i64),
+            (1, 1, 0),
+            (1_518_500_250, 38, -4000),
+            (1_073_741_824, 31, 123_456),
+            (-7, 3, 5),
+            (i32::MAX as i64, 62, i32::MIN as i64),
+            (1 << 31, 20, 1 << 30),
+            (1 << 32, 40, 0),
+            (3, -2, 9),
+        ];
+        for (m, sh, b) in params {
+            for relu in [false, true] {
+                let mut got = vec![0i64; sums.len()];
+                requant_row((m, sh, b), false, relu, &sums, &mut got, |y| y);
+                for (&a, &g) in sums.iter().zip(&got) {
+                    let x = (a as i64 + b).wrapping_mul(m);
+                    let y = right_shift_round(x, sh, RoundMode::HalfUp);
+                    assert_eq!(g, if relu { y.max(0) } else { y }, "sum {a}, m {m}, s {sh}, b {b}");
+                }
+            }
         }
     }
 }
