@@ -55,23 +55,21 @@ impl WinogradFilter {
         if w.len() != oc * c * 9 {
             return Err(format!("filter of {} elements is not [{oc}, {c}, 3, 3]", w.len()));
         }
+        // per output channel (in parallel): its filters' 36 transformed values, scattered into
+        // the 36 [oc, c] matrices; then each matrix packed
         let mut mats = vec![vec![0f32; oc * c]; POINTS];
-        for (oi, g) in w.chunks_exact(9).enumerate() {
-            // G g (6x3), then (G g) Gᵀ (6x6)
-            let mut gg = [[0f64; 3]; ALPHA];
-            for (r, row) in gg.iter_mut().enumerate() {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|k| G[r][k] * g[k * 3 + j] as f64).sum();
+        let ptrs: Vec<SendPtr> = mats.iter_mut().map(|m| SendPtr(m.as_mut_ptr())).collect();
+        w.par_chunks_exact(9 * c).enumerate().for_each(|(o, filters)| {
+            let mut u = [0f32; POINTS];
+            for (ci, g) in filters.chunks_exact(9).enumerate() {
+                transform_filter(g, &mut u);
+                for (p, &val) in ptrs.iter().zip(&u) {
+                    // SAFETY: element (o, ci) of each [oc, c] matrix; only this task writes row o.
+                    unsafe { *p.0.add(o * c + ci) = val };
                 }
             }
-            for r in 0..ALPHA {
-                for s in 0..ALPHA {
-                    let v: f64 = (0..3).map(|k| gg[r][k] * G[s][k]).sum();
-                    mats[r * ALPHA + s][oi] = v as f32;
-                }
-            }
-        }
-        let u = mats.iter().map(|m| PackedA::new(m, oc, c)).collect();
+        });
+        let u = mats.par_iter().map(|m| PackedA::new(m, oc, c)).collect();
         Ok(WinogradFilter { oc, c, u })
     }
 
@@ -83,6 +81,21 @@ impl WinogradFilter {
     /// Input channels.
     pub(super) fn in_channels(&self) -> usize {
         self.c
+    }
+}
+
+/// `G g Gᵀ` of one 3x3 filter `g` into `u` (6x6 row-major), in f64, rounded once.
+fn transform_filter(g: &[f32], u: &mut [f32]) {
+    let mut gg = [[0f64; 3]; ALPHA];
+    for (r, row) in gg.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = G[r][0] * g[j] as f64 + G[r][1] * g[3 + j] as f64 + G[r][2] * g[6 + j] as f64;
+        }
+    }
+    for r in 0..ALPHA {
+        for s in 0..ALPHA {
+            u[r * ALPHA + s] = (gg[r][0] * G[s][0] + gg[r][1] * G[s][1] + gg[r][2] * G[s][2]) as f32;
+        }
     }
 }
 
