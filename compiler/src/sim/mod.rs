@@ -373,6 +373,14 @@ fn max_pool_int8(g: &PoolGeom, x: &SimTensor, zp: i64, out: &TensorType) -> Opti
             y.clamp(0, 255) as u8
         }
     };
+    // The same zero point in and out on int8 storage: the table is the identity.
+    if let (SimData::I8(a), true) = (&x.data, signed && zp_out == zp) {
+        let m = g.max_bytes(a.as_slice()?)?;
+        return Some(SimTensor {
+            data: SimData::I8(ArrayD::from_shape_vec(ndarray::IxDyn(out.shape()), m).ok()?),
+            ty: out.clone(),
+        });
+    }
     let maxima: Vec<u8> = match &x.data {
         SimData::I8(a) => {
             let m = g.max_bytes(a.as_slice()?)?;
@@ -411,6 +419,14 @@ struct PoolGeom {
 }
 
 impl PoolGeom {
+    /// True for 2 × 2 windows at stride 2 wholly inside the image (no padding read): every output
+    /// element is the maximum of two adjacent elements of two adjacent rows.
+    fn pairs(&self) -> bool {
+        (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl) == (2, 2, 2, 2, 0, 0)
+            && 2 * self.oh <= self.ih
+            && 2 * self.ow <= self.iw
+    }
+
     /// The in-image range `[lo, hi)` of every window along one axis (`None` if one is empty).
     fn ranges(outs: usize, k: i64, s: i64, pad: i64, len: usize) -> Option<Vec<(usize, usize)>> {
         (0..outs)
@@ -432,6 +448,20 @@ impl PoolGeom {
             return None;
         }
         let mut out = vec![x[0]; self.planes * self.oh * self.ow];
+        if self.pairs() {
+            let (iw, ow) = (self.iw, self.ow);
+            out.par_chunks_mut(self.oh * ow).enumerate().for_each(|(pl, o)| {
+                let plane = &x[pl * self.ih * iw..(pl + 1) * self.ih * iw];
+                for (oy, orow) in o.chunks_exact_mut(ow).enumerate() {
+                    let r0 = &plane[2 * oy * iw..2 * oy * iw + 2 * ow];
+                    let r1 = &plane[(2 * oy + 1) * iw..(2 * oy + 1) * iw + 2 * ow];
+                    for (d, (a, b)) in orow.iter_mut().zip(r0.chunks_exact(2).zip(r1.chunks_exact(2))) {
+                        *d = a[0].max(a[1]).max(b[0].max(b[1]));
+                    }
+                }
+            });
+            return Some(out);
+        }
         out.par_chunks_mut(self.oh * self.ow).enumerate().for_each(|(pl, o)| {
             let plane = &x[pl * self.ih * self.iw..(pl + 1) * self.ih * self.iw];
             let mut colmax = vec![x[0]; self.iw];
@@ -455,6 +485,21 @@ impl PoolGeom {
         use rayon::prelude::*;
         let (ih, iw) = (self.ih as i64, self.iw as i64);
         let mut out = vec![init; self.planes * self.oh * self.ow];
+        if self.pairs() {
+            // The window's elements in the general loop's order: row by row, left to right.
+            let (iw, ow) = (self.iw, self.ow);
+            out.par_chunks_mut((self.oh * ow).max(1)).enumerate().for_each(|(pl, o)| {
+                let plane = &x[pl * self.ih * iw..(pl + 1) * self.ih * iw];
+                for (oy, orow) in o.chunks_exact_mut(ow).enumerate() {
+                    let r0 = &plane[2 * oy * iw..2 * oy * iw + 2 * ow];
+                    let r1 = &plane[(2 * oy + 1) * iw..(2 * oy + 1) * iw + 2 * ow];
+                    for (d, (a, b)) in orow.iter_mut().zip(r0.chunks_exact(2).zip(r1.chunks_exact(2))) {
+                        *d = f(f(f(f(init, a[0]), a[1]), b[0]), b[1]);
+                    }
+                }
+            });
+            return out;
+        }
         out.par_chunks_mut((self.oh * self.ow).max(1)).enumerate().for_each(|(pl, o)| {
             let plane = &x[pl * self.ih * self.iw..(pl + 1) * self.ih * self.iw];
             for oy in 0..self.oh {
