@@ -12,6 +12,7 @@ mod reference;
 mod signature;
 
 use super::{Evaluation, LayerInfo, MixedRunner, SearchError};
+use crate::calibration::{CalibError, Dataset, InputLoader};
 use crate::compare::cos_sim;
 use crate::interp::{Interpreter, Tensor};
 use crate::ir::weights::Weights;
@@ -79,6 +80,14 @@ pub fn layers_of(top: &Module) -> Vec<LayerInfo> {
         });
     }
     out
+}
+
+/// Load every sample of `dataset` in order, decoding several at once: the tensors of
+/// `loader.load` one sample after the other, and on failure the first failing sample's error.
+pub fn load_samples(loader: &InputLoader, dataset: &Dataset) -> Result<Vec<Vec<Tensor>>, CalibError> {
+    let loaded: Vec<Result<Vec<Tensor>, CalibError>> =
+        dataset.samples.par_iter().map(|files| loader.load(dataset.kind, files)).collect();
+    loaded.into_iter().collect()
 }
 
 /// Output comparison weights (`--global_compare_layers a:0.3,b:0.7`); empty = the network outputs
@@ -573,6 +582,40 @@ mod tests {
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn samples_load_in_order_and_the_first_failure_is_reported() {
+        use crate::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
+        let pp = PreprocessConfig {
+            mean: vec![0.0; 3],
+            scale: vec![0.0039216; 3],
+            pixel_format: PixelFormat::Rgb,
+            channel_format: ChannelFormat::Nchw,
+            keep_aspect_ratio: true,
+            pad_value: 128,
+            pad_type: PadType::Center,
+            resize_dims: vec![416, 416],
+        };
+        let opts = crate::onnx::ImportOptions {
+            model_name: "yolov3_tiny".into(),
+            input_shapes: Some(vec![vec![1, 3, 416, 416]]),
+            output_names: vec!["convolution_output1".into(), "convolution_output".into()],
+            preprocess: Some(pp),
+        };
+        let (top, _) = crate::onnx::import(&asset("models/tiny-yolov3-11.onnx"), &opts).unwrap();
+        let loader = InputLoader::new(&top).unwrap();
+        let mut dataset = crate::calibration::select_dataset(&asset("images/COCO2017"), 4).unwrap();
+        let one_by_one: Vec<Vec<Tensor>> =
+            dataset.samples.iter().map(|f| loader.load(dataset.kind, f).unwrap()).collect();
+        assert_eq!(load_samples(&loader, &dataset).unwrap(), one_by_one);
+        let missing = |n: &str| asset("images/COCO2017").join(n);
+        dataset.samples[1] = vec![missing("no_such_1.jpg")];
+        dataset.samples[3] = vec![missing("no_such_3.jpg")];
+        let err = load_samples(&loader, &dataset).unwrap_err().to_string();
+        let first = loader.load(dataset.kind, &dataset.samples[1]).unwrap_err().to_string();
+        assert_eq!(err, first);
+        assert!(err.contains("no_such_1.jpg"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::{anyhow, Result};
 use clap::Parser;
 use compiler::calibration::{select_dataset, CalibrationTable, InputLoader};
 use compiler::lower::{calib::cali_map_from_table, Chip, Mode};
-use compiler::search::runner::SimRunner;
+use compiler::search::runner::{load_samples, SimRunner};
 use compiler::search::{search, SearchParams};
 use host_tools::bench::{assets, cpu_seconds, load_average, peak_rss_mib, walkthrough_import_options};
 use std::time::Instant;
@@ -111,10 +111,7 @@ fn main() -> Result<()> {
     println!("load average at start: {}", load_average());
 
     let start = Instant::now();
-    let mut samples = Vec::with_capacity(dataset.samples.len());
-    for files in &dataset.samples {
-        samples.push(loader.load(dataset.kind, files)?);
-    }
+    let samples = load_samples(&loader, &dataset)?;
     let t_load = start.elapsed().as_secs_f64();
     let mut runner = SimRunner::new(&top, &weights, &cali, chip, mode, samples, Vec::new())?;
     // The second search (without reuse) needs every layer's reference again.
