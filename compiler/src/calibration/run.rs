@@ -108,7 +108,8 @@ pub fn run_calibration(
         return Err(CalibError::Config("--histogram_bin_num must be at least 2".into()));
     }
     let loader = InputLoader::new(module)?;
-    let interp = Interpreter::new(module, weights).map_err(|e| CalibError::Model(e.to_string()))?;
+    let mut interp = Interpreter::new(module, weights).map_err(|e| CalibError::Model(e.to_string()))?;
+    interp.set_fast_conv(opts.tune.fast_conv);
     // group samples by the batch size, padding with the last one (tpu-mlir pads the list)
     let batch = loader.batch();
     let mut list: Vec<&[PathBuf]> = dataset.samples.iter().map(|s| s.as_slice()).collect();
@@ -184,6 +185,8 @@ pub fn run_calibration(
         return Err(CalibError::Dataset("no sample could be used".into()));
     }
     times.statistics = statistics.elapsed();
+    // the tuner prepares interpreters of its own; free this one's packed and transformed filters
+    drop(interp);
     let thresholds_started = Instant::now();
     let results = collector.finish();
     times.thresholds = thresholds_started.elapsed();

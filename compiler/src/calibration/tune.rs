@@ -25,11 +25,16 @@ pub struct TuneOptions {
     /// `ModuleInterpreter::fake_quant_weight` rounds a *copy* of each weight buffer, so its tuner
     /// in effect runs the float weights; on reproduces what that function was meant to do.
     pub quantize_weights: bool,
+    /// Run the F32 interpreter of the whole calibration, statistics as well as tuning, with the
+    /// Winograd convolution ([`Interpreter::set_fast_conv`]): 3x3 convolutions a few times
+    /// faster, results that differ at float rounding level, so the table may differ in the
+    /// last digits from the direct convolution's. Off by default.
+    pub fast_conv: bool,
 }
 
 impl Default for TuneOptions {
     fn default() -> Self {
-        TuneOptions { steps: 21, min_tuned_diff: 0.01, quantize_weights: false }
+        TuneOptions { steps: 21, min_tuned_diff: 0.01, quantize_weights: false, fast_conv: false }
     }
 }
 
@@ -146,10 +151,15 @@ pub(crate) fn tune_thresholds_timed(
     let TuneArgs { inputs: tune_inputs, tensors, initial, abs_max } = *args;
     let f = &module.func;
     let model_err = |e: crate::interp::InterpError| CalibError::Model(e.to_string());
-    let reference = Interpreter::new(module, weights).map_err(model_err)?;
+    let mut reference = Interpreter::new(module, weights).map_err(model_err)?;
+    reference.set_fast_conv(opts.fast_conv);
     let dq_weights = if opts.quantize_weights { Some(fake_quant_weights(module, weights)) } else { None };
     let dq_owned = match &dq_weights {
-        Some(w) => Some(Interpreter::new(module, w).map_err(model_err)?),
+        Some(w) => {
+            let mut dq = Interpreter::new(module, w).map_err(model_err)?;
+            dq.set_fast_conv(opts.fast_conv);
+            Some(dq)
+        }
         None => None,
     };
     let dq = dq_owned.as_ref().unwrap_or(&reference);

@@ -3,7 +3,9 @@
 
 use anyhow::{anyhow, Result};
 use clap::Parser;
-use compiler::calibration::{run_calibration, select_dataset, CaliMethod, CalibEvent, CalibOptions, CalibrationTable};
+use compiler::calibration::{
+    run_calibration, select_dataset, CaliMethod, CalibEvent, CalibOptions, CalibrationTable, TuneOptions,
+};
 use host_tools::bench::{assets, cpu_seconds, load_average, peak_rss_mib, walkthrough_import_options};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,6 +35,13 @@ struct Args {
     /// Print the tuning time of every op (slowest first)
     #[arg(long)]
     profile: bool,
+    /// Run the F32 interpreter with the Winograd convolution (statistics and tuning)
+    #[arg(long)]
+    fast_conv: bool,
+    /// Count the entries whose threshold / min / max differ from this table (e.g. the
+    /// direct-convolution table when running with --fast_conv)
+    #[arg(long)]
+    baseline: Option<PathBuf>,
 }
 
 fn rel(a: f64, b: f64) -> f64 {
@@ -53,6 +62,7 @@ fn main() -> Result<()> {
         method: CaliMethod::parse(&args.cali_method)?,
         tune_num: args.tune_num,
         mlir_name: "yolov3_tiny.mlir".into(),
+        tune: TuneOptions { fast_conv: args.fast_conv, ..TuneOptions::default() },
         ..CalibOptions::default()
     };
     let load_before = load_average();
@@ -81,10 +91,11 @@ fn main() -> Result<()> {
         out.table.write(o)?;
     }
     println!(
-        "calibration of tiny-yolov3, {} images, method {}, tune_num {}: {:.2} s (tpu-mlir {:.1} s), peak RSS {:.0} MiB",
+        "calibration of tiny-yolov3, {} images, method {}, tune_num {}, {} convolution: {:.2} s (tpu-mlir {:.1} s), peak RSS {:.0} MiB",
         out.samples_used,
         copts.method.name(),
         copts.tune_num,
+        if args.fast_conv { "Winograd" } else { "direct" },
         secs,
         TPU_MLIR_SECONDS,
         peak_rss_mib().unwrap_or(f64::NAN)
@@ -120,8 +131,47 @@ fn main() -> Result<()> {
             println!("  tune {:<16} {:<28} {:.3} s", op.kind, f.op_name(op), secs);
         }
     }
+    if let Some(b) = &args.baseline {
+        let base = CalibrationTable::read(b)?;
+        let (mut th, mut min, mut max, mut missing) = (0, 0, 0, 0);
+        let mut worst = 0f64;
+        for e in &out.table.entries {
+            let Some(r) = base.get(&e.name) else {
+                missing += 1;
+                continue;
+            };
+            // compare the printed values, as the table files hold them
+            let text = |v: f64| format!("{v:.7}");
+            th += usize::from(text(e.threshold) != text(r.threshold));
+            min += usize::from(text(e.min) != text(r.min));
+            max += usize::from(text(e.max) != text(r.max));
+            worst = worst.max(rel(e.threshold, r.threshold));
+        }
+        println!(
+            "  against {}: {} of {} thresholds differ (largest relative difference {:.2e}), {} min, {} max; {} entries not in it",
+            b.display(),
+            th,
+            out.table.entries.len(),
+            worst,
+            min,
+            max,
+            missing
+        );
+    }
     if args.compare {
         let reference = CalibrationTable::read(&assets().join("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table"))?;
+        let mut worst = [0f64; 3];
+        for e in &out.table.entries {
+            if let Some(r) = reference.get(&e.name) {
+                worst[0] = worst[0].max(rel(e.min, r.min));
+                worst[1] = worst[1].max(rel(e.max, r.max));
+                worst[2] = worst[2].max(rel(e.threshold, r.threshold));
+            }
+        }
+        println!(
+            "largest relative difference from tpu-mlir's table: min {:.2e}, max {:.2e}, threshold {:.2e}",
+            worst[0], worst[1], worst[2]
+        );
         println!(
             "{:<28} {:>11} {:>11} {:>9} | {:>11} {:>11} {:>9} | {:>11} {:>11} {:>9} | {:>11}",
             "tensor", "min", "ref min", "rel", "max", "ref max", "rel", "th", "ref th", "rel", "untuned th"
