@@ -16,6 +16,9 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
+#[path = "winograd.rs"]
+mod winograd;
+
 /// Geometry of a 2-D convolution.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvGeom {
@@ -284,6 +287,8 @@ pub struct PackedFilters {
     ocg: usize,
     /// The largest |w|.
     max_abs: u64,
+    /// The same filters for the Winograd kernel, when the convolution is one it computes.
+    wino: Option<winograd::WinogradFilters>,
 }
 
 impl PackedFilters {
@@ -312,7 +317,9 @@ impl PackedFilters {
             })
             .collect();
         let max_abs = w[..g.oc * k].iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
-        Some(PackedFilters { groups, k, ocg, max_abs })
+        // Only where the Winograd kernel is the faster one: it replaces the direct kernel there.
+        let wino = (g.ic >= winograd::MIN_CHANNELS).then(|| winograd::WinogradFilters::new(w, g)).flatten();
+        Some(PackedFilters { groups, k, ocg, max_abs, wino })
     }
 }
 
@@ -324,7 +331,9 @@ impl PackedFilters {
 /// could leave i32 (`k · x_max · max|w|` > `i32::MAX`).
 ///
 /// The reduction runs over pairs of terms (`_mm256_madd_epi16` on AVX2: 16 products per
-/// instruction, summed pairwise into i32 lanes); integer sums are exact in any order.
+/// instruction, summed pairwise into i32 lanes); integer sums are exact in any order. 3 × 3
+/// stride-1 convolutions of at least `winograd::MIN_CHANNELS` input channels run as the exact
+/// integer Winograd F(2×2, 3×3) (`winograd.rs`) when its sums are exact for `x_max`.
 pub fn conv2d_i16<T: Copy + Send + Sync>(
     x: &[i16],
     x_max: u64,
@@ -337,9 +346,10 @@ pub fn conv2d_i16<T: Copy + Send + Sync>(
     let simd = avx::has_avx2();
     #[cfg(not(target_arch = "x86_64"))]
     let simd = false;
-    conv2d_i16_with(x, x_max, f, g, out, emit, simd)
+    conv2d_i16_with(x, x_max, f, g, out, emit, simd, true)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv2d_i16_with<T: Copy + Send + Sync>(
     x: &[i16],
     x_max: u64,
@@ -348,6 +358,7 @@ fn conv2d_i16_with<T: Copy + Send + Sync>(
     out: &mut [T],
     emit: impl Fn(usize, &[i32], &mut [T]) + Sync,
     simd: bool,
+    wino: bool,
 ) -> bool {
     let group = g.group.max(1);
     let (k, ocg) = (g.ic / group * g.kh * g.kw, g.oc / group);
@@ -362,6 +373,11 @@ fn conv2d_i16_with<T: Copy + Send + Sync>(
     }
     if p == 0 || ocg == 0 {
         return true;
+    }
+    if let Some(wf) = f.wino.as_ref().filter(|_| wino) {
+        if winograd::conv3x3(x, x_max, wf, g, out, &emit, simd) {
+            return true;
+        }
     }
     let k2 = k.div_ceil(2);
     let width = tile_width_i16(p);
@@ -846,7 +862,7 @@ mod tests {
                 let f = PackedFilters::new(&w16, &g).unwrap();
                 for &simd in kernels {
                     let mut got = vec![(usize::MAX, 0i32); want.len()];
-                    assert!(conv2d_i16_with(&x16, 255, &f, &g, &mut got, emit_with_channel, simd), "{c:?}");
+                    assert!(conv2d_i16_with(&x16, 255, &f, &g, &mut got, emit_with_channel, simd, false), "{c:?}");
                     let p = g.oh * g.ow;
                     for (i, (&(o, a), &e)) in got.iter().zip(&want).enumerate() {
                         assert_eq!((o, a), ((i / p) % g.oc, e), "{c:?} simd {simd} at {i}");
