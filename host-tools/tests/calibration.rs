@@ -123,6 +123,29 @@ fn kl_with_tuning_never_lowers_thresholds_and_writes_the_tuned_header() {
     assert_eq!(last.threshold, format!("{:.7}", out.untuned.last().unwrap().threshold).parse::<f64>().unwrap());
 }
 
+#[test]
+fn fast_conv_moves_thresholds_only_at_rounding_level() {
+    let (module, weights) = yolo();
+    let ds = select_dataset(&coco(), 3).unwrap();
+    let run = |fast_conv: bool| {
+        let tune = compiler::calibration::TuneOptions { fast_conv, ..Default::default() };
+        let opts = CalibOptions { tune_num: 2, tune, mlir_name: "m.mlir".into(), ..Default::default() };
+        run_calibration(module, weights, &ds, &opts, &mut |_| {}).unwrap().table
+    };
+    let (direct, fast) = (run(false), run(true));
+    assert_eq!(direct.entries.len(), fast.entries.len());
+    let mut moved = 0;
+    for (d, f) in direct.entries.iter().zip(&fast.entries) {
+        assert_eq!(d.name, f.name);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1e-3);
+        assert!(close(d.min, f.min) && close(d.max, f.max), "{}: {d:?} vs {f:?}", d.name);
+        assert!((d.threshold - f.threshold).abs() <= 1e-3 * d.threshold, "{}: {d:?} vs {f:?}", d.name);
+        moved += usize::from(d != f);
+    }
+    // the Winograd path was taken: the 3x3 convolutions' outputs differ in the last digits
+    assert!(moved >= 5, "only {moved} entries differ");
+}
+
 fn cli() -> Command {
     Command::new(env!("CARGO_BIN_EXE_run_calibration"))
 }
