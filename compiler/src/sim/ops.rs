@@ -271,7 +271,7 @@ fn upsample<T: Copy + Default>(a: &ArrayD<T>, sh: usize, sw: usize, out: &[usize
         for row in src.chunks(w) {
             let start = o.len();
             for &v in row {
-                o.extend(std::iter::repeat(v).take(sw));
+                o.extend(std::iter::repeat_n(v, sw));
             }
             for _ in 1..sh {
                 o.extend_from_within(start..start + w * sw);
@@ -286,7 +286,7 @@ fn upsample<T: Copy + Default>(a: &ArrayD<T>, sh: usize, sw: usize, out: &[usize
         for c in 0..ch {
             for y in 0..h * sh {
                 for x in 0..w * sw {
-                    o[[b, c, y, x]] = a[[b, c, y / sh, x / sw]].clone();
+                    o[[b, c, y, x]] = a[[b, c, y / sh, x / sw]];
                 }
             }
         }
@@ -581,7 +581,7 @@ fn conv2d_int8_i16(
     let data = if signed {
         let mut o = vec![0i8; len];
         let emit = |ch: usize, sums: &[i32], dst: &mut [i8]| {
-            requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).max(-128).min(127) as i8)
+            requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).clamp(-128, 127) as i8)
         };
         if !conv::conv2d_i16(&xv, x_max, &filters, g, &mut o, emit) {
             return Ok(None);
@@ -590,7 +590,7 @@ fn conv2d_int8_i16(
     } else {
         let mut o = vec![0u8; len];
         let emit = |ch: usize, sums: &[i32], dst: &mut [u8]| {
-            requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).max(0).min(255) as u8)
+            requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).clamp(0, 255) as u8)
         };
         if !conv::conv2d_i16(&xv, x_max, &filters, g, &mut o, emit) {
             return Ok(None);
