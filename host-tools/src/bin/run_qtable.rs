@@ -107,10 +107,7 @@ fn run() -> Result<()> {
         _ => bail!("give exactly one of --dataset DIR and --data_list FILE"),
     };
     let loader = InputLoader::new(&top)?;
-    let mut samples = Vec::with_capacity(dataset.samples.len());
-    for files in &dataset.samples {
-        samples.push(loader.load(dataset.kind, files)?);
-    }
+    let samples = compiler::search::runner::load_samples(&loader, &dataset)?;
     let compare = match &args.global_compare_layers {
         Some(s) => parse_compare(s)?,
         None => Vec::new(),
