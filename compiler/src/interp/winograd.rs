@@ -312,22 +312,7 @@ fn gather_rows(plane: &[f32], t: &Tiling, ty: usize, rows: &mut [f32], width: us
 #[inline(always)]
 fn vertical(rows: &[f32], vert: &mut [f32], width: usize) {
     let r = |i: usize| &rows[i * width..(i + 1) * width];
-    let (d0, d1, d2, d3, d4, d5) = (r(0), r(1), r(2), r(3), r(4), r(5));
-    let (o0, rest) = vert.split_at_mut(width);
-    let (o1, rest) = rest.split_at_mut(width);
-    let (o2, rest) = rest.split_at_mut(width);
-    let (o3, rest) = rest.split_at_mut(width);
-    let (o4, o5) = rest.split_at_mut(width);
-    for k in 0..width {
-        let (a0, a1, a2, a3, a4, a5) = (d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]);
-        let v = bt(a0, a1, a2, a3, a4, a5);
-        o0[k] = v[0];
-        o1[k] = v[1];
-        o2[k] = v[2];
-        o3[k] = v[3];
-        o4[k] = v[4];
-        o5[k] = v[5];
-    }
+    bt_rows([r(0), r(1), r(2), r(3), r(4), r(5)], vert, width);
 }
 
 /// `Bᵀ` applied along each row of `vert`, per tile: `hor[(ξy·6 + ξx)·tw + tx]`.
@@ -336,22 +321,29 @@ fn horizontal(vert: &[f32], hor: &mut [f32], tw: usize, width: usize) {
     let kw = tw + 1;
     for (yi, row) in vert.chunks_exact(width).enumerate() {
         let ph = |p: usize, shift: usize| &row[p * kw + shift..p * kw + shift + tw];
-        let (d0, d1, d2, d3, d4, d5) = (ph(0, 0), ph(1, 0), ph(2, 0), ph(3, 0), ph(0, 1), ph(1, 1));
         let out = &mut hor[yi * ALPHA * tw..(yi + 1) * ALPHA * tw];
-        let (o0, rest) = out.split_at_mut(tw);
-        let (o1, rest) = rest.split_at_mut(tw);
-        let (o2, rest) = rest.split_at_mut(tw);
-        let (o3, rest) = rest.split_at_mut(tw);
-        let (o4, o5) = rest.split_at_mut(tw);
-        for k in 0..tw {
-            let v = bt(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]);
-            o0[k] = v[0];
-            o1[k] = v[1];
-            o2[k] = v[2];
-            o3[k] = v[3];
-            o4[k] = v[4];
-            o5[k] = v[5];
-        }
+        bt_rows([ph(0, 0), ph(1, 0), ph(2, 0), ph(3, 0), ph(0, 1), ph(1, 1)], out, tw);
+    }
+}
+
+/// `Bᵀ` applied element by element to six rows of `n` values, written as six consecutive rows of
+/// `n` values of `out`.
+#[inline(always)]
+fn bt_rows(d: [&[f32]; 6], out: &mut [f32], n: usize) {
+    let (o0, rest) = out.split_at_mut(n);
+    let (o1, rest) = rest.split_at_mut(n);
+    let (o2, rest) = rest.split_at_mut(n);
+    let (o3, rest) = rest.split_at_mut(n);
+    let (o4, o5) = rest.split_at_mut(n);
+    let [d0, d1, d2, d3, d4, d5] = d;
+    for k in 0..n {
+        let v = bt(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k]);
+        o0[k] = v[0];
+        o1[k] = v[1];
+        o2[k] = v[2];
+        o3[k] = v[3];
+        o4[k] = v[4];
+        o5[k] = v[5];
     }
 }
 

@@ -750,6 +750,32 @@ mod bench {
             .sum()
     }
 
+    /// A 3 × 3, stride 1, pad 1 layer of `ic` -> `oc` channels on an `s` × `s` map, with
+    /// deterministic codes spread over the whole int8 range.
+    fn layer_case(ic: usize, s: usize, oc: usize) -> (ConvGeom, Vec<i16>, Vec<i16>) {
+        let g = ConvGeom {
+            n: 1,
+            ic,
+            ih: s,
+            iw: s,
+            oc,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            pt: 1,
+            pl: 1,
+            dh: 1,
+            dw: 1,
+            group: 1,
+            oh: s,
+            ow: s,
+        };
+        let x: Vec<i16> = (0..ic * s * s).map(|i| ((i * 7919) % 255) as i16 - 127).collect();
+        let w: Vec<i16> = (0..oc * ic * 9).map(|i| ((i * 104729) % 255) as i16 - 127).collect();
+        (g, x, w)
+    }
+
     /// Times the direct and the Winograd kernel on tiny-yolov3's 3 × 3 layers, by CPU time, the
     /// fastest of several calls (run by hand: `RAYON_NUM_THREADS=1 cargo test -p compiler --lib
     /// winograd::bench -- --ignored --nocapture`).
@@ -758,26 +784,7 @@ mod bench {
     fn tiny_yolov3_layers() {
         let (mut td, mut tw) = (0.0, 0.0);
         for (ic, s, oc) in LAYERS {
-            let g = ConvGeom {
-                n: 1,
-                ic,
-                ih: s,
-                iw: s,
-                oc,
-                kh: 3,
-                kw: 3,
-                sh: 1,
-                sw: 1,
-                pt: 1,
-                pl: 1,
-                dh: 1,
-                dw: 1,
-                group: 1,
-                oh: s,
-                ow: s,
-            };
-            let x: Vec<i16> = (0..ic * s * s).map(|i| ((i * 7919) % 255) as i16 - 127).collect();
-            let w: Vec<i16> = (0..oc * ic * 9).map(|i| ((i * 104729) % 255) as i16 - 127).collect();
+            let (g, x, w) = layer_case(ic, s, oc);
             let f = PackedFilters::new(&w, &g).unwrap();
             let copy = |_: usize, s: &[i32], d: &mut [i32]| d.copy_from_slice(s);
             let fastest = |wino: bool, out: &mut Vec<i32>| {
@@ -812,26 +819,7 @@ mod bench {
         let (wino, layer, reps) =
             (args[0] == "wino", args[1].parse::<usize>().unwrap(), args[2].parse::<usize>().unwrap());
         let (ic, s, oc) = LAYERS[layer];
-        let g = ConvGeom {
-            n: 1,
-            ic,
-            ih: s,
-            iw: s,
-            oc,
-            kh: 3,
-            kw: 3,
-            sh: 1,
-            sw: 1,
-            pt: 1,
-            pl: 1,
-            dh: 1,
-            dw: 1,
-            group: 1,
-            oh: s,
-            ow: s,
-        };
-        let x: Vec<i16> = (0..ic * s * s).map(|i| ((i * 7919) % 255) as i16 - 127).collect();
-        let w: Vec<i16> = (0..oc * ic * 9).map(|i| ((i * 104729) % 255) as i16 - 127).collect();
+        let (g, x, w) = layer_case(ic, s, oc);
         let f = PackedFilters::new(&w, &g).unwrap();
         let copy = |_: usize, s: &[i32], d: &mut [i32]| d.copy_from_slice(s);
         let mut a = vec![0i32; oc * s * s];
