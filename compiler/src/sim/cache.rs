@@ -1,6 +1,7 @@
-//! What the runs of one lowered module share: the weights as simulator tensors and the packed
-//! filters of the integer convolutions, prepared by the first run that needs them, so many
-//! samples simulated in parallel neither copy the weights nor pack the filters once each.
+//! What runs share: the weights as simulator tensors and the packed filters of the integer
+//! convolutions, prepared by the first run that needs them, so many samples simulated in parallel
+//! (and the search's trials, through caller-given keys) neither copy the weights nor pack the
+//! filters once each.
 
 use super::conv::PackedFilters;
 use super::SimTensor;
@@ -8,8 +9,10 @@ use crate::ir::ValueId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// Prepared values of one lowered module, shared by its runs (see [`super::run_seeded_cached`]).
-/// A cache belongs to one module and its weights: values are looked up by value id and op index.
+/// Prepared values shared by runs. Looked up either by value id and op index, when the cache
+/// belongs to one module and its weights ([`super::run_seeded_cached`]), or by the caller's
+/// content keys, when it serves many modules ([`super::run_seeded_keyed`]); one cache must not
+/// mix the two.
 #[derive(Debug, Default)]
 pub struct SimCache {
     weights: Mutex<HashMap<ValueId, Arc<SimTensor>>>,
