@@ -24,8 +24,8 @@ fn cosine(a: &Tensor, b: &Tensor) -> f64 {
     ab / (aa.sqrt() * bb.sqrt())
 }
 
-#[test]
-fn tiny_yolov3_matches_onnx_runtime_and_tpu_mlir() {
+/// tiny-yolov3 cut at its two heads, and the bundled reference input.
+fn tiny_yolov3() -> (Module, Weights, Tensor) {
     let opts = ImportOptions {
         model_name: "yolov3_tiny".into(),
         output_names: vec!["convolution_output1".into(), "convolution_output".into()],
@@ -33,6 +33,12 @@ fn tiny_yolov3_matches_onnx_runtime_and_tpu_mlir() {
     };
     let (module, weights) = import(std::path::Path::new(MODEL), &opts).unwrap();
     let input: Tensor = npz(&format!("{REF}/yolov3_tiny_in_f32.npz")).by_name("input_1").unwrap();
+    (module, weights, input)
+}
+
+#[test]
+fn tiny_yolov3_matches_onnx_runtime_and_tpu_mlir() {
+    let (module, weights, input) = tiny_yolov3();
     let interp = Interpreter::new(&module, &weights).unwrap();
 
     let mut tpu = npz(&format!("{REF}/tpu-mlir/yolov3_top_outputs.npz"));
@@ -113,13 +119,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
 /// Runtime's heads and against the interpreter's own direct convolution.
 #[test]
 fn tiny_yolov3_fast_conv_matches_onnx_runtime() {
-    let opts = ImportOptions {
-        model_name: "yolov3_tiny".into(),
-        output_names: vec!["convolution_output1".into(), "convolution_output".into()],
-        ..Default::default()
-    };
-    let (module, weights) = import(std::path::Path::new(MODEL), &opts).unwrap();
-    let input: Tensor = npz(&format!("{REF}/yolov3_tiny_in_f32.npz")).by_name("input_1").unwrap();
+    let (module, weights, input) = tiny_yolov3();
     let mut interp = Interpreter::new(&module, &weights).unwrap();
     let direct = interp.run(std::slice::from_ref(&input)).unwrap();
     interp.set_fast_conv(true);

@@ -184,4 +184,4 @@ pub fn load_input_named(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

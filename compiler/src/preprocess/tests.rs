@@ -29,7 +29,8 @@ fn diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> (f32, usize) {
     (max, count)
 }
 
-fn tiny_yolov3_cfg() -> PreprocessConfig {
+/// The walkthrough's tiny-yolov3 preprocessing (scale 1/255, rgb, letterbox padded with 128).
+pub(crate) fn tiny_yolov3_cfg() -> PreprocessConfig {
     PreprocessConfig {
         mean: vec![0.0; 3],
         scale: vec![0.0039216; 3],

@@ -586,17 +586,7 @@ mod tests {
 
     #[test]
     fn samples_load_in_order_and_the_first_failure_is_reported() {
-        use crate::preprocess::{ChannelFormat, PadType, PixelFormat, PreprocessConfig};
-        let pp = PreprocessConfig {
-            mean: vec![0.0; 3],
-            scale: vec![0.0039216; 3],
-            pixel_format: PixelFormat::Rgb,
-            channel_format: ChannelFormat::Nchw,
-            keep_aspect_ratio: true,
-            pad_value: 128,
-            pad_type: PadType::Center,
-            resize_dims: vec![416, 416],
-        };
+        let pp = crate::preprocess::tests::tiny_yolov3_cfg();
         let opts = crate::onnx::ImportOptions {
             model_name: "yolov3_tiny".into(),
             input_shapes: Some(vec![vec![1, 3, 416, 416]]),
