@@ -4,7 +4,7 @@
 use super::calib::{self, Ranges};
 use super::chip::{Chip, Mode};
 use super::qtable::closest;
-use super::{float_ops, int8_ops, LowerError, LowerOptions};
+use super::{float_ops, int8_ops, LowerCache, LowerError, LowerOptions};
 use crate::ir::weights::{TensorData, Weights};
 use crate::ir::{attr, Attrs, ElemType, Func, Module, Op, Quant, TensorType, ValueId};
 use ndarray::ArrayD;
@@ -29,6 +29,8 @@ pub(crate) struct Builder<'a> {
     bucket_of: Vec<usize>,
     pub cur: usize,
     top_producers: Vec<Option<usize>>,
+    /// Quantized convolutions of earlier lowerings of the same model.
+    pub cache: Option<&'a LowerCache<'a>>,
 }
 
 impl<'a> Builder<'a> {
@@ -275,7 +277,12 @@ fn has_int8(kind: &str, chip: Chip, asymmetric: bool) -> bool {
     base
 }
 
-pub(crate) fn lower_module(top: &Module, tw: &Weights, opts: &LowerOptions) -> Result<(Module, Weights), LowerError> {
+pub(crate) fn lower_module<'a>(
+    top: &'a Module,
+    tw: &'a Weights,
+    opts: &LowerOptions,
+    cache: Option<&'a LowerCache<'a>>,
+) -> Result<(Module, Weights), LowerError> {
     let chip = opts.chip;
     if opts.asymmetric && chip.is_cv18xx() {
         return Err(LowerError::AsymmetricNotSupported(chip.name().into()));
@@ -330,6 +337,7 @@ pub(crate) fn lower_module(top: &Module, tw: &Weights, opts: &LowerOptions) -> R
         bucket_of: Vec::new(),
         cur: 0,
         top_producers: f.producers(),
+        cache,
     };
     for &a in &f.args {
         let id = b.new_value("", f.values[a].ty.clone(), 0);

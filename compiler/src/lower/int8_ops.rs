@@ -1,11 +1,13 @@
 //! Per-op INT8 lowering (BM1684X MultiplierShift, CV18xx QDM), flow reference sections 5.2-5.6.
 
+use super::cache::{ConvKey, QuantizedConv};
 use super::emit::{int8_type, Builder};
 use super::LowerError;
 use crate::ir::weights::TensorData;
 use crate::ir::{attr, Attr, Attrs, ElemType, Op, Quant, ValueId};
 use crate::quant::{bm1684x, cv18xx, round};
 use ndarray::{ArrayD, IxDyn};
+use std::sync::Arc;
 
 fn scale_of(q: Quant) -> (f64, i64, bool) {
     match q {
@@ -78,8 +80,65 @@ fn conv(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
     let (ty, qout) = out_type(b, op)?;
     let (s_in, zp_in, _) = scale_of(qin);
     let (s_out, _zp_out, _) = scale_of(qout);
-    let w = b.weight_f32(name, op.operands[1])?;
     let has_bias = op.operands.len() > 2 && !b.is_none_value(op.operands[2]);
+    let key = ConvKey {
+        op: name.to_string(),
+        weights: op.operands[1..].iter().map(|&v| b.name(v).to_string()).collect(),
+        cv18xx: b.chip.is_cv18xx(),
+        s_in: s_in.to_bits(),
+        zp_in,
+        s_out: s_out.to_bits(),
+    };
+    let q = match b.cache.and_then(|c| c.get(&key)) {
+        Some(q) => q,
+        None => {
+            let q = Arc::new(quantize_conv(b, op, name, has_bias, (s_in, zp_in), s_out)?);
+            if let Some(c) = b.cache {
+                c.insert(key, q.clone());
+            }
+            q
+        }
+    };
+    let oc = q.bias.len();
+    let fw = b.emit_weight(&format!("{name}_filter_i8"), TensorData::I8(q.filter.clone()), ElemType::SI8);
+    let with_bias = has_bias || zp_in != 0;
+    let fb = if with_bias {
+        b.emit_weight(
+            &format!("{name}_bias_int32"),
+            TensorData::I32(
+                ArrayD::from_shape_vec(IxDyn(&[1, oc, 1, 1]), q.bias.clone())
+                    .map_err(|e| op_err(op, name, e.to_string()))?,
+            ),
+            ElemType::I32,
+        )
+    } else {
+        b.none()
+    };
+    let mut a = conv_attrs(op);
+    a.insert("multiplier".into(), attr::ints(&q.multiplier));
+    a.insert("rshift".into(), attr::ints(&q.rshift));
+    a.insert(
+        "quant_mode".into(),
+        attr::tpu_enum("rq_mode", if b.chip.is_cv18xx() { "QDM" } else { "MultiplierShift" }),
+    );
+    a.insert("round_mode".into(), attr::tpu_enum("round_mode", "HalfUp"));
+    a.insert("with_bias".into(), attr::bool(with_bias));
+    let r = b.emit("tpu.Conv2D", vec![xin, fw, fb], a, name, ty);
+    b.bind(op.results[0], r);
+    Ok(())
+}
+
+/// The int8 filter, int32 bias and per-channel requantization of an INT8 convolution with input
+/// scale and zero point `s_in`, `zp_in` and output scale `s_out`.
+fn quantize_conv(
+    b: &Builder,
+    op: &Op,
+    name: &str,
+    has_bias: bool,
+    (s_in, zp_in): (f64, i64),
+    s_out: f64,
+) -> Result<QuantizedConv, LowerError> {
+    let w = b.weight_f32(name, op.operands[1])?;
     let bias = if has_bias { Some(b.weight_f32(name, op.operands[2])?) } else { None };
     let oc = w.shape()[0];
     let inner = w.len() / oc.max(1);
@@ -143,36 +202,8 @@ fn conv(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {
             rsh[c] = r;
         }
     }
-    let wshape = w.shape().to_vec();
-    let fw = b.emit_weight(
-        &format!("{name}_filter_i8"),
-        TensorData::I8(ArrayD::from_shape_vec(IxDyn(&wshape), wq).map_err(|e| op_err(op, name, e.to_string()))?),
-        ElemType::SI8,
-    );
-    let with_bias = has_bias || zp_in != 0;
-    let fb = if with_bias {
-        b.emit_weight(
-            &format!("{name}_bias_int32"),
-            TensorData::I32(
-                ArrayD::from_shape_vec(IxDyn(&[1, oc, 1, 1]), bq).map_err(|e| op_err(op, name, e.to_string()))?,
-            ),
-            ElemType::I32,
-        )
-    } else {
-        b.none()
-    };
-    let mut a = conv_attrs(op);
-    a.insert("multiplier".into(), attr::ints(&mult));
-    a.insert("rshift".into(), attr::ints(&rsh));
-    a.insert(
-        "quant_mode".into(),
-        attr::tpu_enum("rq_mode", if b.chip.is_cv18xx() { "QDM" } else { "MultiplierShift" }),
-    );
-    a.insert("round_mode".into(), attr::tpu_enum("round_mode", "HalfUp"));
-    a.insert("with_bias".into(), attr::bool(with_bias));
-    let r = b.emit("tpu.Conv2D", vec![xin, fw, fb], a, name, ty);
-    b.bind(op.results[0], r);
-    Ok(())
+    let filter = ArrayD::from_shape_vec(IxDyn(w.shape()), wq).map_err(|e| op_err(op, name, e.to_string()))?;
+    Ok(QuantizedConv { filter, bias: bq, multiplier: mult, rshift: rsh })
 }
 
 fn leaky_relu(b: &mut Builder, op: &Op, name: &str) -> Result<(), LowerError> {

@@ -3,6 +3,7 @@
 //! a qtable, and `tpu.Cast` insertion at every precision boundary. The op vocabulary and its exact
 //! integer semantics are in `lower/TPU_OPS.md`.
 
+pub mod cache;
 pub mod calib;
 pub mod chip;
 mod emit;
@@ -10,6 +11,7 @@ mod float_ops;
 mod int8_ops;
 pub mod qtable;
 
+pub use cache::LowerCache;
 pub use calib::{CaliEntry, CaliMap};
 pub use chip::{Chip, Mode};
 pub use qtable::{parse_qtable, QTable};
@@ -74,7 +76,14 @@ pub struct LowerOptions<'a> {
 /// Lower a top module (with its f32 weights) to the tpu level. Returns the lowered module (state
 /// `TPU_LOWERED`) and the lowered weights (int8 filters, int32 biases, f16/bf16 patterns, f32).
 pub fn lower(top: &Module, weights: &Weights, opts: &LowerOptions) -> Result<(Module, Weights), LowerError> {
-    emit::lower_module(top, weights, opts)
+    emit::lower_module(top, weights, opts, None)
+}
+
+/// [`lower`] of the cache's top model, reusing the INT8 convolution weights that earlier lowerings
+/// with the same cache quantized (and keeping those it quantizes): the same module and weights as
+/// `lower`, faster when the model is lowered many times with different qtables.
+pub fn lower_cached(cache: &LowerCache<'_>, opts: &LowerOptions) -> Result<(Module, Weights), LowerError> {
+    emit::lower_module(cache.top(), cache.weights(), opts, Some(cache))
 }
 
 /// tpu-mlir's output file prefix: `<name>_<chip>_<mode>[_sym|_asym]` (lower-case mode; the

@@ -17,7 +17,7 @@ use crate::compare::cos_sim;
 use crate::interp::{Interpreter, Tensor};
 use crate::ir::weights::Weights;
 use crate::ir::{Module, ValueId};
-use crate::lower::{lower, CaliMap, Chip, LowerOptions, Mode, QTable};
+use crate::lower::{lower_cached, CaliMap, Chip, LowerCache, LowerOptions, Mode, QTable};
 use crate::sim::{self, SimTensor};
 use rayon::prelude::*;
 use reference::RefLayer;
@@ -152,6 +152,9 @@ pub struct SimRunner<'a> {
     /// Reuse results across evaluations (on by default).
     reuse: bool,
     memo: Mutex<Memo>,
+    /// The INT8 convolution weights quantized by earlier lowerings (every trial lowers the whole
+    /// model again, with the same quantization for all but a few layers).
+    lower_cache: LowerCache<'a>,
 }
 
 impl<'a> SimRunner<'a> {
@@ -197,6 +200,7 @@ impl<'a> SimRunner<'a> {
             released: AtomicUsize::new(0),
             reuse: true,
             memo: Mutex::new(Memo::default()),
+            lower_cache: LowerCache::new(top, weights),
         };
         runner.compared = runner.layers.iter().map(|l| runner.compare.iter().any(|(n, _)| n == &l.name)).collect();
         let float_ref = if float_mode == Mode::F32 {
@@ -254,7 +258,7 @@ impl<'a> SimRunner<'a> {
             table: Some(self.table),
             qtable: Some(&qtable),
         };
-        lower(self.top, self.weights, &opts).map_err(|e| SearchError::Run(e.to_string()))
+        lower_cached(&self.lower_cache, &opts).map_err(|e| SearchError::Run(e.to_string()))
     }
 
     /// Each layer's output value in the lowered module: the last op result named like the layer.
