@@ -31,6 +31,45 @@ fn map_in_place<F: Fn(f32) -> f32 + Sync>(s: &mut [f32], f: F) {
     s.par_chunks_mut(CHUNK).for_each(|ch| ch.iter_mut().for_each(|v| *v = f(*v)));
 }
 
+/// The LeakyRelu of one value: `v >= 0 ? v : v·alpha` (NaN takes the product).
+#[inline(always)]
+fn leaky_one(v: f32, alpha: f32) -> f32 {
+    if v >= 0.0 {
+        v
+    } else {
+        v * alpha
+    }
+}
+
+/// [`leaky_one`] over a slice in place, branch-free in AVX vectors when the CPU has them
+/// (compare, multiply, blend: the same value for every element, NaN included).
+pub(super) fn leaky_slice(s: &mut [f32], alpha: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { leaky_slice_avx2(s, alpha) };
+        }
+    }
+    s.iter_mut().for_each(|v| *v = leaky_one(*v, alpha));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn leaky_slice_avx2(s: &mut [f32], alpha: f32) {
+    use std::arch::x86_64::*;
+    let (zero, al) = (_mm256_setzero_ps(), _mm256_set1_ps(alpha));
+    let mut chunks = s.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let p = c.as_mut_ptr();
+        let v = _mm256_loadu_ps(p);
+        // ordered >=: false for NaN, which then takes the product as the scalar rule does
+        let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(v, zero);
+        _mm256_storeu_ps(p, _mm256_blendv_ps(_mm256_mul_ps(v, al), v, keep));
+    }
+    chunks.into_remainder().iter_mut().for_each(|v| *v = leaky_one(*v, alpha));
+}
+
 /// Make a tensor standard-layout so its elements form one slice.
 fn standard(x: Tensor) -> Tensor {
     if x.is_standard_layout() {
@@ -47,7 +86,7 @@ pub(super) fn unary(x: Tensor, u: Unary) -> Tensor {
     match u {
         Unary::Relu(None) => map_in_place(s, |v| v.max(0.0)),
         Unary::Relu(Some(l)) => map_in_place(s, |v| v.max(0.0).min(l)),
-        Unary::LeakyRelu(a) => map_in_place(s, |v| if v >= 0.0 { v } else { v * a }),
+        Unary::LeakyRelu(a) => s.par_chunks_mut(CHUNK).for_each(|ch| leaky_slice(ch, a)),
         Unary::Clip(lo, hi) => map_in_place(s, |v| v.max(lo).min(hi)),
         Unary::Sigmoid => map_in_place(s, |v| 1.0 / (1.0 + (-v).exp())),
         Unary::HardSigmoid(a, b) => map_in_place(s, |v| (a * v + b).clamp(0.0, 1.0)),
@@ -155,4 +194,25 @@ pub(super) fn scale(x: Tensor, s: &Tensor, b: &Tensor) -> Result<Tensor, String>
         }
     }
     Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The vector LeakyRelu equals the scalar rule bit for bit (signed zeros, infinities, NaN,
+    /// lengths around the vector width).
+    #[test]
+    fn leaky_slice_equals_the_scalar_rule_bit_for_bit() {
+        let special = [-0.0f32, 0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN, 1e-40, -1e-40];
+        for n in [0usize, 1, 7, 8, 9, 31, 100] {
+            let x: Vec<f32> =
+                (0..n).map(|i| if i % 5 == 0 { special[i % 8] } else { (i as f32 * 0.37).sin() * 3.0 }).collect();
+            let mut got = x.clone();
+            leaky_slice(&mut got, 0.1);
+            for (&v, &g) in x.iter().zip(&got) {
+                assert_eq!(g.to_bits(), leaky_one(v, 0.1).to_bits(), "x = {v:e}");
+            }
+        }
+    }
 }
