@@ -25,10 +25,20 @@ pub(super) struct RefLayer {
 const LANES: usize = 4;
 
 impl RefLayer {
-    /// Keep a float output.
-    pub(super) fn new(t: &Tensor) -> RefLayer {
-        let values: Vec<f32> =
-            t.as_slice().map(|s| s.iter().map(|&v| sanitize(v) as f32).collect()).unwrap_or_default();
+    /// Keep a float output. Its buffer becomes the values when sanitizing changes nothing (every
+    /// value finite) and it is in standard layout, so the common case copies nothing.
+    pub(super) fn new(t: Tensor) -> RefLayer {
+        let n = t.len();
+        let values = match t.as_slice() {
+            None => Vec::new(),
+            Some(s) if s.iter().all(|v| v.is_finite()) => match t.into_raw_vec_and_offset() {
+                (v, Some(0)) if v.len() == n => v,
+                // A view into a larger buffer: its own elements only.
+                (v, Some(off)) if off + n <= v.len() => v[off..off + n].to_vec(),
+                _ => Vec::new(),
+            },
+            Some(s) => s.iter().map(|&v| sanitize(v) as f32).collect(),
+        };
         RefLayer { values, norm2: OnceLock::new() }
     }
 
@@ -249,7 +259,7 @@ mod tests {
         refs[4] = f32::INFINITY;
         refs[5] = -0.0;
         let reference = ArrayD::from_shape_vec(shape.clone(), refs).unwrap();
-        let r = RefLayer::new(&reference);
+        let r = RefLayer::new(reference.clone());
         let q = Some(Quant::Uniform { signed: true, bits: 8, scale: 0.173, zero_point: -3 });
         let uq = Some(Quant::Uniform { signed: false, bits: 8, scale: 0.0311, zero_point: 128 });
         let i8s: Vec<i8> = (0..30).map(|_| next() as u8 as i8).collect();
@@ -322,7 +332,7 @@ mod tests {
         }
         let mixed: Vec<SimTensor> = (0..7).map(|k| if k == 3 { odd.clone() } else { float[k].clone() }).collect();
         for outs in [&int8, &float, &mixed] {
-            let layer: Vec<RefLayer> = refs.iter().map(RefLayer::new).collect();
+            let layer: Vec<RefLayer> = refs.iter().cloned().map(RefLayer::new).collect();
             let got = cos_of_samples(&layer.iter().collect::<Vec<_>>(), &outs.iter().collect::<Vec<_>>());
             for k in 0..7 {
                 let want = cos_sim(outs[k].dequantize().as_slice().unwrap_or(&[]), refs[k].as_slice().unwrap());
