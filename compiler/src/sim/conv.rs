@@ -18,6 +18,8 @@ use rayon::prelude::*;
 
 #[path = "winograd.rs"]
 mod winograd;
+#[path = "winograd4.rs"]
+mod winograd4;
 
 /// Geometry of a 2-D convolution.
 #[derive(Debug, Clone, Copy)]
@@ -289,6 +291,8 @@ pub struct PackedFilters {
     max_abs: u64,
     /// The same filters for the Winograd kernel, when the convolution is one it computes.
     wino: Option<winograd::WinogradFilters>,
+    /// The same filters for the Winograd F(4×4, 3×3) kernel, likewise.
+    wino4: Option<winograd4::Winograd4Filters>,
 }
 
 impl PackedFilters {
@@ -318,8 +322,10 @@ impl PackedFilters {
             .collect();
         let max_abs = w[..g.oc * k].iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
         // Only where the Winograd kernel is the faster one: it replaces the direct kernel there.
-        let wino = (g.ic >= winograd::MIN_CHANNELS).then(|| winograd::WinogradFilters::new(w, g)).flatten();
-        Some(PackedFilters { groups, k, ocg, max_abs, wino })
+        let wide = g.ic >= winograd::MIN_CHANNELS;
+        let wino = wide.then(|| winograd::WinogradFilters::new(w, g)).flatten();
+        let wino4 = wide.then(|| winograd4::Winograd4Filters::new(w, g)).flatten();
+        Some(PackedFilters { groups, k, ocg, max_abs, wino, wino4 })
     }
 }
 
@@ -373,6 +379,11 @@ fn conv2d_i16_with<T: Copy + Send + Sync>(
     }
     if p == 0 || ocg == 0 {
         return true;
+    }
+    if let Some(wf) = f.wino4.as_ref().filter(|_| wino) {
+        if winograd4::conv3x3(x, x_max, wf, g, out, &emit, simd) {
+            return true;
+        }
     }
     if let Some(wf) = f.wino.as_ref().filter(|_| wino) {
         if winograd::conv3x3(x, x_max, wf, g, out, &emit, simd) {

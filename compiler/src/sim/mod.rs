@@ -598,7 +598,8 @@ mod tests {
         let q = |zp| Some(Quant::Uniform { signed: true, bits: 8, scale: 0.5, zero_point: zp });
         let uq = Some(Quant::Uniform { signed: false, bits: 8, scale: 0.25, zero_point: 3 });
         // (kernel, strides, pads, input h/w, output h/w): tiny-yolov3's two kinds, padding, overlap.
-        let geoms: [([i64; 2], [i64; 2], [i64; 4], [usize; 2], [usize; 2]); 4] = [
+        type PoolGeom = ([i64; 2], [i64; 2], [i64; 4], [usize; 2], [usize; 2]);
+        let geoms: [PoolGeom; 4] = [
             ([2, 2], [2, 2], [0, 0, 0, 0], [8, 10], [4, 5]),
             ([2, 2], [1, 1], [0, 0, 1, 1], [5, 5], [5, 5]),
             ([3, 3], [2, 2], [1, 1, 1, 1], [7, 6], [4, 3]),

@@ -287,17 +287,24 @@ fn gemms(f: &WinogradFilters, ic2: usize, o0: usize, rows: usize, v: &[i16], wid
         let u = &f.u[u0..u0 + rows.div_ceil(MR16) * ublock];
         let vx = &v[xi * ic2 * width * 2..(xi + 1) * ic2 * width * 2];
         let mx = &mut m[xi * rows * width..(xi + 1) * rows * width];
-        #[cfg(target_arch = "x86_64")]
-        if simd {
-            // SAFETY: the caller checked avx2; `u` holds the row blocks of ic2 pairs, `vx` ic2
-            // rows of `width` pairs, `mx` rows × width, and `width` is a multiple of 8.
-            unsafe { avx::gemm_pairs(u, ic2, rows, vx, width, mx) };
-            continue;
-        }
-        let _ = simd;
-        gemm_pairs_portable(u, ic2, rows, vx, width, mx);
+        gemm_pairs(u, ic2, rows, vx, width, mx, simd);
     }
     m
+}
+
+/// `m[r][j] = Σ_cp u[r][cp]·v[cp][j]` over pairs of i16, wrapping i32 sums: `u` holds the rows in
+/// blocks of `MR16` (pair `cp` of row `r` at `((r / MR16 · ic2 + cp) · MR16 + r % MR16) · 2`),
+/// `v` `ic2` rows of `width` pairs (`width` a multiple of 8), `m` `rows` rows of `width`. The
+/// AVX2 kernel when `simd` (the caller checked the CPU), else the portable loop.
+pub(super) fn gemm_pairs(u: &[i16], ic2: usize, rows: usize, v: &[i16], width: usize, m: &mut [i32], simd: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: the caller checked avx2; `avx::gemm_pairs` asserts the sizes it reads.
+        unsafe { avx::gemm_pairs(u, ic2, rows, v, width, m) };
+        return;
+    }
+    let _ = simd;
+    gemm_pairs_portable(u, ic2, rows, v, width, m);
 }
 
 /// Portable twin of `avx::gemm_pairs`: `m[r][j] = Σ_cp u[r][cp]·v[cp][j]` over pairs, wrapping.
@@ -705,6 +712,14 @@ mod real_layers {
             let mut wino = vec![0i32; direct.len()];
             assert!(conv3x3(&xv, x_max, &wf, &g, &mut wino, &copy, true), "{g:?}");
             assert_eq!(wino, direct, "{chip:?} layer {}", f.values[op.results[0]].name);
+            if let Some(w4) = packed.wino4.as_ref() {
+                let mut wino4 = vec![0i32; direct.len()];
+                let routed = super::super::winograd4::conv3x3(&xv, x_max, w4, &g, &mut wino4, &copy, true);
+                eprintln!("{} ic {} x_max {x_max}: F(4x4) routed {routed}", f.values[op.results[0]].name, g.ic);
+                if routed {
+                    assert_eq!(wino4, direct, "{chip:?} layer {} F(4x4)", f.values[op.results[0]].name);
+                }
+            }
             assert_eq!(packed.wino.is_some(), g.ic >= MIN_CHANNELS, "routed exactly the wide layers");
             compared += 1;
         }
@@ -772,7 +787,7 @@ mod bench {
             ow: s,
         };
         let x: Vec<i16> = (0..ic * s * s).map(|i| ((i * 7919) % 255) as i16 - 127).collect();
-        let w: Vec<i16> = (0..oc * ic * 9).map(|i| ((i * 104729) % 255) as i16 - 127).collect();
+        let w: Vec<i16> = (0..oc * ic * 9).map(|i| ((i * 104729) % 63) as i16 - 31).collect();
         (g, x, w)
     }
 
@@ -796,15 +811,28 @@ mod bench {
                     })
                     .fold(f64::MAX, f64::min)
             };
-            let (mut a, mut b) = (vec![0i32; oc * s * s], vec![0i32; oc * s * s]);
+            let (mut a, mut b, mut c) = (vec![0i32; oc * s * s], vec![0i32; oc * s * s], vec![0i32; oc * s * s]);
             let d = fastest(false, &mut a);
             let wt = fastest(true, &mut b);
+            let w2 = match f.wino.as_ref() {
+                Some(wf) => (0..15)
+                    .map(|_| {
+                        let t = cpu_ns();
+                        assert!(conv3x3(&x, 127, wf, &g, &mut c, &copy, true));
+                        (cpu_ns() - t) as f64 * 1e-6
+                    })
+                    .fold(f64::MAX, f64::min),
+                None => f64::NAN,
+            };
             assert_eq!(a, b);
-            println!("ic {ic:4} map {s:3} oc {oc:4}: direct {d:7.2} ms  winograd {wt:7.2} ms  x{:.2}", d / wt);
+            println!(
+                "ic {ic:4} map {s:3} oc {oc:4}: direct {d:7.2} ms  F(2x2) {w2:7.2} ms  routed {wt:7.2} ms  x{:.2}",
+                d / wt
+            );
             td += d;
             tw += wt;
         }
-        println!("total: direct {td:.1} ms, winograd {tw:.1} ms");
+        println!("total: direct {td:.1} ms, routed {tw:.1} ms");
     }
 
     /// Runs one kernel on one of tiny-yolov3's 3 × 3 layers, for timing by hand under

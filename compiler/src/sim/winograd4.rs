@@ -1,0 +1,577 @@
+//! Exact integer Winograd F(4×4, 3×3) for the INT8 convolution (3 × 3 filters, stride 1,
+//! dilation 1, one group): 36 products per 4 × 4 outputs and input channel instead of 144
+//! (F(2×2, 3×3), `winograd.rs`, needs 64).
+//!
+//! Why the result is exact. The interpolation points 0, ±1, ±2, ∞ give the input transform `Bᵀ`
+//! (integer entries, every row's |·| summing to at most 10), the filter transform `G` (entries
+//! 1/4, 1/6, 1/12, 1/24) and the output transform `Aᵀ` (integers). With `D = diag(4, 6, 6, 24,
+//! 24, 1)` the scaled filter transform `DG` is an integer matrix (rows summing to at most 7) and
+//! `24·AᵀD⁻¹` too, so in the integers
+//! `(24AᵀD⁻¹)[(DG g (DG)ᵀ) ⊙ (Bᵀ d B)](24D⁻¹A) = 576 · (g ⋆ d)`.
+//! Each transformed input `|V| ≤ 100·max|x|` and filter `|U| ≤ 49·max|w|` is checked to fit
+//! i16, so `pmaddwd` forms every product (and the sum of two) exactly modulo 2^32; every other
+//! sum is a wrapping i32 sum, so the output transform gives `576·acc` modulo 2^32. 576 = 2^6 · 9
+//! and 9 is invertible modulo 2^32: multiplying by its inverse gives `64·acc` modulo 2^32, which
+//! is `64·acc` itself when `|acc| < 2^25`, and an arithmetic shift by 6 then gives `acc`. That
+//! bound is checked before routing a layer here from the filters' largest sum of |w| over one
+//! output channel times the largest |x|: `|acc| ≤ max_o Σ|w_o| · max|x|`.
+
+use super::{winograd::gemm_pairs, ConvGeom, MR16};
+use rayon::prelude::*;
+
+/// The products of one task (`36 · rows · width` i32) stay about this size, so that the output
+/// transform finds them in the core's L2 cache.
+const TASK_PRODUCTS_BYTES: usize = 192 << 10;
+/// About this many 4 × 4 tiles per chunk of tile rows (the GEMM width).
+const TILES_PER_CHUNK: usize = 96;
+/// Transform positions per tile (6 × 6).
+const XI: usize = 36;
+/// The multiplicative inverse of 9 modulo 2^32.
+const INV9: i32 = 0x38E3_8E39;
+/// Sums must stay below this in magnitude (`64·acc` must fit i32).
+const ACC_LIMIT: u64 = 1 << 25;
+
+/// `DG`, the scaled integer filter transform.
+const DG: [[i32; 3]; 6] = [[1, 0, 0], [-1, -1, -1], [-1, 1, -1], [1, 2, 4], [1, -2, 4], [0, 0, 1]];
+
+/// The filters of a 3 × 3 convolution transformed (`U = DG g (DG)ᵀ`, 36 values per output and
+/// input channel) and packed, per transform position `ξ`, like the direct kernel's filters:
+/// value `(ξ, o, c)` at `(((ξ·blocks + o / MR16)·ic2 + c / 2)·MR16 + o % MR16)·2 + c % 2`
+/// (zeros past the last row and channel).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Winograd4Filters {
+    u: Vec<i16>,
+    ic: usize,
+    oc: usize,
+    /// The largest sum of |w| over one output channel's filters.
+    max_l1: u64,
+}
+
+/// True when `g` is a convolution this module computes: 3 × 3, stride 1, dilation 1, one group.
+pub fn fits(g: &ConvGeom) -> bool {
+    super::winograd::fits(g)
+}
+
+impl Winograd4Filters {
+    /// Transform and pack the filters `w` (`[oc][ic][3][3]` flattened) of `g`; `None` when `g`
+    /// does not [`fits`], `w` is too short, or a transformed value does not fit i16.
+    pub fn new(w: &[i16], g: &ConvGeom) -> Option<Winograd4Filters> {
+        if !fits(g) || w.len() < g.oc * g.ic * 9 {
+            return None;
+        }
+        let (ic, oc) = (g.ic, g.oc);
+        let (ic2, blocks) = (ic.div_ceil(2), oc.div_ceil(MR16));
+        let mut u = vec![0i16; XI * blocks * ic2 * MR16 * 2];
+        for o in 0..oc {
+            for c in 0..ic {
+                let f = &w[(o * ic + c) * 9..(o * ic + c + 1) * 9];
+                // t = DG · g (6 × 3), then U = t · DGᵀ (6 × 6).
+                let mut t = [[0i32; 3]; 6];
+                for (i, row) in t.iter_mut().enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = (0..3).map(|k| DG[i][k] * f[k * 3 + j] as i32).sum();
+                    }
+                }
+                for (i, ti) in t.iter().enumerate() {
+                    for (j, gj) in DG.iter().enumerate() {
+                        let v: i32 = (0..3).map(|k| ti[k] * gj[k]).sum();
+                        let v = i16::try_from(v).ok()?;
+                        let xi = i * 6 + j;
+                        u[(((xi * blocks + o / MR16) * ic2 + c / 2) * MR16 + o % MR16) * 2 + c % 2] = v;
+                    }
+                }
+            }
+        }
+        let max_l1 = w[..oc * ic * 9]
+            .chunks(ic * 9)
+            .map(|f| f.iter().map(|v| v.unsigned_abs() as u64).sum::<u64>())
+            .max()
+            .unwrap_or(0);
+        Some(Winograd4Filters { u, ic, oc, max_l1 })
+    }
+}
+
+/// True when the wrapped sums are exact for inputs bounded by `x_max` (see the module doc):
+/// transformed inputs fit i16 and every sum is below 2^25 in magnitude.
+fn exact_for(f: &Winograd4Filters, x_max: u64) -> bool {
+    x_max.saturating_mul(100) <= i16::MAX as u64 && f.max_l1.saturating_mul(x_max) < ACC_LIMIT
+}
+
+/// A run of whole tile rows: tile rows `r0 .. r1`, `width` GEMM columns (the chunk's tiles,
+/// row-major, padded to a multiple of 8).
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    r0: usize,
+    r1: usize,
+    width: usize,
+}
+
+/// Split `th` tile rows of `tw` tiles into chunks of about `TILES_PER_CHUNK` tiles.
+fn chunks(th: usize, tw: usize) -> Vec<Chunk> {
+    let n = (th * tw).div_ceil(TILES_PER_CHUNK).clamp(1, th.max(1));
+    (0..n)
+        .map(|i| {
+            let (r0, r1) = (i * th / n, (i + 1) * th / n);
+            Chunk { r0, r1, width: ((r1 - r0) * tw).div_ceil(8) * 8 }
+        })
+        .filter(|c| c.r1 > c.r0)
+        .collect()
+}
+
+/// The 3 × 3 convolution `g` of the i16 codes `x` (every |x| ≤ `x_max`) with the transformed
+/// filters `f`, by Winograd F(4×4, 3×3): for every output channel and run of whole output rows,
+/// `emit(channel, sums, dst)` turns the sums `Σ w·x` (no bias) into the stored values `dst` of
+/// `out` (NCHW). Gives exactly the direct convolution's sums; returns false, leaving `out`
+/// untouched, when `g` or the filters do not fit or the sums might not be exact.
+pub fn conv3x3<T: Copy + Send + Sync>(
+    x: &[i16],
+    x_max: u64,
+    f: &Winograd4Filters,
+    g: &ConvGeom,
+    out: &mut [T],
+    emit: &(impl Fn(usize, &[i32], &mut [T]) + Sync),
+    simd: bool,
+) -> bool {
+    let p = g.oh * g.ow;
+    if !fits(g)
+        || (f.ic, f.oc) != (g.ic, g.oc)
+        || out.len() != g.n * g.oc * p
+        || x.len() < g.n * g.ic * g.ih * g.iw
+        || !exact_for(f, x_max)
+    {
+        return false;
+    }
+    if p == 0 {
+        return true;
+    }
+    let (th, tw) = (g.oh.div_ceil(4), g.ow.div_ceil(4));
+    let chunks = chunks(th, tw);
+    let ic2 = g.ic.div_ceil(2);
+    let widest = chunks.iter().map(|c| c.width).max().unwrap_or(8);
+    let rows_per_task = (TASK_PRODUCTS_BYTES / (XI * 4 * widest) / MR16).clamp(1, 16) * MR16;
+    let blocks = g.oc.div_ceil(rows_per_task);
+    let plane_in = g.ic * g.ih * g.iw;
+    for (n, out_n) in out.chunks_mut(g.oc * p).enumerate() {
+        let xn = &x[n * plane_in..(n + 1) * plane_in];
+        let v: Vec<Vec<i16>> = chunks.par_iter().map(|c| input_transform(xn, g, tw, ic2, c, simd)).collect();
+        // The output, split per task: (chunk, block of channels) -> each channel's rows of the chunk.
+        let mut cells: Vec<Vec<&mut [T]>> = (0..chunks.len() * blocks).map(|_| Vec::new()).collect();
+        for (o, plane) in out_n.chunks_mut(p).enumerate() {
+            let mut rest = plane;
+            for (ci, c) in chunks.iter().enumerate() {
+                let len = ((4 * c.r1).min(g.oh) - 4 * c.r0) * g.ow;
+                let (head, tail) = rest.split_at_mut(len);
+                cells[ci * blocks + o / rows_per_task].push(head);
+                rest = tail;
+            }
+        }
+        cells.into_par_iter().enumerate().for_each(|(task, dst)| {
+            let (ci, b) = (task / blocks, task % blocks);
+            let (c, o0) = (&chunks[ci], b * rows_per_task);
+            let rows = rows_per_task.min(g.oc - o0);
+            let m = gemms(f, ic2, o0, rows, &v[ci], c.width, simd);
+            let yrows = (4 * c.r1).min(g.oh) - 4 * c.r0;
+            let mut y = vec![0i32; yrows * g.ow];
+            let mut sc = OutScratch::new(c.width);
+            for (r, d) in dst.into_iter().enumerate() {
+                output_transform(&m, rows, r, c, tw, g.ow, yrows, &mut sc, &mut y, simd);
+                emit(o0 + r, &y, d);
+            }
+        });
+    }
+    true
+}
+
+/// `Bᵀ` applied to six rows of values, element by element: `out[i][k] = Σ_a Bᵀ[i][a]·c[a][k]`
+/// (wrapping i16: exact whenever the result fits, which the caller checked).
+#[inline(always)]
+fn bt6(c: [&[i16]; 6], out: [&mut [i16]; 6]) {
+    let [o0, o1, o2, o3, o4, o5] = out;
+    let n = o0.len();
+    let (c0, c1, c2, c3, c4, c5) = (&c[0][..n], &c[1][..n], &c[2][..n], &c[3][..n], &c[4][..n], &c[5][..n]);
+    let (o1, o2, o3, o4, o5) = (&mut o1[..n], &mut o2[..n], &mut o3[..n], &mut o4[..n], &mut o5[..n]);
+    for k in 0..n {
+        let (a0, a1, a2, a3, a4, a5) = (c0[k], c1[k], c2[k], c3[k], c4[k], c5[k]);
+        // Bᵀ rows: [4 0 −5 0 1 0] [0 −4 −4 1 1 0] [0 4 −4 −1 1 0] [0 −2 −1 2 1 0] [0 2 −1 −2 1 0]
+        // [0 4 0 −5 0 1].
+        let p = a4.wrapping_sub(a2.wrapping_mul(4));
+        let q = a3.wrapping_sub(a1.wrapping_mul(4));
+        let r = a4.wrapping_sub(a2);
+        let s = a3.wrapping_sub(a1).wrapping_mul(2);
+        o0[k] = a0.wrapping_mul(4).wrapping_sub(a2.wrapping_mul(5)).wrapping_add(a4);
+        o1[k] = p.wrapping_add(q);
+        o2[k] = p.wrapping_sub(q);
+        o3[k] = r.wrapping_add(s);
+        o4[k] = r.wrapping_sub(s);
+        o5[k] = a1.wrapping_mul(4).wrapping_sub(a3.wrapping_mul(5)).wrapping_add(a5);
+    }
+}
+
+/// The transformed inputs of one chunk: `V = Bᵀ d B` for every input channel and tile, value
+/// `(ξ, c, t)` at `((ξ·ic2 + c / 2)·width + t)·2 + c % 2` (zeros past the last channel and tile).
+/// The two channels of a pair are transformed together, interleaved as `V` stores them, and all
+/// the chunk's tile rows at once (long runs for the vector units).
+fn input_transform(x: &[i16], g: &ConvGeom, tw: usize, ic2: usize, c: &Chunk, simd: bool) -> Vec<i16> {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: the caller checked avx2.
+        return unsafe { avx2::input_transform(x, g, tw, ic2, c) };
+    }
+    let _ = simd;
+    input_transform_body(x, g, tw, ic2, c)
+}
+
+/// [`input_transform`]'s code, compiled for the portable and for the AVX2 entry point.
+#[inline(always)]
+fn input_transform_body(x: &[i16], g: &ConvGeom, tw: usize, ic2: usize, c: &Chunk) -> Vec<i16> {
+    let (width, nr, n) = (c.width, c.r1 - c.r0, tw + 1);
+    let mut v = vec![0i16; XI * ic2 * width * 2];
+    // Input rows 0..6 of every tile row, split by column modulo 4: row `a`, tile row `tyl`,
+    // column `k`, channel `h` of the pair at `(((a·4 + k % 4)·nr + tyl)·n + k / 4)·2 + h`.
+    let run = 8 * nr * n;
+    let mut d = vec![0i16; 6 * run];
+    // `Bᵀ d`, same layout.
+    let mut t = vec![0i16; 6 * run];
+    // `Bᵀ d B`: value ξ of the tile at flat position `f = tyl·n + tx`, channel `h`, at
+    // `(ξ·(nr·n) + f)·2 + h` (the positions `tx = tw` are not tiles).
+    let flat = nr * n;
+    let mut tv = vec![0i16; XI * flat * 2];
+    let plane = g.ih * g.iw;
+    for cp in 0..ic2 {
+        d.fill(0);
+        for a in 0..6 {
+            for tyl in 0..nr {
+                let iy = (4 * (c.r0 + tyl) + a) as isize - g.pt as isize;
+                if iy < 0 || iy >= g.ih as isize {
+                    continue;
+                }
+                for h in (0..2).filter(|h| 2 * cp + h < g.ic) {
+                    let base = (2 * cp + h) * plane + iy as usize * g.iw;
+                    let src = &x[base..base + g.iw];
+                    let cols = src.iter().enumerate().map(|(ix, v)| (ix + g.pl, v)).take_while(|&(k, _)| k < 4 * n);
+                    for (k, &val) in cols {
+                        d[(((a * 4 + k % 4) * nr + tyl) * n + k / 4) * 2 + h] = val;
+                    }
+                }
+            }
+        }
+        // Bᵀ on the rows, all columns, tile rows and both channels at once.
+        {
+            let row = |a: usize| &d[a * run..(a + 1) * run];
+            bt6([row(0), row(1), row(2), row(3), row(4), row(5)], split6(&mut t, run));
+        }
+        // B on the columns: tile tx has columns 4tx .. 4tx + 5, phases 0, 1, 2, 3 at tx and
+        // phases 0, 1 at tx + 1.
+        let len = (flat - 1) * 2;
+        for i in 0..6 {
+            let ti = &t[i * run..(i + 1) * run];
+            let ph = |m: usize, s: usize| &ti[(m * flat + s) * 2..(m * flat + s) * 2 + len];
+            let cols = [ph(0, 0), ph(1, 0), ph(2, 0), ph(3, 0), ph(0, 1), ph(1, 1)];
+            bt6(cols, runs6(&mut tv, std::array::from_fn(|j| (6 * i + j) * flat * 2), len));
+        }
+        // Into V, the tiles of each tile row.
+        for xi in 0..XI {
+            for tyl in 0..nr {
+                let src = &tv[(xi * flat + tyl * n) * 2..(xi * flat + tyl * n + tw) * 2];
+                let at = ((xi * ic2 + cp) * width + tyl * tw) * 2;
+                v[at..at + 2 * tw].copy_from_slice(src);
+            }
+        }
+    }
+    v
+}
+
+/// Six runs of `len` of `s` starting at `starts` (ascending, not overlapping).
+fn runs6(s: &mut [i16], starts: [usize; 6], len: usize) -> [&mut [i16]; 6] {
+    let mut rest = s;
+    let mut pos = 0;
+    let mut out: [&mut [i16]; 6] = Default::default();
+    for (o, &st) in out.iter_mut().zip(&starts) {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(st - pos);
+        let (run, tail) = tail.split_at_mut(len);
+        *o = run;
+        rest = tail;
+        pos = st + len;
+    }
+    out
+}
+
+/// Six consecutive runs of `len` of `s`.
+fn split6(s: &mut [i16], len: usize) -> [&mut [i16]; 6] {
+    let (a, r) = s.split_at_mut(len);
+    let (b, r) = r.split_at_mut(len);
+    let (c, r) = r.split_at_mut(len);
+    let (d, r) = r.split_at_mut(len);
+    let (e, r) = r.split_at_mut(len);
+    [a, b, c, d, e, &mut r[..len]]
+}
+
+/// The 36 products `M_ξ = U_ξ · V_ξ` of output channels `o0 .. o0 + rows` (`o0` a multiple of
+/// `MR16`) over one chunk of `width` tiles: `M[ξ][r][t]` at `(ξ·rows + r)·width + t`, wrapping
+/// i32 sums.
+fn gemms(f: &Winograd4Filters, ic2: usize, o0: usize, rows: usize, v: &[i16], width: usize, simd: bool) -> Vec<i32> {
+    let blocks = f.oc.div_ceil(MR16);
+    let ublock = ic2 * MR16 * 2;
+    let mut m = vec![0i32; XI * rows * width];
+    for xi in 0..XI {
+        let u0 = (xi * blocks + o0 / MR16) * ublock;
+        let u = &f.u[u0..u0 + rows.div_ceil(MR16) * ublock];
+        let vx = &v[xi * ic2 * width * 2..(xi + 1) * ic2 * width * 2];
+        gemm_pairs(u, ic2, rows, vx, width, &mut m[xi * rows * width..(xi + 1) * rows * width], simd);
+    }
+    m
+}
+
+/// `(24AᵀD⁻¹)` applied to six runs of values, element by element: `out[a][k] = Σ_i
+/// (24AᵀD⁻¹)[a][i]·m[i][k]` with the rows `[6 4 4 1 1 0] [0 4 −4 2 −2 0] [0 4 4 4 4 0]
+/// [0 4 −4 8 −8 24]`, wrapping; then `fin` on every result.
+#[inline(always)]
+fn at6(m: [&[i32]; 6], out: [&mut [i32]; 4], fin: impl Fn(i32) -> i32) {
+    let [o0, o1, o2, o3] = out;
+    let n = o0.len();
+    let (m0, m1, m2, m3, m4, m5) = (&m[0][..n], &m[1][..n], &m[2][..n], &m[3][..n], &m[4][..n], &m[5][..n]);
+    let (o1, o2, o3) = (&mut o1[..n], &mut o2[..n], &mut o3[..n]);
+    for k in 0..n {
+        let (p12, n12) = (m1[k].wrapping_add(m2[k]), m1[k].wrapping_sub(m2[k]));
+        let (p34, n34) = (m3[k].wrapping_add(m4[k]), m3[k].wrapping_sub(m4[k]));
+        o0[k] = fin(m0[k].wrapping_mul(6).wrapping_add(p12.wrapping_mul(4)).wrapping_add(p34));
+        o1[k] = fin(n12.wrapping_mul(4).wrapping_add(n34.wrapping_mul(2)));
+        o2[k] = fin(p12.wrapping_add(p34).wrapping_mul(4));
+        o3[k] = fin(n12.wrapping_mul(4).wrapping_add(n34.wrapping_mul(8)).wrapping_add(m5[k].wrapping_mul(24)));
+    }
+}
+
+/// Four consecutive runs of `len` of `s`.
+fn split4(s: &mut [i32], len: usize) -> [&mut [i32]; 4] {
+    let (a, r) = s.split_at_mut(len);
+    let (b, r) = r.split_at_mut(len);
+    let (c, r) = r.split_at_mut(len);
+    [a, b, c, &mut r[..len]]
+}
+
+/// Scratch of [`output_transform`]: `(24AᵀD⁻¹) M` (24 runs) and the tiles' 16 sums (16 runs),
+/// one value per tile of a chunk each.
+struct OutScratch {
+    s: Vec<i32>,
+    q: Vec<i32>,
+}
+
+impl OutScratch {
+    fn new(width: usize) -> OutScratch {
+        OutScratch { s: vec![0; 24 * width], q: vec![0; 16 * width] }
+    }
+}
+
+/// `Y = (24AᵀD⁻¹) M (24D⁻¹A) / 576` of row `r` of `m` (see [`gemms`]) for every tile of chunk
+/// `c`, into `y` (`yrows` output rows of `ow`, from output row `4·c.r0`); outputs past the map
+/// are dropped. Both passes run over all the chunk's tiles at once.
+#[allow(clippy::too_many_arguments)]
+fn output_transform(
+    m: &[i32],
+    rows: usize,
+    r: usize,
+    c: &Chunk,
+    tw: usize,
+    ow: usize,
+    yrows: usize,
+    sc: &mut OutScratch,
+    y: &mut [i32],
+    simd: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: the caller checked avx2.
+        return unsafe { avx2::output_transform(m, rows, r, c, tw, ow, yrows, sc, y) };
+    }
+    let _ = simd;
+    output_transform_body(m, rows, r, c, tw, ow, yrows, sc, y)
+}
+
+/// The transforms compiled for AVX2 (the same code: the compiler vectorises it 16 / 8 lanes wide).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Chunk, ConvGeom, OutScratch};
+
+    /// See [`super::input_transform`].
+    ///
+    /// # Safety
+    /// The CPU must support avx2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn input_transform(x: &[i16], g: &ConvGeom, tw: usize, ic2: usize, c: &Chunk) -> Vec<i16> {
+        super::input_transform_body(x, g, tw, ic2, c)
+    }
+
+    /// See [`super::output_transform`].
+    ///
+    /// # Safety
+    /// The CPU must support avx2.
+    #[target_feature(enable = "avx2")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn output_transform(
+        m: &[i32],
+        rows: usize,
+        r: usize,
+        c: &Chunk,
+        tw: usize,
+        ow: usize,
+        yrows: usize,
+        sc: &mut OutScratch,
+        y: &mut [i32],
+    ) {
+        super::output_transform_body(m, rows, r, c, tw, ow, yrows, sc, y)
+    }
+}
+
+/// [`output_transform`]'s code, compiled for the portable and for the AVX2 entry point.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn output_transform_body(
+    m: &[i32],
+    rows: usize,
+    r: usize,
+    c: &Chunk,
+    tw: usize,
+    ow: usize,
+    yrows: usize,
+    sc: &mut OutScratch,
+    y: &mut [i32],
+) {
+    let (width, nt) = (c.width, (c.r1 - c.r0) * tw);
+    let mm = |xi: usize| &m[(xi * rows + r) * width..(xi * rows + r) * width + nt];
+    // On the rows: s[a·6 + j] = Σ_i (24AᵀD⁻¹)[a][i]·M[i·6 + j].
+    for j in 0..6 {
+        let mut outs = sc.s.chunks_exact_mut(width).skip(j).step_by(6);
+        let out: [&mut [i32]; 4] = std::array::from_fn(|_| &mut outs.next().expect("24 runs")[..nt]);
+        at6(std::array::from_fn(|i| mm(i * 6 + j)), out, |v| v);
+    }
+    // On the columns, then 576·acc modulo 2^32 -> 64·acc (exact, see the module doc) -> acc.
+    for a in 0..4 {
+        let src: [&[i32]; 6] = std::array::from_fn(|j| &sc.s[(a * 6 + j) * width..(a * 6 + j) * width + nt]);
+        let [q0, q1, q2, q3] = split4(&mut sc.q[a * 4 * width..(a + 1) * 4 * width], width);
+        at6(src, [&mut q0[..nt], &mut q1[..nt], &mut q2[..nt], &mut q3[..nt]], |v| v.wrapping_mul(INV9) >> 6);
+    }
+    for (oy, dst) in y[..yrows * ow].chunks_exact_mut(ow).enumerate() {
+        let (tyl, a) = (oy / 4, oy % 4);
+        let q: [&[i32]; 4] = std::array::from_fn(|b| &sc.q[(a * 4 + b) * width + tyl * tw..][..tw]);
+        for (tx, d4) in dst.chunks_mut(4).enumerate() {
+            for (b, d) in d4.iter_mut().enumerate() {
+                *d = q[b][tx];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv2d_reference;
+    use super::*;
+
+    /// Deterministic pseudo-random numbers (64-bit LCG, high bits).
+    struct Lcg(u64);
+    impl Lcg {
+        fn int(&mut self, lo: i32, hi: i32) -> i32 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            lo + ((self.0 >> 33) as u32 % (hi - lo + 1) as u32) as i32
+        }
+    }
+
+    /// A 3 × 3 stride-1 convolution: (n, ic, ih, iw, oc, pad top, pad left), output as padded.
+    fn geom(n: usize, ic: usize, ih: usize, iw: usize, oc: usize, pt: usize, pl: usize) -> ConvGeom {
+        let (oh, ow) = ((ih + 2 * pt).saturating_sub(2), (iw + 2 * pl).saturating_sub(2));
+        ConvGeom { n, ic, ih, iw, oc, kh: 3, kw: 3, sh: 1, sw: 1, pt, pl, dh: 1, dw: 1, group: 1, oh, ow }
+    }
+
+    fn wino_sums(x: &[i16], x_max: u64, w: &[i16], g: &ConvGeom, simd: bool) -> Option<Vec<i32>> {
+        let f = Winograd4Filters::new(w, g)?;
+        let mut out = vec![i32::MIN; g.n * g.oc * g.oh * g.ow];
+        let copy = |_: usize, s: &[i32], d: &mut [i32]| d.copy_from_slice(s);
+        conv3x3(x, x_max, &f, g, &mut out, &copy, simd).then_some(out)
+    }
+
+    fn kernels() -> Vec<bool> {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            return vec![false, true];
+        }
+        vec![false]
+    }
+
+    #[test]
+    fn winograd4_sums_equal_the_direct_sums() {
+        let mut r = Lcg(29);
+        let cases = [
+            geom(1, 16, 13, 13, 32, 1, 1),   // tiny-yolov3's smallest map
+            geom(1, 5, 13, 13, 7, 0, 0),     // pad 0, odd channel counts
+            geom(1, 3, 1, 1, 16, 1, 1),      // 1 × 1 map
+            geom(1, 9, 2, 3, 13, 1, 1),      // 2 × 3 map
+            geom(2, 1, 6, 5, 6, 1, 0),       // batch, one channel, unequal pads
+            geom(1, 12, 40, 37, 25, 1, 1),   // several chunks, a partial last task of rows
+            geom(1, 8, 3, 3, 4, 0, 0),       // one output position
+            geom(1, 31, 27, 9, 50, 1, 1),    // odd everything, channels across three tasks
+            geom(1, 7, 10, 11, 9, 2, 1),     // wide padding: whole zero tile rows and columns
+            geom(1, 100, 26, 26, 200, 1, 1), // more than one task of rows, two chunks
+        ];
+        for g in &cases {
+            let (nx, nw) = (g.n * g.ic * g.ih * g.iw, g.oc * g.ic * 9);
+            let variants: Vec<(Vec<i32>, Vec<i32>)> = vec![
+                ((0..nx).map(|_| r.int(-128, 127)).collect(), (0..nw).map(|_| r.int(-128, 127)).collect()),
+                (vec![-128; nx], vec![-128; nw]),
+                (vec![127; nx], vec![-128; nw]),
+                (
+                    (0..nx).map(|i| if i % 3 == 0 { -128 } else { 127 }).collect(),
+                    (0..nw).map(|i| if i % 2 == 0 { 127 } else { -128 }).collect(),
+                ),
+                // uint8 codes minus a zero point
+                ((0..nx).map(|_| r.int(-255, 255)).collect(), (0..nw).map(|_| r.int(-128, 127)).collect()),
+            ];
+            for (x, w) in variants {
+                let want = conv2d_reference(&x, &w, g);
+                let x16: Vec<i16> = x.iter().map(|&v| v as i16).collect();
+                let w16: Vec<i16> = w.iter().map(|&v| v as i16).collect();
+                let x_max = x.iter().map(|v| v.unsigned_abs() as u64).max().unwrap();
+                let f = Winograd4Filters::new(&w16, g).unwrap();
+                if !exact_for(&f, x_max) {
+                    // Only the widest extreme cases are refused.
+                    assert!(f.max_l1 * x_max >= 1 << 25, "{g:?}");
+                    continue;
+                }
+                for simd in kernels() {
+                    let got = wino_sums(&x16, x_max, &w16, g, simd).expect("routed");
+                    assert_eq!(got, want, "{g:?} simd {simd}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sums_at_the_bound_are_exact_and_beyond_it_refused() {
+        // 2^25 − 1 = 33 554 431 would be the largest allowed sum; one channel of 128 · 3 × 3 ·
+        // (−128)·(−128) = 18 874 368 is under it: exact, positive and negative.
+        let g = geom(1, 128, 6, 6, 6, 1, 1);
+        let (nx, nw) = (g.ic * 36, g.oc * g.ic * 9);
+        let w = vec![-128i16; nw];
+        for xv in [-128i16, 127] {
+            let want = conv2d_reference(&vec![xv as i32; nx], &vec![-128; nw], &g);
+            assert_eq!(want[7].unsigned_abs(), 128 * 9 * 128 * xv.unsigned_abs() as u32, "an inner position");
+            for simd in kernels() {
+                assert_eq!(wino_sums(&vec![xv; nx], 128, &w, &g, simd).unwrap(), want, "x {xv} simd {simd}");
+            }
+        }
+        // 256 channels: 9 · 256 · 128 · 128 = 37 748 736 ≥ 2^25: refused, `out` left as it was.
+        let g = geom(1, 256, 6, 6, 6, 1, 1);
+        let f = Winograd4Filters::new(&vec![-128; g.oc * g.ic * 9], &g).unwrap();
+        let mut out = vec![7i32; g.oc * 36];
+        let copy = |_: usize, s: &[i32], d: &mut [i32]| d.copy_from_slice(s);
+        assert!(!conv3x3(&vec![-128; g.ic * 36], 128, &f, &g, &mut out, &copy, false));
+        assert_eq!(out, vec![7; g.oc * 36]);
+        // Inputs whose transform could leave i16: 100 · 328 > 32767.
+        let small = geom(1, 2, 4, 4, 2, 1, 1);
+        let f = Winograd4Filters::new(&[1; 36], &small).unwrap();
+        let mut out = vec![0i32; 32];
+        assert!(!conv3x3(&[328; 32], 328, &f, &small, &mut out, &copy, false));
+        assert!(conv3x3(&[327; 32], 327, &f, &small, &mut out, &copy, false));
+        // Filters whose transform leaves i16 (49 · 669 > 32767) are not transformed.
+        assert!(Winograd4Filters::new(&[669; 36], &small).is_none());
+        assert!(Winograd4Filters::new(&[668; 36], &small).is_some());
+    }
+}
