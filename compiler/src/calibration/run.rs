@@ -128,6 +128,8 @@ pub fn run_calibration(
     let mut collector = Collector::new(module, opts.method, opts.histogram_bin_num, total);
     let tune = opts.method == CaliMethod::Kl && opts.tune_num > 0;
     let mut tune_inputs: Vec<Vec<Tensor>> = Vec::new();
+    // the tune samples' op results, kept from their statistics run as the tuner's references
+    let mut tune_references: Vec<Vec<Option<Tensor>>> = Vec::new();
     let mut skipped = Vec::new();
     let mut used = 0usize;
 
@@ -141,6 +143,8 @@ pub fn run_calibration(
         // decode the next sample while this one runs
         let joined = Instant::now();
         let mut ran = Duration::ZERO;
+        let mut kept: Option<Vec<Option<Tensor>>> =
+            (tune && tune_inputs.len() < opts.tune_num).then(|| vec![None; module.func.values.len()]);
         let (run_result, prefetched) = rayon::join(
             || -> Result<Option<Vec<Tensor>>, CalibError> {
                 let started = Instant::now();
@@ -151,6 +155,9 @@ pub fn run_calibration(
                                 let t0 = Instant::now();
                                 collector.observe(v, t);
                                 times.observe += t0.elapsed();
+                                if let Some(slot) = kept.as_mut().and_then(|k| k.get_mut(v)) {
+                                    *slot = Some(t.clone());
+                                }
                             })
                             .map_err(|e| CalibError::Model(e.to_string()))?;
                         Ok(Some(inputs))
@@ -169,6 +176,7 @@ pub fn run_calibration(
                 used += 1;
                 if tune && tune_inputs.len() < opts.tune_num {
                     tune_inputs.push(inputs);
+                    tune_references.push(kept.take().unwrap_or_default());
                 }
             }
             Ok(None) => {}
@@ -196,7 +204,7 @@ pub fn run_calibration(
         let abs_max: Vec<f64> = results.iter().map(|r| r.abs_max).collect();
         let mut progress = |done, total| on_event(CalibEvent::Tune { done, total });
         let tune_args = TuneArgs { inputs: &tune_inputs, tensors: &tensors, initial: &initial, abs_max: &abs_max };
-        tune_thresholds_timed(module, weights, &tune_args, opts.tune, &mut progress, &mut times)?
+        tune_thresholds_timed(module, weights, &tune_args, tune_references, opts.tune, &mut progress, &mut times)?
             .into_iter()
             .map(|t| if t <= 1e-5 || t.is_nan() { 1e-5 } else { t })
             .collect()

@@ -124,7 +124,7 @@ pub fn tune_thresholds(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f64>, CalibError> {
     let args = TuneArgs { inputs: tune_inputs, tensors, initial, abs_max };
-    tune_thresholds_timed(module, weights, &args, opts, progress, &mut PhaseTimes::default())
+    tune_thresholds_timed(module, weights, &args, Vec::new(), opts, progress, &mut PhaseTimes::default())
 }
 
 /// The data a tuning pass works on (see [`tune_thresholds`]).
@@ -139,11 +139,14 @@ pub(crate) struct TuneArgs<'a> {
     pub abs_max: &'a [f64],
 }
 
-/// [`tune_thresholds`], adding the wall time of its parts into `times`.
+/// [`tune_thresholds`], adding the wall time of its parts into `times`. `references[s]`, when
+/// given, holds tune sample `s`'s F32 op results by value id as the same interpreter computed
+/// them (the statistics pass): those are taken instead of evaluating the op again.
 pub(crate) fn tune_thresholds_timed(
     module: &Module,
     weights: &Weights,
     args: &TuneArgs<'_>,
+    references: Vec<Vec<Option<Tensor>>>,
     opts: TuneOptions,
     progress: &mut dyn FnMut(usize, usize),
     times: &mut PhaseTimes,
@@ -181,6 +184,11 @@ pub(crate) fn tune_thresholds_timed(
     let mut th: Vec<f64> = initial.to_vec();
     let mut tuned: HashSet<usize> = HashSet::new();
     let mut store = RefStore { env: vec![vec![None; f.values.len()]; tune_inputs.len()] };
+    for (env, given) in store.env.iter_mut().zip(references) {
+        if given.len() == env.len() {
+            *env = given;
+        }
+    }
     let total = f.ops.len();
 
     for (i, op) in f.ops.iter().enumerate() {
@@ -191,6 +199,9 @@ pub(crate) fn tune_thresholds_timed(
         // F32 reference output of this op for every tune sample
         let reference_started = Instant::now();
         for (s, inputs) in tune_inputs.iter().enumerate() {
+            if op.results.iter().all(|&r| store.env[s][r].is_some()) {
+                continue; // computed by the statistics pass
+            }
             let operands = sample_operands(op, &arg_index, inputs, &store.env[s]);
             let outs = reference.eval_op(i, &operands).map_err(model_err)?;
             for (&r, t) in op.results.iter().zip(outs) {
@@ -328,6 +339,67 @@ fn candidate_distance(
     Ok(total / samples.len().max(1) as f64)
 }
 
+/// Bytes of stacked fake-quantized inputs [`stacked_conv_distances`] builds at once (the
+/// candidates are cut into groups of about this size).
+const STACK_BYTES: usize = 16 << 20;
+
+/// Mean tuner distance of each candidate threshold of `ths` for a Winograd convolution: per
+/// sample, the candidates' fake-quantized inputs stacked along the batch axis and convolved in
+/// one call, so the transformed filter is streamed once per tile block for all of them instead
+/// of once per candidate. Per candidate the same values and sums, in the same order, as
+/// [`candidate_distance`].
+fn stacked_conv_distances(
+    dq: &Interpreter<'_>,
+    op_index: usize,
+    samples: &[SampleView<'_>],
+    ths: &[f64],
+    stack_bytes: usize,
+) -> Result<Vec<f64>, CalibError> {
+    let model_err = |e: crate::interp::InterpError| CalibError::Model(e.to_string());
+    let mut total = vec![0f64; ths.len()];
+    let mut buf: Vec<f32> = Vec::new();
+    for sample in samples {
+        let x = sample
+            .operands
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| CalibError::Model(format!("tuning: op #{op_index} has no activation input")))?;
+        let src = elements(x);
+        let per = (stack_bytes / (4 * src.len().max(1))).clamp(1, ths.len().max(1));
+        let groups = ths.len().div_ceil(per);
+        let per = ths.len().div_ceil(groups.max(1)).max(1);
+        for (g, group) in ths.chunks(per).enumerate() {
+            buf.clear();
+            buf.resize(group.len() * src.len(), 0.0);
+            buf.par_chunks_mut(src.len().max(1))
+                .zip(group.par_iter())
+                .for_each(|(dst, &th)| quantize_slice(&src, dst, (127.0 / th) as f32));
+            let mut shape = x.shape().to_vec();
+            shape[0] *= group.len();
+            let stacked = Tensor::from_shape_vec(ndarray::IxDyn(&shape), std::mem::take(&mut buf))
+                .map_err(|e| CalibError::Model(format!("tuning: op #{op_index}: {e}")))?;
+            let out = dq.eval_conv_stacked(op_index, &stacked).map_err(model_err)?;
+            buf = stacked.into_raw_vec_and_offset().0;
+            let out = elements(&out);
+            let n = sample.reference.len();
+            if out.len() != group.len() * n {
+                return Err(CalibError::Model(format!(
+                    "tuning: op #{op_index} gave {} elements for {} candidates, its reference has {n}",
+                    out.len(),
+                    group.len()
+                )));
+            }
+            let d: Vec<f64> =
+                out.par_chunks(n.max(1)).map(|o| squared_distance(&sample.reference, o).sqrt() / sample.l1).collect();
+            for (t, d) in total[g * per..].iter_mut().zip(d) {
+                *t += d;
+            }
+        }
+    }
+    Ok(total.iter().map(|t| t / samples.len().max(1) as f64).collect())
+}
+
 /// A candidate evaluation that needs no run of the op: its distance follows in one pass from
 /// the sample's reference output (and input), bit for bit what running the op gives.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -420,6 +492,12 @@ fn find_better_threshold(
                 .par_chunks(per)
                 .flat_map_iter(|group| shortcut_distances(how, &samples, group).into_iter().map(Ok))
                 .collect()
+        }
+        None if dq.runs_winograd(op_index) => {
+            match stacked_conv_distances(dq, op_index, &samples, &candidates, STACK_BYTES) {
+                Ok(d) => d.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            }
         }
         None => candidates
             .par_iter()
@@ -533,6 +611,80 @@ mod tests {
                 assert_eq!(fast.to_bits(), run.to_bits(), "{} th {th}: {fast} vs {run}", op.kind);
             }
         }
+    }
+
+    /// in [1,8,9,11] -> Conv 3x3 pad 1 (8 -> 10 channels, with bias): a Winograd convolution
+    /// when fast convolution is on.
+    fn conv_module() -> (Module, Weights) {
+        use crate::ir::{attr, Attrs, Func};
+        let mut f = Func::default();
+        let x = f.add_value("", TensorType::f32(vec![1, 8, 9, 11]));
+        f.args.push(x);
+        let inp = f.push_op("top.Input", vec![x], Attrs::new(), "in", TensorType::f32(vec![1, 8, 9, 11]));
+        let w = f.push_op("top.Weight", vec![], Attrs::new(), "w", TensorType::f32(vec![10, 8, 3, 3]));
+        let b = f.push_op("top.Weight", vec![], Attrs::new(), "b", TensorType::f32(vec![10]));
+        let attrs: Attrs = [
+            ("kernel_shape", attr::ints(&[3, 3])),
+            ("strides", attr::ints(&[1, 1])),
+            ("pads", attr::ints(&[1, 1, 1, 1])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let c = f.push_op("top.Conv", vec![inp, w, b], attrs, "conv", TensorType::f32(vec![1, 10, 9, 11]));
+        f.returns.push(c);
+        let mut ws = Weights::default();
+        let wd: Vec<f32> = (0..720).map(|i| ((i * 7919) % 211) as f32 * 0.01 - 1.05).collect();
+        ws.insert("w", TensorData::F32(Tensor::from_shape_vec(IxDyn(&[10, 8, 3, 3]), wd).unwrap()));
+        let bd: Vec<f32> = (0..10).map(|i| i as f32 * 0.3 - 1.2).collect();
+        ws.insert("b", TensorData::F32(Tensor::from_shape_vec(IxDyn(&[10]), bd).unwrap()));
+        (Module { name: "m".into(), attrs: Attrs::new(), func: f }, ws)
+    }
+
+    /// Stacking the candidates into one Winograd convolution gives every candidate's distance
+    /// bit for bit as running it alone, also when the candidates are cut into groups.
+    #[test]
+    fn stacked_candidates_give_the_distances_of_running_each_alone() {
+        let (m, ws) = conv_module();
+        let mut interp = Interpreter::new(&m, &ws).unwrap();
+        interp.set_fast_conv(true);
+        let conv = m.func.ops.iter().position(|o| o.kind == "top.Conv").unwrap();
+        assert!(interp.runs_winograd(conv));
+        let inputs: Vec<Vec<Tensor>> = (0..3)
+            .map(|k| {
+                let data = (0..792).map(|i| ((i * 37 + k * 11) % 29) as f32 * 0.173 - 2.4).collect();
+                vec![Tensor::from_shape_vec(IxDyn(&[1, 8, 9, 11]), data).unwrap()]
+            })
+            .collect();
+        let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
+        let f = &m.func;
+        let mut arg_index = vec![None; f.values.len()];
+        arg_index[f.args[0]] = Some(0);
+        let op = &f.ops[conv];
+        let samples: Vec<SampleView<'_>> = inputs
+            .iter()
+            .zip(&envs)
+            .map(|(inp, env)| {
+                let reference = elements(env[op.results[0]].as_ref().unwrap());
+                let l1 = abs_sum(&reference);
+                SampleView { operands: sample_operands(op, &arg_index, inp, env), reference, l1 }
+            })
+            .collect();
+        let ths = [0.3, 1.1, 2.05, 2.5, 7.0];
+        let alone: Vec<f64> =
+            ths.iter().map(|&th| candidate_distance(&interp, conv, &samples, th, &mut Vec::new()).unwrap()).collect();
+        assert!(alone.iter().all(|&d| d > 0.0));
+        // all at once, then groups of two (the last one short)
+        for stack_bytes in [STACK_BYTES, 2 * 792 * 4] {
+            let stacked = stacked_conv_distances(&interp, conv, &samples, &ths, stack_bytes).unwrap();
+            let bits = |v: &[f64]| v.iter().map(|d| d.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&stacked), bits(&alone), "stack of {stack_bytes} bytes");
+        }
+        let err = interp.eval_conv_stacked(conv, &Tensor::zeros(IxDyn(&[2, 8, 9, 10]))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "op 'conv' (top.Conv): stacked input [2, 8, 9, 10] is not a stack of the declared [1, 8, 9, 11]"
+        );
     }
 
     #[test]

@@ -323,6 +323,62 @@ impl<'a> Interpreter<'a> {
         self.eval(op, &refs, Some(first), None)
     }
 
+    /// True when `top.Conv` number `op_index` runs as a Winograd convolution (fast convolution
+    /// on and the op eligible, see [`Interpreter::set_fast_conv`]).
+    pub fn runs_winograd(&self, op_index: usize) -> bool {
+        self.winograd.get(op_index).is_some_and(Option::is_some)
+    }
+
+    /// Evaluate `top.Conv` number `op_index` (constant filter and bias from the store) on `x`,
+    /// which stacks `k` inputs of the op's declared shape along the batch axis: the result
+    /// stacks the `k` results, each equal bit for bit to evaluating the op on that input alone
+    /// (every output of a convolution depends on its own image only).
+    pub fn eval_conv_stacked(&self, op_index: usize, x: &Tensor) -> Result<Tensor, InterpError> {
+        let func = &self.module.func;
+        let op = self.op_at(op_index)?;
+        if op.kind != "top.Conv" || op.results.len() != 1 {
+            return Err(self.op_error(op, "stacked evaluation is for top.Conv only".into()));
+        }
+        let declared = |v: ValueId| func.values.get(v).map(|x| x.ty.shape()).unwrap_or(&[]);
+        let (want_in, want_out) = (declared(op.operands[0]), declared(op.results[0]));
+        let fits = |got: &[usize], want: &[usize]| {
+            !want.is_empty()
+                && got.len() == want.len()
+                && got[1..] == want[1..]
+                && want[0] > 0
+                && got[0].is_multiple_of(want[0])
+        };
+        if !fits(x.shape(), want_in) {
+            return Err(self
+                .op_error(op, format!("stacked input {:?} is not a stack of the declared {:?}", x.shape(), want_in)));
+        }
+        let mut refs: Vec<Option<&Tensor>> = vec![Some(x)];
+        for (k, &v) in op.operands.iter().enumerate().skip(1) {
+            let t = self.const_of(v);
+            if t.is_none() && !is_none_value(func, v) {
+                return Err(self.op_error(op, format!("operand {k} (value %{v}) is not a weight")));
+            }
+            refs.push(t);
+        }
+        let packed = self.packed.get(op_index).and_then(|p| p.as_ref());
+        let wino = self.winograd.get(op_index).and_then(|f| f.as_ref());
+        let results = dispatch::eval_op(op, &refs, None, &[], (packed, wino), None).map_err(|e| match e {
+            dispatch::OpError::Unsupported => {
+                InterpError::Unsupported { name: func.op_name(op).to_string(), kind: op.kind.clone() }
+            }
+            dispatch::OpError::Msg(msg) => self.op_error(op, msg),
+        })?;
+        let out = results.into_iter().next().ok_or_else(|| self.op_error(op, "no result".into()))?;
+        let k = x.shape()[0] / want_in[0];
+        if !fits(out.shape(), want_out) || out.shape()[0] != k * want_out[0] {
+            return Err(self.op_error(
+                op,
+                format!("stacked result {:?} is not {k} results of the declared {:?}", out.shape(), want_out),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Switch the fast convolution on or off (off by default). On, every dense 3x3 stride-1
     /// dilation-1 `top.Conv` with a constant filter and at least [`FAST_CONV_MIN_CHANNELS`]
     /// input channels runs as a Winograd F(4x4, 3x3) convolution: about 2.5x to 3.5x fewer

@@ -232,14 +232,16 @@ fn winograd_layer_timing() {
     ];
     let only: Option<usize> = std::env::var("WINO_LAYER").ok().and_then(|v| v.parse().ok());
     let threads = std::env::var("WINO_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    // images per call (the times are per image)
+    let nb: usize = std::env::var("WINO_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| {
         for (li, &(c, oc, hw)) in layers.iter().enumerate() {
             if only.is_some_and(|o| o != li) {
                 continue;
             }
-            let xs = [1, c, hw, hw];
-            let x = noise(c * hw * hw, 1);
+            let xs = [nb, c, hw, hw];
+            let x = noise(nb * c * hw * hw, 1);
             let w = noise(oc * c * 9, 2);
             let bias = noise(oc, 3);
             let f = WinogradFilter::new(&w, oc, c).unwrap();
@@ -249,12 +251,18 @@ fn winograd_layer_timing() {
             let pa = sgemm::PackedA::new(&w, oc, c * 9);
             let g = ConvGeom { kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1, pads: [1; 4], group: 1 };
             let act = Some(Act::Leaky(0.1));
+            // CPU time of this thread (the pool's only worker with WINO_THREADS=1), so that
+            // time spent descheduled on a busy machine does not count
+            let cpu_ms = || -> f64 {
+                let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+                s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) * 1e-6
+            };
             let time = |f: &dyn Fn()| {
                 let mut best = f64::MAX;
                 for _ in 0..if only.is_some() { 40 } else { 15 } {
-                    let t0 = std::time::Instant::now();
+                    let t0 = cpu_ms();
                     f();
-                    best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+                    best = best.min((cpu_ms() - t0) / nb as f64);
                 }
                 best
             };
