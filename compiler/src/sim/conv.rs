@@ -322,9 +322,8 @@ impl PackedFilters {
             .collect();
         let max_abs = w[..g.oc * k].iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
         // Only where the Winograd kernel is the faster one: it replaces the direct kernel there.
-        let wide = g.ic >= winograd::MIN_CHANNELS;
-        let wino = wide.then(|| winograd::WinogradFilters::new(w, g)).flatten();
-        let wino4 = wide.then(|| winograd4::Winograd4Filters::new(w, g)).flatten();
+        let wino = (g.ic >= winograd::MIN_CHANNELS).then(|| winograd::WinogradFilters::new(w, g)).flatten();
+        let wino4 = (g.ic >= winograd4::MIN_CHANNELS).then(|| winograd4::Winograd4Filters::new(w, g)).flatten();
         Some(PackedFilters { groups, k, ocg, max_abs, wino, wino4 })
     }
 }
@@ -338,8 +337,9 @@ impl PackedFilters {
 ///
 /// The reduction runs over pairs of terms (`_mm256_madd_epi16` on AVX2: 16 products per
 /// instruction, summed pairwise into i32 lanes); integer sums are exact in any order. 3 × 3
-/// stride-1 convolutions of at least `winograd::MIN_CHANNELS` input channels run as the exact
-/// integer Winograd F(2×2, 3×3) (`winograd.rs`) when its sums are exact for `x_max`.
+/// stride-1 convolutions of at least `winograd4::MIN_CHANNELS` input channels run as the exact
+/// integer Winograd F(4×4, 3×3) (`winograd4.rs`) when its sums are exact for `x_max`, else (from
+/// `winograd::MIN_CHANNELS`) as F(2×2, 3×3) (`winograd.rs`) when its sums are.
 pub fn conv2d_i16<T: Copy + Send + Sync>(
     x: &[i16],
     x_max: u64,
