@@ -178,11 +178,79 @@ pub fn sqnr(a: &[f32], b: &[f32]) -> f64 {
     10.0 * (var_s / var_n).log10()
 }
 
-/// The search's layer similarity `0.5 + 0.5·cosine` (tpu-mlir `cos_sim`): 1 identical, 0.5
-/// orthogonal or either vector zero, 0 opposite. NaN inputs count as 0.
-pub fn cos_sim(a: &[f32], b: &[f32]) -> f64 {
-    let c = cosine_similarity(a, b);
+/// Partial sums of [`cos_sim`]: element `j` goes to partial sum `j % COS_LANES`.
+pub const COS_LANES: usize = 8;
+
+/// `(Σ x·y, Σ x·x, Σ y·y)` with `x = fx(xs[j])`, `y = fy(ys[j])` over the common length, each
+/// summed in [`COS_LANES`] partial sums (element `j` into partial `j % COS_LANES`, in order) that
+/// are then added pairwise: independent chains the processor runs side by side, and at least as
+/// accurate as one running sum. Without `NORM`, `Σ y·y` is not summed (0). Every caller that
+/// must agree with [`cos_sim`] bit for bit sums through this function.
+#[inline(always)]
+pub fn lane_sums<X: Copy, Y: Copy, const NORM: bool>(
+    xs: &[X],
+    ys: &[Y],
+    fx: impl Fn(X) -> f64,
+    fy: impl Fn(Y) -> f64,
+) -> (f64, f64, f64) {
+    const L: usize = COS_LANES;
+    let n = xs.len().min(ys.len());
+    let (xs, ys) = (&xs[..n], &ys[..n]);
+    let (mut dot, mut na, mut nb) = ([0f64; L], [0f64; L], [0f64; L]);
+    let mut add = |l: usize, x: f64, y: f64| {
+        dot[l] += x * y;
+        na[l] += x * x;
+        if NORM {
+            nb[l] += y * y;
+        }
+    };
+    let (xc, yc) = (xs.chunks_exact(L), ys.chunks_exact(L));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (xk, yk) in xc.zip(yc) {
+        for l in 0..L {
+            add(l, fx(xk[l]), fy(yk[l]));
+        }
+    }
+    lane_sums_finish::<X, Y, NORM>((dot, na, nb), xr, yr, fx, fy)
+}
+
+/// The end of [`lane_sums`] for code that sums the whole chunks of [`COS_LANES`] elements its own
+/// way (vector registers): add the last `xr.len()` (< `COS_LANES`) elements to the first
+/// partial sums and total the partial sums pairwise.
+#[inline(always)]
+pub fn lane_sums_finish<X: Copy, Y: Copy, const NORM: bool>(
+    (mut dot, mut na, mut nb): ([f64; COS_LANES], [f64; COS_LANES], [f64; COS_LANES]),
+    xr: &[X],
+    yr: &[Y],
+    fx: impl Fn(X) -> f64,
+    fy: impl Fn(Y) -> f64,
+) -> (f64, f64, f64) {
+    for (l, (&x, &y)) in xr.iter().zip(yr).enumerate().take(COS_LANES) {
+        let (x, y) = (fx(x), fy(y));
+        dot[l] += x * y;
+        na[l] += x * x;
+        if NORM {
+            nb[l] += y * y;
+        }
+    }
+    let total = |p: [f64; COS_LANES]| ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+    (total(dot), total(na), total(nb))
+}
+
+/// [`cos_sim`] of the sums of [`lane_sums`]: `0.5 + 0.5·dot/(|a|·|b|)`, 0.5 when either norm is 0
+/// or the quotient is NaN.
+pub fn cos_sim_of_sums(dot: f64, na: f64, nb: f64) -> f64 {
+    let c = if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na.sqrt() * nb.sqrt()) };
     0.5 + 0.5 * if c.is_nan() { 0.0 } else { c }
+}
+
+/// The search's layer similarity `0.5 + 0.5·cosine` (tpu-mlir `cos_sim`): 1 identical, 0.5
+/// orthogonal or either vector zero, 0 opposite. NaN inputs count as 0 (as [`sanitize`] says).
+/// The cosine is [`cosine_similarity`]'s with the sums taken by [`lane_sums`] (equal up to
+/// rounding).
+pub fn cos_sim(a: &[f32], b: &[f32]) -> f64 {
+    let (dot, na, nb) = lane_sums::<f32, f32, true>(a, b, sanitize, sanitize);
+    cos_sim_of_sums(dot, na, nb)
 }
 
 /// Compare a target tensor with a reference the way npz_tool does: NOT_MATCH on size mismatch,
@@ -261,6 +329,30 @@ mod tests {
         assert_eq!(cos_sim(&[0.0, 0.0], &[0.0, 0.0]), 0.5);
         // identical: euclid = 1 exactly
         assert_eq!(euclidean_similarity(&a, &a), 1.0);
+    }
+
+    #[test]
+    fn cos_sim_sums_in_lanes() {
+        // 11 elements: lanes 0..2 get two terms, the others one; the pairwise total of the lanes.
+        let a: Vec<f32> = (0..11).map(|i| (i as f32 - 4.5) * 0.37).collect();
+        let b: Vec<f32> = (0..11).map(|i| ((i * 7 % 11) as f32 - 5.0) * 1.3).collect();
+        let mut p = [[0f64; COS_LANES]; 3];
+        for j in 0..11 {
+            let (x, y) = (a[j] as f64, b[j] as f64);
+            p[0][j % COS_LANES] += x * y;
+            p[1][j % COS_LANES] += x * x;
+            p[2][j % COS_LANES] += y * y;
+        }
+        let t = |p: &[f64; 8]| ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+        let want = 0.5 + 0.5 * t(&p[0]) / (t(&p[1]).sqrt() * t(&p[2]).sqrt());
+        assert_eq!(cos_sim(&a, &b).to_bits(), want.to_bits());
+        // The same cosine as the running sums up to rounding.
+        assert!((cos_sim(&a, &b) - (0.5 + 0.5 * cosine_similarity(&a, &b))).abs() < 1e-15);
+        // Without the norm of y, its sum is 0; the other two are the same.
+        let (d, na, nb) = lane_sums::<f32, f32, false>(&a, &b, sanitize, sanitize);
+        assert_eq!((d.to_bits(), na.to_bits(), nb), (t(&p[0]).to_bits(), t(&p[1]).to_bits(), 0.0));
+        // NaN and infinity are sanitized first: (NaN, inf) against (0, 10000) is identical.
+        assert_eq!(cos_sim(&[f32::NAN, f32::INFINITY], &[0.0, 10000.0]), 1.0);
     }
 
     #[test]

@@ -1,12 +1,10 @@
 //! The float model's output of one layer for one sample, kept as the layer cos needs it: the
 //! values after [`sanitize`] and their squared norm, summed once (by the first cos that needs it).
 //! [`RefLayer::cos`] gives exactly `cos_sim(t.dequantize(), reference)`, bit for bit: the same f64
-//! terms in the same order, without the dequantized copy, and for int8 values through a
-//! 256-entry table. [`cos_of_samples`] gives the same figures for several samples of one layer in
-//! one pass: the samples' sums are independent chains of additions, interleaved so that the
-//! processor overlaps them (each chain is still summed in order, so the result is unchanged).
+//! terms summed by the same [`lane_sums`], without the dequantized copy, and for int8 values
+//! through a 256-entry table. [`cos_of_samples`] gives the figures of several samples of one layer.
 
-use crate::compare::{cos_sim, sanitize};
+use crate::compare::{cos_sim, cos_sim_of_sums, lane_sums, sanitize};
 use crate::interp::Tensor;
 use crate::ir::Quant;
 use crate::sim::{SimData, SimTensor};
@@ -17,29 +15,31 @@ pub(super) struct RefLayer {
     /// The values in logical order after [`sanitize`] (empty when the tensor was not in
     /// standard layout: `cos_sim` then saw an empty slice too).
     values: Vec<f32>,
-    /// `Σ y²` over `values` in order, as `cosine_similarity` sums it; set by the first cos.
+    /// `Σ y²` over `values` as `cos_sim` sums it ([`lane_sums`]); set by the first cos.
     norm2: OnceLock<f64>,
 }
 
-/// Samples whose sums run interleaved in one pass.
-const LANES: usize = 4;
-
 impl RefLayer {
-    /// Keep a float output. Its buffer becomes the values when sanitizing changes nothing (every
-    /// value finite) and it is in standard layout, so the common case copies nothing.
+    /// Keep a float output. When it is in standard layout and every value is finite (sanitizing
+    /// changes nothing) its buffer becomes the values, with no copy, and the squared norm is
+    /// summed now, while the values are in cache: that sum is finite exactly when every value is.
     pub(super) fn new(t: Tensor) -> RefLayer {
         let n = t.len();
-        let values = match t.as_slice() {
-            None => Vec::new(),
-            Some(s) if s.iter().all(|v| v.is_finite()) => match t.into_raw_vec_and_offset() {
-                (v, Some(0)) if v.len() == n => v,
-                // A view into a larger buffer: its own elements only.
-                (v, Some(off)) if off + n <= v.len() => v[off..off + n].to_vec(),
-                _ => Vec::new(),
-            },
-            Some(s) => s.iter().map(|&v| sanitize(v) as f32).collect(),
+        let Some(s) = t.as_slice() else {
+            return RefLayer { values: Vec::new(), norm2: OnceLock::new() };
         };
-        RefLayer { values, norm2: OnceLock::new() }
+        let norm2 = raw_norm2(s);
+        if !norm2.is_finite() {
+            let values = s.iter().map(|&v| sanitize(v) as f32).collect();
+            return RefLayer { values, norm2: OnceLock::new() };
+        }
+        let values = match t.into_raw_vec_and_offset() {
+            (v, Some(0)) if v.len() == n => v,
+            // A view into a larger buffer: its own elements only.
+            (v, Some(off)) if off + n <= v.len() => v[off..off + n].to_vec(),
+            _ => Vec::new(),
+        };
+        RefLayer { values, norm2: OnceLock::from(norm2) }
     }
 
     /// A freed reference: the walk will not judge its layer again.
@@ -64,22 +64,10 @@ impl RefLayer {
         cos_sim(deq.as_slice().unwrap_or(&[]), &self.values)
     }
 
-    /// `cos_sim`'s mapping of `cosine_similarity`'s sums.
+    /// `cos_sim` of the sums of the output's terms with the kept norm of the reference.
     fn finish(&self, dot: f64, na: f64) -> f64 {
-        let nb = self.norm2.get().copied().unwrap_or(0.0);
-        let c = if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na.sqrt() * nb.sqrt()) };
-        0.5 + 0.5 * if c.is_nan() { 0.0 } else { c }
+        cos_sim_of_sums(dot, na, self.norm2.get().copied().unwrap_or(0.0))
     }
-}
-
-/// How the stored elements of one kind of tensor become the f64 terms `cosine_similarity` sums:
-/// `sanitize(dequantized value)`.
-#[derive(Clone, Copy)]
-enum Terms<'a> {
-    /// Int8 / uint8 codes through a table indexed by the stored byte.
-    Bytes(&'a [f64; 256]),
-    /// Float values, sanitized.
-    Floats,
 }
 
 /// The stored elements of a tensor the fast path reads: bytes (int8 as their bit pattern) or f32.
@@ -121,119 +109,198 @@ fn byte_table(signed: bool, (scale, zp): (f32, f32)) -> [f64; 256] {
 }
 
 /// `cos_sim(ts[k].dequantize(), refs[k].values)` for every `k`, bit for bit; `refs` and `ts` are
-/// one layer's references and outputs of several samples (the same type in every sample).
-/// Also sets the references' squared norms where they were not known yet.
+/// one layer's references and outputs of several samples. Also sets the references' squared
+/// norms where they were not known yet.
 pub(super) fn cos_of_samples(refs: &[&RefLayer], ts: &[&SimTensor]) -> Vec<f64> {
-    let mut out = vec![0.0; refs.len().min(ts.len())];
-    let mut k = 0;
-    while k < out.len() {
-        let take = (out.len() - k).min(LANES);
-        let (r, t) = (&refs[k..k + take], &ts[k..k + take]);
-        match take {
-            4 => cos_lanes::<4>(r, t, &mut out[k..k + take]),
-            3 => cos_lanes::<3>(r, t, &mut out[k..k + take]),
-            2 => cos_lanes::<2>(r, t, &mut out[k..k + take]),
-            _ => cos_lanes::<1>(r, t, &mut out[k..k + take]),
-        }
-        k += take;
-    }
-    out
+    refs.iter().zip(ts).map(|(r, t)| fast_cos(r, t).unwrap_or_else(|| r.plain(t))).collect()
 }
 
-/// [`cos_of_samples`] of exactly `N` samples: interleaved when every tensor takes the same fast
-/// path with the same terms, one by one otherwise.
-fn cos_lanes<const N: usize>(refs: &[&RefLayer], ts: &[&SimTensor], out: &mut [f64]) {
-    let one_by_one = |out: &mut [f64]| {
-        for k in 0..N {
-            out[k] = cos_lanes_fast::<1>(&[refs[k]], &[ts[k]]).map_or_else(|| refs[k].plain(ts[k]), |c| c[0]);
-        }
+/// The cos through the stored elements, or `None` when `t` does not take a fast path (not in
+/// standard layout, another element count or type).
+fn fast_cos(r: &RefLayer, t: &SimTensor) -> Option<f64> {
+    let (data, signed, (scale, zp)) = stored(t, r.values.len())?;
+    let with_norm = r.norm2.get().is_none();
+    let (dot, na, nb) = match data {
+        Stored::Bytes(b) if with_norm => sums_bytes::<true>(b, &r.values, signed, (scale, zp)),
+        Stored::Bytes(b) => sums_bytes::<false>(b, &r.values, signed, (scale, zp)),
+        Stored::Floats(f) if with_norm => sums_floats::<true>(f, &r.values),
+        Stored::Floats(f) => sums_floats::<false>(f, &r.values),
     };
-    match cos_lanes_fast::<N>(refs, ts) {
-        Some(c) => out.copy_from_slice(&c),
-        None => one_by_one(out),
+    if with_norm {
+        // Every thread that sums it gets the same number; the first one keeps it.
+        let _ = r.norm2.set(nb);
+    }
+    Some(r.finish(dot, na))
+}
+
+/// True when the processor has AVX2.
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
-/// The interleaved sums of `N` samples, or `None` when they do not all take the same fast path.
-fn cos_lanes_fast<const N: usize>(refs: &[&RefLayer], ts: &[&SimTensor]) -> Option<[f64; N]> {
-    let n = refs[0].values.len();
-    let mut data: [Stored; N] = [Stored::Floats(&[]); N];
-    let mut ys: [&[f32]; N] = [&[]; N];
-    let mut kind = None;
-    for k in 0..N {
-        if refs[k].values.len() != n {
-            return None;
-        }
-        let (d, signed, q) = stored(ts[k], n)?;
-        let this = (matches!(d, Stored::Bytes(_)), signed, q.0.to_bits(), q.1.to_bits());
-        if *kind.get_or_insert(this) != this {
-            return None;
-        }
-        data[k] = d;
-        ys[k] = &refs[k].values;
+/// `Σ v²` of `v` as unsanitized f64 terms, in the partial sums of [`lane_sums`]: when every value
+/// is finite it is the `Σ y²` of `cos_sim`, bit for bit, and finite; otherwise NaN or infinite.
+fn raw_norm2(v: &[f32]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the processor has AVX2.
+        return unsafe { avx2::sums_floats::<true>(v, v).2 };
     }
-    let (is_bytes, signed, scale, zp) = kind?;
-    let lut;
-    let terms = if is_bytes {
-        lut = byte_table(signed, (f32::from_bits(scale), f32::from_bits(zp)));
-        Terms::Bytes(&lut)
-    } else {
-        Terms::Floats
-    };
-    let with_norm = refs.iter().any(|r| r.norm2.get().is_none());
-    let (dot, na, nb) = match (terms, with_norm) {
-        (Terms::Bytes(lut), false) => sums::<N, false, u8>(&bytes_of(&data), &ys, |b| lut[b as usize]),
-        (Terms::Bytes(lut), true) => sums::<N, true, u8>(&bytes_of(&data), &ys, |b| lut[b as usize]),
-        (Terms::Floats, false) => sums::<N, false, f32>(&floats_of(&data), &ys, sanitize),
-        (Terms::Floats, true) => sums::<N, true, f32>(&floats_of(&data), &ys, sanitize),
-    };
-    let mut c = [0.0; N];
-    for k in 0..N {
-        if with_norm {
-            // Every thread that sums it gets the same number; the first one keeps it.
-            let _ = refs[k].norm2.set(nb[k]);
-        }
-        c[k] = refs[k].finish(dot[k], na[k]);
-    }
-    Some(c)
+    lane_sums::<f32, f32, true>(v, v, |x| x as f64, |y| y as f64).2
 }
 
-fn bytes_of<'a, const N: usize>(d: &[Stored<'a>; N]) -> [&'a [u8]; N] {
-    d.map(|s| match s {
-        Stored::Bytes(b) => b,
-        Stored::Floats(_) => &[],
+/// True when every value is finite (neither NaN nor infinite).
+fn all_finite(v: &[f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the processor has AVX2.
+        return unsafe { avx2::all_finite(v) };
+    }
+    // Blocks without an early exit inside, which the compiler turns into vector code.
+    v.chunks(1024).all(|c| c.iter().fold(true, |ok, x| ok & x.is_finite()))
+}
+
+/// [`lane_sums`] of int8 / uint8 codes (through their table of terms) against reference values.
+fn sums_bytes<const NORM: bool>(x: &[u8], y: &[f32], signed: bool, q: (f32, f32)) -> (f64, f64, f64) {
+    let lut = byte_table(signed, q);
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && codes_are_finite(signed, q) {
+        // SAFETY: the processor has AVX2; every code's term is `scale · (code − zp)` unsanitized.
+        return unsafe { avx2::sums_codes::<NORM>(x, y, signed, q, &lut) };
+    }
+    lane_sums::<u8, f32, NORM>(x, y, |b| lut[b as usize], |v| v as f64)
+}
+
+/// True when `scale · (code − zp)` is finite for every code (sanitizing changes none of them).
+fn codes_are_finite(signed: bool, (scale, zp): (f32, f32)) -> bool {
+    (0..=255u8).all(|b| {
+        let code = if signed { b as i8 as f32 } else { b as f32 };
+        (scale * (code - zp)).is_finite()
     })
 }
 
-fn floats_of<'a, const N: usize>(d: &[Stored<'a>; N]) -> [&'a [f32]; N] {
-    d.map(|s| match s {
-        Stored::Floats(f) => f,
-        Stored::Bytes(_) => &[],
-    })
+/// [`lane_sums`] of float outputs (sanitized) against reference values.
+fn sums_floats<const NORM: bool>(x: &[f32], y: &[f32]) -> (f64, f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() && all_finite(x) {
+        // SAFETY: the processor has AVX2; sanitizing changes no value of `x`.
+        return unsafe { avx2::sums_floats::<NORM>(x, y) };
+    }
+    lane_sums::<f32, f32, NORM>(x, y, sanitize, |v| v as f64)
 }
 
-/// Per sample `k`: `Σ x·y`, `Σ x·x` and (when `NORM`) `Σ y·y` in element order, with
-/// `x = term(xs[k][j])` and `y = ys[k][j]`; the `N` samples' chains advance together.
-#[inline(always)]
-fn sums<const N: usize, const NORM: bool, T: Copy>(
-    xs: &[&[T]; N],
-    ys: &[&[f32]; N],
-    term: impl Fn(T) -> f64,
-) -> ([f64; N], [f64; N], [f64; N]) {
-    let (mut dot, mut na, mut nb) = ([0.0f64; N], [0.0f64; N], [0.0f64; N]);
-    let n = ys.iter().map(|y| y.len()).chain(xs.iter().map(|x| x.len())).min().unwrap_or(0);
-    for j in 0..n {
-        for k in 0..N {
-            // SAFETY: `j < n`, and every slice of `xs` and `ys` has at least `n` elements.
-            let (x, y) = unsafe { (term(*xs[k].get_unchecked(j)), *ys[k].get_unchecked(j) as f64) };
-            dot[k] += x * y;
-            na[k] += x * x;
+/// [`lane_sums`] in AVX2 registers: partial sums 0-3 and 4-7 of each sum are two vectors of four
+/// f64, fed a chunk of eight elements at a time with the same multiplies and adds per partial sum
+/// (no fused multiply-add), so the results are those of `lane_sums`.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use crate::compare::{lane_sums_finish, COS_LANES};
+    use std::arch::x86_64::*;
+
+    /// The six vector partial sums: dot, Σx², Σy², each as lanes 0-3 and 4-7.
+    struct Acc([__m256d; 6]);
+
+    impl Acc {
+        #[inline(always)]
+        unsafe fn new() -> Acc {
+            Acc([_mm256_setzero_pd(); 6])
+        }
+
+        /// Add the terms of eight elements: `x` and `y` as f32 vectors (exactly representable
+        /// in f64, widened here).
+        #[inline(always)]
+        unsafe fn add<const NORM: bool>(&mut self, x: __m256, y: __m256) {
+            let (x0, x1) = (_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)));
+            let (y0, y1) = (_mm256_cvtps_pd(_mm256_castps256_ps128(y)), _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
+            let a = &mut self.0;
+            a[0] = _mm256_add_pd(a[0], _mm256_mul_pd(x0, y0));
+            a[1] = _mm256_add_pd(a[1], _mm256_mul_pd(x1, y1));
+            a[2] = _mm256_add_pd(a[2], _mm256_mul_pd(x0, x0));
+            a[3] = _mm256_add_pd(a[3], _mm256_mul_pd(x1, x1));
             if NORM {
-                nb[k] += y * y;
+                a[4] = _mm256_add_pd(a[4], _mm256_mul_pd(y0, y0));
+                a[5] = _mm256_add_pd(a[5], _mm256_mul_pd(y1, y1));
             }
         }
+
+        /// The partial sums as `lane_sums` keeps them.
+        #[inline(always)]
+        unsafe fn lanes(&self) -> ([f64; COS_LANES], [f64; COS_LANES], [f64; COS_LANES]) {
+            let mut out = [[0f64; COS_LANES]; 3];
+            for (k, o) in out.iter_mut().enumerate() {
+                _mm256_storeu_pd(o.as_mut_ptr(), self.0[2 * k]);
+                _mm256_storeu_pd(o.as_mut_ptr().add(4), self.0[2 * k + 1]);
+            }
+            (out[0], out[1], out[2])
+        }
     }
-    (dot, na, nb)
+
+    /// Sums of codes whose terms `scale · (code − zp)` (computed in f32, as `dequantize` does)
+    /// are all finite; `lut` holds the same terms for the last elements.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sums_codes<const NORM: bool>(
+        x: &[u8],
+        y: &[f32],
+        signed: bool,
+        (scale, zp): (f32, f32),
+        lut: &[f64; 256],
+    ) -> (f64, f64, f64) {
+        let n = x.len().min(y.len());
+        let whole = n / COS_LANES * COS_LANES;
+        let (vs, vz) = (_mm256_set1_ps(scale), _mm256_set1_ps(zp));
+        let mut acc = Acc::new();
+        let mut j = 0;
+        while j < whole {
+            // SAFETY (reads): `j + 8 <= whole <= n` for both slices.
+            let b = _mm_loadl_epi64(x.as_ptr().add(j) as *const __m128i);
+            let codes = if signed { _mm256_cvtepi8_epi32(b) } else { _mm256_cvtepu8_epi32(b) };
+            let xv = _mm256_mul_ps(vs, _mm256_sub_ps(_mm256_cvtepi32_ps(codes), vz));
+            acc.add::<NORM>(xv, _mm256_loadu_ps(y.as_ptr().add(j)));
+            j += COS_LANES;
+        }
+        lane_sums_finish::<u8, f32, NORM>(acc.lanes(), &x[whole..n], &y[whole..n], |b| lut[b as usize], |v| v as f64)
+    }
+
+    /// Sums of float outputs, unsanitized (the caller knows them finite, or checks the sums).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn sums_floats<const NORM: bool>(x: &[f32], y: &[f32]) -> (f64, f64, f64) {
+        let n = x.len().min(y.len());
+        let whole = n / COS_LANES * COS_LANES;
+        let mut acc = Acc::new();
+        let mut j = 0;
+        while j < whole {
+            // SAFETY (reads): `j + 8 <= whole <= n` for both slices.
+            acc.add::<NORM>(_mm256_loadu_ps(x.as_ptr().add(j)), _mm256_loadu_ps(y.as_ptr().add(j)));
+            j += COS_LANES;
+        }
+        lane_sums_finish::<f32, f32, NORM>(acc.lanes(), &x[whole..n], &y[whole..n], |v| v as f64, |v| v as f64)
+    }
+
+    /// True when no value is NaN or infinite (exponent bits not all ones).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn all_finite(v: &[f32]) -> bool {
+        let exp = _mm256_set1_epi32(0x7f80_0000);
+        let whole = v.len() / 8 * 8;
+        let mut bad = _mm256_setzero_si256();
+        let mut j = 0;
+        while j < whole {
+            // SAFETY (read): `j + 8 <= whole <= v.len()`.
+            let bits = _mm256_loadu_si256(v.as_ptr().add(j) as *const __m256i);
+            bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(bits, exp), exp));
+            j += 8;
+            if j % 4096 == 0 && _mm256_testz_si256(bad, bad) == 0 {
+                return false;
+            }
+        }
+        _mm256_testz_si256(bad, bad) != 0 && v[whole..].iter().all(|x| x.is_finite())
+    }
 }
 
 #[cfg(test)]
@@ -260,6 +327,8 @@ mod tests {
         refs[5] = -0.0;
         let reference = ArrayD::from_shape_vec(shape.clone(), refs).unwrap();
         let r = RefLayer::new(reference.clone());
+        // With a NaN and an infinity the values are a sanitized copy, the norm summed later.
+        assert!(r.norm2.get().is_none());
         let q = Some(Quant::Uniform { signed: true, bits: 8, scale: 0.173, zero_point: -3 });
         let uq = Some(Quant::Uniform { signed: false, bits: 8, scale: 0.0311, zero_point: 128 });
         let i8s: Vec<i8> = (0..30).map(|_| next() as u8 as i8).collect();
@@ -298,7 +367,7 @@ mod tests {
     }
 
     #[test]
-    fn samples_summed_together_equal_each_alone() {
+    fn every_sample_of_a_layer_equals_cos_sim() {
         let mut seed = 7u32;
         let mut next = || {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
@@ -333,6 +402,8 @@ mod tests {
         let mixed: Vec<SimTensor> = (0..7).map(|k| if k == 3 { odd.clone() } else { float[k].clone() }).collect();
         for outs in [&int8, &float, &mixed] {
             let layer: Vec<RefLayer> = refs.iter().cloned().map(RefLayer::new).collect();
+            // Finite references have their norm from the start.
+            assert!(layer.iter().all(|r| r.norm2.get().is_some()));
             let got = cos_of_samples(&layer.iter().collect::<Vec<_>>(), &outs.iter().collect::<Vec<_>>());
             for k in 0..7 {
                 let want = cos_sim(outs[k].dequantize().as_slice().unwrap_or(&[]), refs[k].as_slice().unwrap());
