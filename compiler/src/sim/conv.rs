@@ -395,37 +395,42 @@ fn conv2d_i16_with<T: Copy + Send + Sync>(
     let tiles = p.div_ceil(width);
     for n in 0..g.n {
         for (grp, wp) in f.groups.iter().enumerate() {
-            let results: Vec<Vec<i32>> = (0..tiles)
-                .into_par_iter()
-                .map(|t| {
-                    let p0 = t * width;
-                    let col = im2col_pairs(x, g, n, grp, k, p0, width);
-                    let mut acc = vec![0i32; ocg * width];
-                    #[cfg(target_arch = "x86_64")]
-                    if simd {
-                        // SAFETY: avx2 is present (the caller checked); `wp` holds the packed
-                        // blocks of k2 pairs, `col` k2 rows of `width` pairs, `acc` ocg rows of
-                        // `width`, and `width` is a multiple of NR16.
-                        unsafe { avx::tile_madd(wp, k2, ocg, &col, width, &mut acc) };
-                        return acc;
-                    }
-                    let _ = simd;
-                    tile_madd_portable(wp, k2, ocg, &col, width, &mut acc);
-                    acc
-                })
-                .collect();
             let obase = (n * g.oc + grp * ocg) * p;
-            for (t, tile) in results.iter().enumerate() {
-                let p0 = t * width;
-                let cols = width.min(p - p0);
-                for o in 0..ocg {
-                    let dst = &mut out[obase + o * p + p0..obase + o * p + p0 + cols];
-                    emit(grp * ocg + o, &tile[o * width..o * width + cols], dst);
+            // The group's output split per tile (each channel's run of the tile's positions), so
+            // that every task requantizes its own sums: no buffer of the whole output.
+            let mut cells: Vec<Vec<&mut [T]>> = (0..tiles).map(|_| Vec::with_capacity(ocg)).collect();
+            for plane in out[obase..obase + ocg * p].chunks_mut(p) {
+                let mut rest = plane;
+                for cell in cells.iter_mut() {
+                    let (head, tail) = rest.split_at_mut(width.min(rest.len()));
+                    cell.push(head);
+                    rest = tail;
                 }
             }
+            cells.into_par_iter().enumerate().for_each(|(t, dst)| {
+                let col = im2col_pairs(x, g, n, grp, k, t * width, width);
+                let mut acc = vec![0i32; ocg * width];
+                tile_madd_any(wp, k2, ocg, &col, width, &mut acc, simd);
+                for (o, d) in dst.into_iter().enumerate() {
+                    emit(grp * ocg + o, &acc[o * width..o * width + d.len()], d);
+                }
+            });
         }
     }
     true
+}
+
+/// `out[o][j] = Σ_kp w[o][kp]·col[kp][j]` over pairs (see `avx::tile_madd`): the AVX2 kernel
+/// when `simd` (the caller checked the CPU), else the portable loop.
+fn tile_madd_any(wp: &[i16], k2: usize, rows: usize, col: &[i16], width: usize, out: &mut [i32], simd: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        // SAFETY: avx2 is present (the caller checked); `avx::tile_madd` asserts the sizes.
+        unsafe { avx::tile_madd(wp, k2, rows, col, width, out) };
+        return;
+    }
+    let _ = simd;
+    tile_madd_portable(wp, k2, rows, col, width, out);
 }
 
 /// Output positions per tile of the i16 kernel: at most 256 (the kernel blocks the reduction
