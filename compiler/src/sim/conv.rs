@@ -322,8 +322,11 @@ impl PackedFilters {
             .collect();
         let max_abs = w[..g.oc * k].iter().map(|v| v.unsigned_abs() as u64).max().unwrap_or(0);
         // Only where the Winograd kernel is the faster one: it replaces the direct kernel there.
-        let wino = (g.ic >= winograd::MIN_CHANNELS).then(|| winograd::WinogradFilters::new(w, g)).flatten();
         let wino4 = (g.ic >= winograd4::MIN_CHANNELS).then(|| winograd4::Winograd4Filters::new(w, g)).flatten();
+        // F(2×2) only where F(4×4) might refuse some input.
+        let wino = (g.ic >= winograd::MIN_CHANNELS && !wino4.as_ref().is_some_and(|f| f.covers_all_codes()))
+            .then(|| winograd::WinogradFilters::new(w, g))
+            .flatten();
         Some(PackedFilters { groups, k, ocg, max_abs, wino, wino4 })
     }
 }

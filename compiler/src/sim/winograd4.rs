@@ -94,6 +94,14 @@ impl Winograd4Filters {
     }
 }
 
+impl Winograd4Filters {
+    /// True when every input of at most 327 in magnitude (every int8 code, uint8 codes minus a
+    /// zero point) gives exact sums here, so no other Winograd kernel is ever needed.
+    pub fn covers_all_codes(&self) -> bool {
+        exact_for(self, 327)
+    }
+}
+
 /// True when the wrapped sums are exact for inputs bounded by `x_max` (see the module doc):
 /// transformed inputs fit i16 and every sum is below 2^25 in magnitude.
 fn exact_for(f: &Winograd4Filters, x_max: u64) -> bool {
