@@ -87,17 +87,17 @@ fn exact_for(f: &WinogradFilters, x_max: u64) -> bool {
 }
 
 /// A run of whole tile rows: tile rows `r0 .. r1`, `width` GEMM columns (the chunk's tiles,
-/// row-major, padded to a multiple of 8).
+/// row-major, padded to a multiple of 8). Shared with the F(4×4) kernel.
 #[derive(Debug, Clone, Copy)]
-struct Chunk {
-    r0: usize,
-    r1: usize,
-    width: usize,
+pub(super) struct Chunk {
+    pub(super) r0: usize,
+    pub(super) r1: usize,
+    pub(super) width: usize,
 }
 
-/// Split `th` tile rows of `tw` tiles into chunks of about `TILES_PER_CHUNK` tiles.
-fn chunks(th: usize, tw: usize) -> Vec<Chunk> {
-    let n = (th * tw).div_ceil(TILES_PER_CHUNK).clamp(1, th.max(1));
+/// Split `th` tile rows of `tw` tiles into chunks of about `per_chunk` tiles.
+pub(super) fn chunks(th: usize, tw: usize, per_chunk: usize) -> Vec<Chunk> {
+    let n = (th * tw).div_ceil(per_chunk).clamp(1, th.max(1));
     (0..n)
         .map(|i| {
             let (r0, r1) = (i * th / n, (i + 1) * th / n);
@@ -134,7 +134,7 @@ pub fn conv3x3<T: Copy + Send + Sync>(
         return true;
     }
     let (th, tw) = (g.oh.div_ceil(2), g.ow.div_ceil(2));
-    let chunks = chunks(th, tw);
+    let chunks = chunks(th, tw, TILES_PER_CHUNK);
     let ic2 = g.ic.div_ceil(2);
     let blocks = g.oc.div_ceil(ROWS_PER_TASK);
     let plane_in = g.ic * g.ih * g.iw;

@@ -16,7 +16,8 @@
 //! bound is checked before routing a layer here from the filters' largest sum of |w| over one
 //! output channel times the largest |x|: `|acc| ≤ max_o Σ|w_o| · max|x|`.
 
-use super::{winograd::gemm_pairs, ConvGeom, MR16};
+use super::winograd::{chunks, gemm_pairs, Chunk};
+use super::{ConvGeom, MR16};
 use rayon::prelude::*;
 
 /// Input channels from which this kernel is faster than the direct one (measured on
@@ -108,27 +109,6 @@ fn exact_for(f: &Winograd4Filters, x_max: u64) -> bool {
     x_max.saturating_mul(100) <= i16::MAX as u64 && f.max_l1.saturating_mul(x_max) < ACC_LIMIT
 }
 
-/// A run of whole tile rows: tile rows `r0 .. r1`, `width` GEMM columns (the chunk's tiles,
-/// row-major, padded to a multiple of 8).
-#[derive(Debug, Clone, Copy)]
-struct Chunk {
-    r0: usize,
-    r1: usize,
-    width: usize,
-}
-
-/// Split `th` tile rows of `tw` tiles into chunks of about `TILES_PER_CHUNK` tiles.
-fn chunks(th: usize, tw: usize) -> Vec<Chunk> {
-    let n = (th * tw).div_ceil(TILES_PER_CHUNK).clamp(1, th.max(1));
-    (0..n)
-        .map(|i| {
-            let (r0, r1) = (i * th / n, (i + 1) * th / n);
-            Chunk { r0, r1, width: ((r1 - r0) * tw).div_ceil(8) * 8 }
-        })
-        .filter(|c| c.r1 > c.r0)
-        .collect()
-}
-
 /// The 3 × 3 convolution `g` of the i16 codes `x` (every |x| ≤ `x_max`) with the transformed
 /// filters `f`, by Winograd F(4×4, 3×3): for every output channel and run of whole output rows,
 /// `emit(channel, sums, dst)` turns the sums `Σ w·x` (no bias) into the stored values `dst` of
@@ -156,7 +136,7 @@ pub fn conv3x3<T: Copy + Send + Sync>(
         return true;
     }
     let (th, tw) = (g.oh.div_ceil(4), g.ow.div_ceil(4));
-    let chunks = chunks(th, tw);
+    let chunks = chunks(th, tw, TILES_PER_CHUNK);
     let ic2 = g.ic.div_ceil(2);
     let widest = chunks.iter().map(|c| c.width).max().unwrap_or(8);
     let rows_per_task = (TASK_PRODUCTS_BYTES / (XI * 4 * widest) / MR16).clamp(1, 16) * MR16;
