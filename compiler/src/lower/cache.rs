@@ -89,19 +89,21 @@ impl<'a> LowerCache<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::{lower, lower_cached, Chip, LowerOptions, Mode, QTable};
     use super::*;
     use crate::calibration::CalibrationTable;
     use crate::lower::calib::cali_map_from_table;
     use std::path::PathBuf;
 
-    fn asset(p: &str) -> PathBuf {
+    /// A file under the bundled assets.
+    pub(crate) fn asset(p: &str) -> PathBuf {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/")).join(p)
     }
 
-    #[test]
-    fn cached_lowering_equals_a_fresh_one() {
+    /// tiny-yolov3 imported as the walkthrough does (no preprocessing), with tpu-mlir's
+    /// calibration table; shared with the search runner's tests.
+    pub(crate) fn tiny_yolov3_with_table() -> (Module, Weights, crate::lower::CaliMap) {
         let opts = crate::onnx::ImportOptions {
             model_name: "yolov3_tiny".into(),
             input_shapes: Some(vec![vec![1, 3, 416, 416]]),
@@ -110,7 +112,12 @@ mod tests {
         };
         let (top, w) = crate::onnx::import(&asset("models/tiny-yolov3-11.onnx"), &opts).unwrap();
         let text = std::fs::read_to_string(asset("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table")).unwrap();
-        let table = cali_map_from_table(&CalibrationTable::parse(&text).unwrap());
+        (top, w, cali_map_from_table(&CalibrationTable::parse(&text).unwrap()))
+    }
+
+    #[test]
+    fn cached_lowering_equals_a_fresh_one() {
+        let (top, w, table) = tiny_yolov3_with_table();
         let qtable = |mode: Mode, names: &[&str]| -> QTable { names.iter().map(|n| (n.to_string(), mode)).collect() };
         for (chip, float, asymmetric) in
             [(Chip::Bm1684x, Mode::F32, false), (Chip::Bm1684x, Mode::F16, true), (Chip::Cv183x, Mode::BF16, false)]

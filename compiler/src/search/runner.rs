@@ -595,24 +595,10 @@ impl SimRunner<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calibration::CalibrationTable;
-    use crate::lower::calib::cali_map_from_table;
-    use std::path::PathBuf;
-
-    fn asset(p: &str) -> PathBuf {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/")).join(p)
-    }
+    use crate::lower::cache::tests::asset;
 
     fn yolo() -> (Module, Weights, CaliMap, Vec<Vec<Tensor>>) {
-        let opts = crate::onnx::ImportOptions {
-            model_name: "yolov3_tiny".into(),
-            input_shapes: Some(vec![vec![1, 3, 416, 416]]),
-            output_names: vec!["convolution_output1".into(), "convolution_output".into()],
-            preprocess: None,
-        };
-        let (top, w) = crate::onnx::import(&asset("models/tiny-yolov3-11.onnx"), &opts).unwrap();
-        let text = std::fs::read_to_string(asset("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table")).unwrap();
-        let table = cali_map_from_table(&CalibrationTable::parse(&text).unwrap());
+        let (top, w, table) = crate::lower::cache::tests::tiny_yolov3_with_table();
         let x = crate::npz::read_f32_map(&asset("reference/tiny-yolov3/yolov3_tiny_in_f32.npz")).unwrap()[0].1.clone();
         // A second sample: the image mirrored.
         let mut y = x.clone();

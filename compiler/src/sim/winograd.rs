@@ -515,21 +515,21 @@ mod avx {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::{conv2d_i16_with, conv2d_reference, PackedFilters};
     use super::*;
 
-    /// Deterministic pseudo-random numbers (64-bit LCG, high bits).
-    struct Lcg(u64);
+    /// Deterministic pseudo-random numbers (64-bit LCG, high bits); shared with the F(4×4) tests.
+    pub(crate) struct Lcg(pub(crate) u64);
     impl Lcg {
-        fn int(&mut self, lo: i32, hi: i32) -> i32 {
+        pub(crate) fn int(&mut self, lo: i32, hi: i32) -> i32 {
             self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             lo + ((self.0 >> 33) as u32 % (hi - lo + 1) as u32) as i32
         }
     }
 
     /// A 3 × 3 stride-1 convolution: (n, ic, ih, iw, oc, pad top, pad left), output as padded.
-    fn geom(n: usize, ic: usize, ih: usize, iw: usize, oc: usize, pt: usize, pl: usize) -> ConvGeom {
+    pub(crate) fn geom(n: usize, ic: usize, ih: usize, iw: usize, oc: usize, pt: usize, pl: usize) -> ConvGeom {
         let (oh, ow) = ((ih + 2 * pt).saturating_sub(2), (iw + 2 * pl).saturating_sub(2));
         ConvGeom { n, ic, ih, iw, oc, kh: 3, kw: 3, sh: 1, sw: 1, pt, pl, dh: 1, dw: 1, group: 1, oh, ow }
     }
@@ -541,7 +541,8 @@ mod tests {
         conv3x3(x, x_max, &f, g, &mut out, &copy, simd).then_some(out)
     }
 
-    fn kernels() -> Vec<bool> {
+    /// The kernels this CPU can run: portable (false) and, with AVX2, the SIMD one (true).
+    pub(crate) fn kernels() -> Vec<bool> {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2") {
             return vec![false, true];

@@ -478,36 +478,14 @@ fn at6_interleaved(m: [&[i32]; 6], out: &mut [i32]) {
 #[cfg(test)]
 mod tests {
     use super::super::conv2d_reference;
+    use super::super::winograd::tests::{geom, kernels, Lcg};
     use super::*;
-
-    /// Deterministic pseudo-random numbers (64-bit LCG, high bits).
-    struct Lcg(u64);
-    impl Lcg {
-        fn int(&mut self, lo: i32, hi: i32) -> i32 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            lo + ((self.0 >> 33) as u32 % (hi - lo + 1) as u32) as i32
-        }
-    }
-
-    /// A 3 × 3 stride-1 convolution: (n, ic, ih, iw, oc, pad top, pad left), output as padded.
-    fn geom(n: usize, ic: usize, ih: usize, iw: usize, oc: usize, pt: usize, pl: usize) -> ConvGeom {
-        let (oh, ow) = ((ih + 2 * pt).saturating_sub(2), (iw + 2 * pl).saturating_sub(2));
-        ConvGeom { n, ic, ih, iw, oc, kh: 3, kw: 3, sh: 1, sw: 1, pt, pl, dh: 1, dw: 1, group: 1, oh, ow }
-    }
 
     fn wino_sums(x: &[i16], x_max: u64, w: &[i16], g: &ConvGeom, simd: bool) -> Option<Vec<i32>> {
         let f = Winograd4Filters::new(w, g)?;
         let mut out = vec![i32::MIN; g.n * g.oc * g.oh * g.ow];
         let copy = |_: usize, s: &[i32], d: &mut [i32]| d.copy_from_slice(s);
         conv3x3(x, x_max, &f, g, &mut out, &copy, simd).then_some(out)
-    }
-
-    fn kernels() -> Vec<bool> {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") {
-            return vec![false, true];
-        }
-        vec![false]
     }
 
     #[test]
