@@ -69,8 +69,11 @@ fn max_method_on_ten_images_gives_the_f32_run_min_max_and_abs_max_thresholds() {
     let ref_names: Vec<&str> = reference.entries.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ref_names);
 
-    // independent F32 run over the same 10 images
-    let interp = Interpreter::new(module, weights).unwrap();
+    // independent F32 run over the same 10 images, with the convolution calibration runs by
+    // default (Winograd for the dense 3x3 layers)
+    assert!(opts.tune.fast_conv, "the Winograd convolution is the default");
+    let mut interp = Interpreter::new(module, weights).unwrap();
+    interp.set_fast_conv(true);
     let loader = compiler::calibration::InputLoader::new(module).unwrap();
     let mut mins = vec![f32::INFINITY; module.func.values.len()];
     let mut maxs = vec![f32::NEG_INFINITY; module.func.values.len()];
@@ -94,6 +97,40 @@ fn max_method_on_ten_images_gives_the_f32_run_min_max_and_abs_max_thresholds() {
     // the image input is in [0, 1] (pad 128/255 and pixels /255)
     assert_eq!(t.entries[0].min, 0.0);
     assert!((t.entries[0].max - 1.000008).abs() < 1e-6, "{}", t.entries[0].max);
+}
+
+/// Issue 3's acceptance: the default run (KL + tuning on 5 images, Winograd convolution) on
+/// the 100 COCO images gives every tensor's min and max within 1e-4 relative of tpu-mlir's
+/// table and every threshold within 1%.
+#[test]
+fn default_run_on_the_hundred_images_matches_tpu_mlir_table() {
+    let (module, weights) = yolo();
+    let ds = select_dataset(&coco(), 100).unwrap();
+    let opts = CalibOptions { mlir_name: "yolov3_tiny.mlir".into(), ..Default::default() };
+    let out = run_calibration(module, weights, &ds, &opts, &mut |_| {}).unwrap();
+    let t = &out.table;
+    assert_eq!(t.header.sample_number, Some(100));
+    assert_eq!(t.header.tune_number, Some(5));
+    let reference =
+        CalibrationTable::read(&Path::new(ASSETS).join("reference/tiny-yolov3/tpu-mlir/yolov3_cali_table")).unwrap();
+    assert_eq!(t.entries.len(), reference.entries.len());
+    let rel = |a: f64, b: f64| if a == b { 0.0 } else { (a - b).abs() / b.abs().max(1e-12) };
+    let mut raised = 0;
+    for (e, u) in t.entries.iter().zip(&out.untuned) {
+        let r = reference.get(&e.name).unwrap_or_else(|| panic!("{} not in tpu-mlir's table", e.name));
+        assert!(rel(e.min, r.min) <= 1e-4, "{} min {} vs tpu-mlir {}", e.name, e.min, r.min);
+        assert!(rel(e.max, r.max) <= 1e-4, "{} max {} vs tpu-mlir {}", e.name, e.max, r.max);
+        assert!(
+            rel(e.threshold, r.threshold) <= 1e-2,
+            "{} threshold {} vs tpu-mlir {}",
+            e.name,
+            e.threshold,
+            r.threshold
+        );
+        raised += usize::from(e.threshold > u.threshold * (1.0 + 1e-6));
+    }
+    // tuning did something (tpu-mlir's table has tuned thresholds above their KL values too)
+    assert!(raised >= 5, "tuning raised only {raised} thresholds");
 }
 
 #[test]
@@ -180,6 +217,30 @@ fn command_line_writes_a_table_and_reports_bad_inputs() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left behind");
+
+    // --exact_conv gives the library's direct-convolution table; --fast_conv (the old switch)
+    // is accepted and gives the default table
+    let direct_opts = CalibOptions {
+        method: CaliMethod::Max,
+        tune: compiler::calibration::TuneOptions { fast_conv: false, ..Default::default() },
+        ..Default::default()
+    };
+    let direct = run_calibration(&yolo().0, &yolo().1, &select_dataset(&data, 0).unwrap(), &direct_opts, &mut |_| {})
+        .unwrap()
+        .table;
+    // as written (7 decimals)
+    let direct = CalibrationTable::parse(&direct.to_text()).unwrap();
+    for (flag, want) in [("--exact_conv", &direct.entries), ("--fast_conv", &t.entries)] {
+        let out = dir.join("t_flag");
+        let o = cli()
+            .args([mlir.to_str().unwrap(), "--dataset", data.to_str().unwrap(), "--cali_method", "max", flag, "-o"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{flag}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(&CalibrationTable::read(&out).unwrap().entries, want, "{flag}");
+    }
+    assert_ne!(direct.entries, t.entries, "the default is not the direct convolution");
 
     // a corrupt image: the error names the file; --skip_bad warns and goes on
     let bad = data.join("000000000001.jpg");

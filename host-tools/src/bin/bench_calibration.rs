@@ -35,11 +35,15 @@ struct Args {
     /// Print the tuning time of every op (slowest first)
     #[arg(long)]
     profile: bool,
-    /// Run the F32 interpreter with the Winograd convolution (statistics and tuning)
+    /// Run every convolution directly (`run_calibration --exact_conv`) instead of the default
+    /// Winograd convolution of the dense 3x3 ones
     #[arg(long)]
+    exact_conv: bool,
+    /// Accepted for older scripts: the Winograd convolution is the default now
+    #[arg(long, hide = true, conflicts_with = "exact_conv")]
     fast_conv: bool,
     /// Count the entries whose threshold / min / max differ from this table (e.g. the
-    /// direct-convolution table when running with --fast_conv)
+    /// direct-convolution table, written with --exact_conv)
     #[arg(long)]
     baseline: Option<PathBuf>,
 }
@@ -62,7 +66,7 @@ fn main() -> Result<()> {
         method: CaliMethod::parse(&args.cali_method)?,
         tune_num: args.tune_num,
         mlir_name: "yolov3_tiny.mlir".into(),
-        tune: TuneOptions { fast_conv: args.fast_conv, ..TuneOptions::default() },
+        tune: TuneOptions { fast_conv: !args.exact_conv, ..TuneOptions::default() },
         ..CalibOptions::default()
     };
     let load_before = load_average();
@@ -95,7 +99,7 @@ fn main() -> Result<()> {
         out.samples_used,
         copts.method.name(),
         copts.tune_num,
-        if args.fast_conv { "Winograd" } else { "direct" },
+        if args.exact_conv { "direct" } else { "Winograd" },
         secs,
         TPU_MLIR_SECONDS,
         TPU_MLIR_SECONDS / secs,

@@ -46,9 +46,13 @@ struct Args {
     /// Skip unreadable samples with a warning instead of failing
     #[arg(long)]
     skip_bad: bool,
-    /// Run the dense 3x3 convolutions as Winograd F(4x4,3x3): about a quarter less time on
-    /// tiny-yolov3; thresholds, min and max move at float rounding level (about 1e-6 relative)
+    /// Run every convolution directly instead of the default Winograd F(4x4,3x3) for dense 3x3
+    /// ones: slower (about 1.4x on tiny-yolov3); thresholds, min and max move at float rounding
+    /// level only (about 2e-6 relative)
     #[arg(long)]
+    exact_conv: bool,
+    /// Accepted for older scripts: the Winograd convolution is the default now
+    #[arg(long, hide = true, conflicts_with = "exact_conv")]
     fast_conv: bool,
     /// Target chip (accepted for compatibility; calibration does not depend on it)
     #[arg(long, alias = "processor", default_value = "bm1684x")]
@@ -101,7 +105,8 @@ fn run() -> Result<()> {
     let start = Instant::now();
     let method = CaliMethod::parse(&args.cali_method)?;
     let mut tune = parse_debug_cmd(&args.debug_cmd)?;
-    tune.fast_conv = args.fast_conv;
+    tune.fast_conv = !args.exact_conv;
+    let _ = args.fast_conv;
     let dataset = match (&args.dataset, &args.data_list) {
         (Some(d), _) => select_dataset(d, args.input_num)?,
         (None, Some(l)) => read_data_list(l, args.input_num)?,
