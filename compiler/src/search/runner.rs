@@ -3,11 +3,16 @@
 //! simulator on every sample in parallel, and compares every layer and the network outputs with
 //! the float model's (the chip's float mode lowered for the whole network, run once).
 //!
+//! Samples run in groups ([`batch`]): a group's inputs are stacked into one batch, so each op
+//! runs once per group instead of once per image, and each image's cos is computed from its
+//! slice of the batched result (equal, bit for bit, to its result alone).
+//!
 //! Trials re-simulate only what changed: every lowered value gets a structural signature
 //! ([`signature`]), the raw tensors of the last evaluated assignments are kept by signature, and a
 //! trial runs only the ops whose results are not known yet (everything upstream of the changed
 //! layers is reused), and computes the cos only of layers whose output signature is new.
 
+mod batch;
 mod reference;
 mod signature;
 
@@ -22,12 +27,16 @@ use crate::sim::{self, SimTensor};
 use rayon::prelude::*;
 use reference::RefLayer;
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-/// Samples whose layer cos are summed together (interleaved; see [`reference::cos_of_samples`]).
-const COS_SAMPLES: usize = 4;
+/// Images of a group whose layer cos are computed in one task (see [`reference::cos_of_images`]).
+const COS_IMAGES: usize = 4;
+
+/// Samples run together as one batch unless told otherwise ([`SimRunner::with_group_size`]).
+pub const DEFAULT_GROUP_SIZE: usize = 1;
 
 /// Kinds that are not layers of the search (no computation of their own).
 const NOT_LAYERS: &[&str] = &["top.Input", "top.Weight", "top.None"];
@@ -111,7 +120,22 @@ pub struct RunnerStats {
     pub ops_reused: usize,
 }
 
-/// The raw tensors of one evaluated float set, per sample, by value signature.
+/// Consecutive samples run as one batch.
+struct Group {
+    /// The samples' indexes.
+    samples: Range<usize>,
+    /// Their inputs stacked along the batch axis (a lone sample's own inputs).
+    inputs: Vec<Tensor>,
+}
+
+impl Group {
+    /// Number of samples (the batch size).
+    fn len(&self) -> usize {
+        self.samples.len()
+    }
+}
+
+/// The raw tensors of one evaluated float set, per group, by value signature.
 struct Snapshot {
     float_set: BTreeSet<String>,
     values: Vec<HashMap<u64, Arc<SimTensor>>>,
@@ -139,8 +163,10 @@ pub struct SimRunner<'a> {
     float_mode: Mode,
     layers: Vec<LayerInfo>,
     samples: Vec<Vec<Tensor>>,
+    /// The samples in groups run as batches.
+    groups: Vec<Group>,
     compare: CompareLayers,
-    /// Per sample, per layer: the float model's output (f32, as the layer cos needs it). The
+    /// Per group, per layer: the float model's output (f32, as the layer cos needs it). The
     /// layers the walk has passed are freed (see [`MixedRunner::judged_before`]).
     float_ref: RwLock<Vec<Vec<RefLayer>>>,
     /// Per layer: whether the network cos reads it (never freed).
@@ -159,6 +185,7 @@ pub struct SimRunner<'a> {
 
 impl<'a> SimRunner<'a> {
     /// Prepare a runner: runs the float model once on every sample and keeps each layer's output.
+    /// Samples run in groups of [`DEFAULT_GROUP_SIZE`].
     pub fn new(
         top: &'a Module,
         weights: &'a Weights,
@@ -167,6 +194,23 @@ impl<'a> SimRunner<'a> {
         float_mode: Mode,
         samples: Vec<Vec<Tensor>>,
         compare: CompareLayers,
+    ) -> Result<Self, SearchError> {
+        Self::with_group_size(top, weights, table, chip, float_mode, samples, compare, DEFAULT_GROUP_SIZE)
+    }
+
+    /// [`SimRunner::new`] running the samples in groups of at most `group_size` (as even as
+    /// possible), each as one batch; one sample at a time when the model's ops are not known to
+    /// run a batch image by image. Every figure is the same whatever the grouping.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_group_size(
+        top: &'a Module,
+        weights: &'a Weights,
+        table: &'a CaliMap,
+        chip: Chip,
+        float_mode: Mode,
+        samples: Vec<Vec<Tensor>>,
+        compare: CompareLayers,
+        group_size: usize,
     ) -> Result<Self, SearchError> {
         let layers = layers_of(top);
         let f = &top.func;
@@ -193,6 +237,7 @@ impl<'a> SimRunner<'a> {
             float_mode,
             layers,
             samples,
+            groups: Vec::new(),
             compare,
             float_ref: RwLock::new(Vec::new()),
             compared: Vec::new(),
@@ -203,6 +248,7 @@ impl<'a> SimRunner<'a> {
             lower_cache: LowerCache::new(top, weights),
         };
         runner.compared = runner.layers.iter().map(|l| runner.compare.iter().any(|(n, _)| n == &l.name)).collect();
+        runner.groups = runner.make_groups(group_size)?;
         let float_ref = if float_mode == Mode::F32 {
             // F32 lowering computes what the top model computes: the F32 interpreter is the same
             // arithmetic (up to float rounding, see `run_top_f32`), an order of magnitude faster
@@ -210,8 +256,7 @@ impl<'a> SimRunner<'a> {
             runner.run_top_f32()?
         } else {
             let all_float: BTreeSet<String> = runner.layers.iter().map(|l| l.name.clone()).collect();
-            let outs = runner.run_layers(&all_float)?;
-            outs.into_iter().map(|sample| sample.into_iter().map(RefLayer::new).collect()).collect()
+            runner.run_layers_grouped(&all_float)?
         };
         runner.float_ref = RwLock::new(float_ref);
         Ok(runner)
@@ -220,6 +265,60 @@ impl<'a> SimRunner<'a> {
     /// Number of samples.
     pub fn sample_count(&self) -> usize {
         self.samples.len()
+    }
+
+    /// Sizes of the groups of samples run as one batch, in sample order.
+    pub fn group_sizes(&self) -> Vec<usize> {
+        self.groups.iter().map(Group::len).collect()
+    }
+
+    /// The samples in groups of at most `size`, when the top model and its all-INT8 and
+    /// all-float lowerings run batches image by image ([`batch::rebatch`]); else one by one.
+    fn make_groups(&self, size: usize) -> Result<Vec<Group>, SearchError> {
+        let alone = || {
+            self.samples
+                .iter()
+                .enumerate()
+                .map(|(s, inputs)| Group { samples: s..s + 1, inputs: inputs.clone() })
+                .collect()
+        };
+        if size <= 1 || self.samples.len() <= 1 {
+            return Ok(alone());
+        }
+        let all_float: BTreeSet<String> = self.layers.iter().map(|l| l.name.clone()).collect();
+        for float_set in [BTreeSet::new(), all_float] {
+            let (lowered, _) = self.lower_for(&float_set)?;
+            if batch::rebatch(&lowered, 2).is_err() {
+                return Ok(alone());
+            }
+        }
+        if batch::rebatch(self.top, 2).is_err() {
+            return Ok(alone());
+        }
+        let mut groups = Vec::new();
+        for r in batch::group_ranges(self.samples.len(), size) {
+            match batch::stack(&self.samples[r.clone()]) {
+                Some(inputs) => groups.push(Group { samples: r, inputs }),
+                None => return Ok(alone()),
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Where sample `s` is: its group and its image in the group's batch.
+    fn position(&self, s: usize) -> (usize, usize) {
+        let g = self.groups.partition_point(|gr| gr.samples.end <= s);
+        (g, s - self.groups.get(g).map_or(s, |gr| gr.samples.start))
+    }
+
+    /// `module` for a group of `n` samples (itself for one sample).
+    fn for_batch(module: &Module, n: usize) -> Result<std::borrow::Cow<'_, Module>, SearchError> {
+        if n == 1 {
+            return Ok(std::borrow::Cow::Borrowed(module));
+        }
+        batch::rebatch(module, n)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| SearchError::Run(format!("cannot run {n} samples as one batch: {e}")))
     }
 
     /// Turn the reuse of earlier results off (every evaluation simulates the whole network) or
@@ -335,15 +434,30 @@ impl<'a> SimRunner<'a> {
         memo.snapshots.extend(base);
         let snapshots = &memo.snapshots;
         let float_ref = self.float_ref.read().map_err(|_| SearchError::Run("runner state poisoned".into()))?;
-        type SampleOut = (HashMap<u64, Arc<SimTensor>>, usize);
-        let per_sample: Vec<SampleOut> = self
-            .samples
+        // The lowered module and its cache keys for each group size (the op keys depend on the
+        // types, which carry the batch size).
+        let sizes: BTreeSet<usize> = self.groups.iter().map(Group::len).collect();
+        let mut batched: HashMap<usize, (std::borrow::Cow<'_, Module>, sim::CacheKeys)> = HashMap::new();
+        for &n in &sizes {
+            let m = Self::for_batch(&lowered, n)?;
+            let k = match n {
+                1 => keys.clone(),
+                _ => sim::CacheKeys { ops: signature::prepared_keys(&m, &sig), values: sig.clone() },
+            };
+            batched.insert(n, (m, k));
+        }
+        type GroupOut = (HashMap<u64, Arc<SimTensor>>, usize);
+        let per_group: Vec<GroupOut> = self
+            .groups
             .par_iter()
             .enumerate()
-            .map(|(s, inputs)| -> Result<SampleOut, SearchError> {
+            .map(|(g, group)| -> Result<GroupOut, SearchError> {
+                let (m, keys) = batched
+                    .get(&group.len())
+                    .ok_or_else(|| SearchError::Run(format!("no module for {} samples", group.len())))?;
                 let seeds: Vec<Option<Arc<SimTensor>>> =
-                    sig.iter().map(|h| snapshots.iter().find_map(|snap| snap.values[s].get(h).cloned())).collect();
-                let computed = sim::run_seeded_keyed(&lowered, &lw, inputs, &seeds, &wanted, &memo.cache, &keys)
+                    sig.iter().map(|h| snapshots.iter().find_map(|snap| snap.values[g].get(h).cloned())).collect();
+                let computed = sim::run_seeded_keyed(m, &lw, &group.inputs, &seeds, &wanted, &memo.cache, keys)
                     .map_err(|e| SearchError::Run(e.to_string()))?;
                 let ran = f
                     .ops
@@ -356,33 +470,32 @@ impl<'a> SimRunner<'a> {
                         values.insert(sig[v], t);
                     }
                 }
-                Ok((values, ran))
+                Ok((values, ran * group.len()))
             })
             .collect::<Result<_, _>>()?;
-        // The cos of every layer not known yet, a few samples at a time (see `cos_of_samples`).
-        let groups: Vec<(usize, usize)> = (0..n_layers)
+        // The cos of every layer not known yet, a few images of a group at a time.
+        let units: Vec<(usize, usize, usize)> = (0..n_layers)
             .filter(|&i| known[i].is_none())
-            .flat_map(|i| (0..self.samples.len()).step_by(COS_SAMPLES).map(move |s0| (i, s0)))
-            .collect();
-        let group_cos: Vec<Vec<f64>> = groups
-            .par_iter()
-            .map(|&(i, s0)| -> Result<Vec<f64>, SearchError> {
-                let s1 = (s0 + COS_SAMPLES).min(self.samples.len());
-                let h = sig[layer_vals[i]];
-                let ts: Vec<&SimTensor> = per_sample[s0..s1]
+            .flat_map(|i| {
+                self.groups
                     .iter()
-                    .map(|p| {
-                        p.0.get(&h).map(|t| &**t).ok_or_else(|| {
-                            SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name))
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
-                let refs: Vec<&RefLayer> = float_ref[s0..s1].iter().map(|r| &r[i]).collect();
-                Ok(reference::cos_of_samples(&refs, &ts))
+                    .enumerate()
+                    .flat_map(move |(g, group)| (0..group.len()).step_by(COS_IMAGES).map(move |k0| (i, g, k0)))
+            })
+            .collect();
+        let unit_cos: Vec<Vec<f64>> = units
+            .par_iter()
+            .map(|&(i, g, k0)| -> Result<Vec<f64>, SearchError> {
+                let k1 = (k0 + COS_IMAGES).min(self.groups[g].len());
+                let t = per_group[g]
+                    .0
+                    .get(&sig[layer_vals[i]])
+                    .ok_or_else(|| SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name)))?;
+                Ok(reference::cos_of_images(&float_ref[g][i], t, k0..k1))
             })
             .collect::<Result<_, _>>()?;
         let mut computed_cos: Vec<Vec<f64>> = vec![Vec::new(); n_layers];
-        for (&(i, _), c) in groups.iter().zip(group_cos) {
+        for (&(i, _, _), c) in units.iter().zip(unit_cos) {
             computed_cos[i].extend(c);
         }
         // Per layer, the cos of every sample (known or just computed).
@@ -398,8 +511,10 @@ impl<'a> SimRunner<'a> {
             };
             layer_sample_cos.push(c);
         }
-        let ran: usize = per_sample.iter().map(|p| p.1).sum();
-        let values: Vec<HashMap<u64, Arc<SimTensor>>> = per_sample.into_iter().map(|p| p.0).collect();
+        let ran: usize = per_group.iter().map(|p| p.1).sum();
+        let values: Vec<HashMap<u64, Arc<SimTensor>>> = per_group.into_iter().map(|p| p.0).collect();
+        drop(batched);
+        drop(float_ref);
         // Keep the assignment this one started from and this one.
         if self.reuse {
             memo.snapshots.push(Snapshot { float_set: float_layers.clone(), values });
@@ -435,15 +550,13 @@ impl<'a> SimRunner<'a> {
         Ok(Evaluation { layer_cos, network_cos })
     }
 
-    /// Every layer's output of the top model run by the F32 interpreter, per sample. The ops run
+    /// Every layer's output of the top model run by the F32 interpreter, per group of samples. The ops run
     /// one by one ([`Interpreter::eval_op`], the arithmetic of a whole run) so that each layer's
     /// output tensor becomes its reference without a copy. The 3x3 convolutions run as Winograd
     /// convolutions ([`Interpreter::set_fast_conv`], about a quarter less time): the references
     /// move at float rounding level, tiny-yolov3's layer cos on 30 images by at most 2e-9 (the
     /// search's table, its order and every cos to 6 digits unchanged).
     fn run_top_f32(&self) -> Result<Vec<Vec<RefLayer>>, SearchError> {
-        let mut interp = Interpreter::new(self.top, self.weights).map_err(|e| SearchError::Run(e.to_string()))?;
-        interp.set_fast_conv(true);
         let f = &self.top.func;
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
         // Per value: the layer it is the output of, and the last op reading it.
@@ -455,11 +568,37 @@ impl<'a> SimRunner<'a> {
             }
         }
         let arg_index: HashMap<ValueId, usize> = f.args.iter().enumerate().map(|(k, &a)| (a, k)).collect();
-        // Samples in parallel: the interpreter's own parallelism leaves cores idle on the small
+        // Per layer: the layer it is the LeakyRelu of, and the slope (its reference may share
+        // that layer's values, see `RefLayer::leaky_of`).
+        let mut leaky_of: Vec<Option<(usize, f32)>> = vec![None; self.layers.len()];
+        for op in &f.ops {
+            if op.kind != "top.LeakyRelu" || op.results.len() != 1 {
+                continue;
+            }
+            let (Some(&x), Some(j)) = (op.operands.first(), layer_of[op.results[0]]) else { continue };
+            if let (Some(i), Ok(alpha)) = (layer_of[x], op.attr_f64("alpha")) {
+                leaky_of[j] = Some((i, alpha as f32));
+            }
+        }
+        // The top model and its interpreter for each group size.
+        let sizes: BTreeSet<usize> = self.groups.iter().map(Group::len).collect();
+        let tops: Vec<(usize, std::borrow::Cow<'_, Module>)> =
+            sizes.iter().map(|&n| Ok((n, Self::for_batch(self.top, n)?))).collect::<Result<_, SearchError>>()?;
+        let mut interps = HashMap::new();
+        for (n, top) in &tops {
+            let mut interp = Interpreter::new(top, self.weights).map_err(|e| SearchError::Run(e.to_string()))?;
+            interp.set_fast_conv(true);
+            interps.insert(*n, interp);
+        }
+        // Groups in parallel: the interpreter's own parallelism leaves cores idle on the small
         // layers at the end of the network.
-        self.samples
+        self.groups
             .par_iter()
-            .map(|inputs| {
+            .map(|group| {
+                let n = group.len();
+                let interp =
+                    interps.get(&n).ok_or_else(|| SearchError::Run(format!("no interpreter for {n} samples")))?;
+                let inputs = &group.inputs;
                 let mut env: Vec<Option<Tensor>> = (0..f.values.len()).map(|_| None).collect();
                 for (i, op) in f.ops.iter().enumerate() {
                     if op.is_weight() || op.is_none() {
@@ -484,15 +623,60 @@ impl<'a> SimRunner<'a> {
                     }
                 }
                 let mut out: Vec<Option<RefLayer>> = (0..self.layers.len()).map(|_| None).collect();
+                let mut leaky: Vec<(usize, usize, f32, Tensor)> = Vec::new();
                 for (v, t) in env.into_iter().enumerate() {
                     if let (Some(i), Some(t)) = (layer_of[v], t) {
-                        out[i] = Some(RefLayer::new(t));
+                        match leaky_of[i] {
+                            Some((source, alpha)) => leaky.push((i, source, alpha, t)),
+                            None => out[i] = Some(RefLayer::new(t, n)),
+                        }
                     }
+                }
+                for (i, source, alpha, t) in leaky {
+                    out[i] = Some(match &out[source] {
+                        Some(src) => RefLayer::leaky_of(src, alpha, t),
+                        None => RefLayer::new(t, n),
+                    });
                 }
                 out.into_iter()
                     .enumerate()
                     .map(|(i, t)| {
                         t.ok_or_else(|| SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name)))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Lower with `float_layers` in the float mode and return per group the f32 view of every
+    /// layer's output (layer order), each group's samples simulated as one batch.
+    fn run_layers_grouped(&self, float_layers: &BTreeSet<String>) -> Result<Vec<Vec<RefLayer>>, SearchError> {
+        let (lowered, lw) = self.lower_for(float_layers)?;
+        let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+        let sizes: BTreeSet<usize> = self.groups.iter().map(Group::len).collect();
+        let modules: HashMap<usize, std::borrow::Cow<'_, Module>> =
+            sizes.iter().map(|&n| Ok((n, Self::for_batch(&lowered, n)?))).collect::<Result<_, SearchError>>()?;
+        self.groups
+            .par_iter()
+            .map(|group| {
+                let n = group.len();
+                let m = modules.get(&n).ok_or_else(|| SearchError::Run(format!("no module for {n} samples")))?;
+                let mut out: Vec<Option<RefLayer>> = (0..self.layers.len()).map(|_| None).collect();
+                sim::run_observe(m, &lw, &group.inputs, &mut |name, t| {
+                    if let Some(&i) = index.get(name) {
+                        out[i] = Some(RefLayer::new(t.dequantize(), n));
+                    }
+                })
+                .map_err(|e| SearchError::Run(e.to_string()))?;
+                out.into_iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        t.ok_or_else(|| {
+                            SearchError::Run(format!(
+                                "layer '{}' has no output in the lowered model",
+                                self.layers[i].name
+                            ))
+                        })
                     })
                     .collect()
             })
@@ -549,10 +733,10 @@ impl MixedRunner for SimRunner<'_> {
             return;
         }
         if let Ok(mut refs) = self.float_ref.write() {
-            for sample in refs.iter_mut() {
-                for (r, &compared) in sample[from..upto].iter_mut().zip(&self.compared[from..upto]) {
+            for (group, layers) in self.groups.iter().zip(refs.iter_mut()) {
+                for (r, &compared) in layers[from..upto].iter_mut().zip(&self.compared[from..upto]) {
                     if !compared {
-                        *r = RefLayer::released();
+                        *r = RefLayer::released(group.len());
                     }
                 }
             }
@@ -573,18 +757,19 @@ impl SimRunner<'_> {
         let mut network_cos = 0.0;
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
         for (s, out) in outs.iter().enumerate() {
+            let (g, k) = self.position(s);
             for (i, t) in out.iter().enumerate() {
                 if self.is_released(i, released) {
                     layer_cos[i] = f64::NAN;
                     continue;
                 }
-                let r = float_ref[s][i].values();
-                layer_cos[i] += cos_sim(t.as_slice().unwrap_or(&[]), r) / n;
+                let r = float_ref[g][i].image(k);
+                layer_cos[i] += cos_sim(t.as_slice().unwrap_or(&[]), &r) / n;
             }
             for (name, rate) in &self.compare {
                 if let Some(&i) = index.get(name.as_str()) {
-                    let r = float_ref[s][i].values();
-                    network_cos += rate * cos_sim(out[i].as_slice().unwrap_or(&[]), r) / n;
+                    let r = float_ref[g][i].image(k);
+                    network_cos += rate * cos_sim(out[i].as_slice().unwrap_or(&[]), &r) / n;
                 }
             }
         }
@@ -638,7 +823,10 @@ mod tests {
     #[test]
     fn reuse_gives_exactly_the_full_evaluation() {
         let (top, w, table, samples) = yolo();
-        let runner = SimRunner::new(&top, &w, &table, Chip::Bm1684x, Mode::F32, samples, Vec::new()).unwrap();
+        // Both samples in one batch.
+        let runner =
+            SimRunner::with_group_size(&top, &w, &table, Chip::Bm1684x, Mode::F32, samples, Vec::new(), 2).unwrap();
+        assert_eq!(runner.group_sizes(), vec![2]);
         // The search's pattern: a kept trial, a trial from it (then taken as rejected), and one
         // more from the kept set, changing a layer upstream of the earlier changes.
         let sets = [

@@ -36,6 +36,9 @@ struct Args {
     /// and report both times; the results must be identical.
     #[arg(long)]
     compare_no_reuse: bool,
+    /// Samples run together as one batch (1: one at a time)
+    #[arg(long, default_value_t = compiler::search::runner::DEFAULT_GROUP_SIZE)]
+    group: usize,
     /// Also time one simulation of the final mixed model per op kind (first image).
     #[arg(long)]
     profile: bool,
@@ -113,7 +116,7 @@ fn main() -> Result<()> {
     let start = Instant::now();
     let samples = load_samples(&loader, &dataset)?;
     let t_load = start.elapsed().as_secs_f64();
-    let mut runner = SimRunner::new(&top, &weights, &cali, chip, mode, samples, Vec::new())?;
+    let mut runner = SimRunner::with_group_size(&top, &weights, &cali, chip, mode, samples, Vec::new(), args.group)?;
     // The second search (without reuse) needs every layer's reference again.
     runner.set_keep_references(args.compare_no_reuse);
     let t_ref = start.elapsed().as_secs_f64() - t_load;
@@ -156,6 +159,7 @@ fn main() -> Result<()> {
         TPU_MLIR_COS.2
     );
     println!("  float layers        {}", result.float_layers.join(", "));
+    println!("  sample groups       {:?} (each run as one batch)", runner.group_sizes());
     println!("  peak RSS            {:.0} MiB", peak_rss_mib().unwrap_or(f64::NAN));
     println!("  trials              {}", result.trials.len());
     println!("  result digest       {:016x} (every cos, bit for bit: equal digests = equal tables)", digest(&result));
