@@ -3,9 +3,10 @@
 //! simulator on every sample in parallel, and compares every layer and the network outputs with
 //! the float model's (the chip's float mode lowered for the whole network, run once).
 //!
-//! Samples run in groups ([`batch`]): a group's inputs are stacked into one batch, so each op
-//! runs once per group instead of once per image, and each image's cos is computed from its
-//! slice of the batched result (equal, bit for bit, to its result alone).
+//! Samples are simulated in groups ([`batch`]): a group's inputs are stacked into one batch, so
+//! each op runs once per group instead of once per image, and each image's cos is computed from
+//! its slice of the batched result (equal, bit for bit, to its result alone). The float
+//! references are computed in groups of their own ([`REFERENCE_GROUP_SIZE`]).
 //!
 //! Trials re-simulate only what changed: every lowered value gets a structural signature
 //! ([`signature`]), the raw tensors of the last evaluated assignments are kept by signature, and a
@@ -35,8 +36,14 @@ use std::time::{Duration, Instant};
 /// Images of a group whose layer cos are computed in one task (see [`reference::cos_of_images`]).
 const COS_IMAGES: usize = 4;
 
-/// Samples run together as one batch unless told otherwise ([`SimRunner::with_group_size`]).
+/// Samples simulated together as one batch unless told otherwise
+/// ([`SimRunner::with_group_size`]).
 pub const DEFAULT_GROUP_SIZE: usize = 1;
+
+/// Samples whose float references are computed together as one batch. One: the F32
+/// interpreter's batches cost more than they save (larger transient buffers), and each
+/// reference then has a buffer of its own, freed or kept on its own.
+const REFERENCE_GROUP_SIZE: usize = 1;
 
 /// Kinds that are not layers of the search (no computation of their own).
 const NOT_LAYERS: &[&str] = &["top.Input", "top.Weight", "top.None"];
@@ -124,7 +131,8 @@ pub struct RunnerStats {
 struct Group {
     /// The samples' indexes.
     samples: Range<usize>,
-    /// Their inputs stacked along the batch axis (a lone sample's own inputs).
+    /// Their inputs stacked along the batch axis (empty for a lone sample: its own inputs
+    /// serve, see [`SimRunner::inputs_of`]).
     inputs: Vec<Tensor>,
 }
 
@@ -163,11 +171,13 @@ pub struct SimRunner<'a> {
     float_mode: Mode,
     layers: Vec<LayerInfo>,
     samples: Vec<Vec<Tensor>>,
-    /// The samples in groups run as batches.
+    /// The samples in groups simulated as batches.
     groups: Vec<Group>,
+    /// The samples in groups whose float references are computed as batches.
+    ref_groups: Vec<Group>,
     compare: CompareLayers,
-    /// Per group, per layer: the float model's output (f32, as the layer cos needs it). The
-    /// layers the walk has passed are freed (see [`MixedRunner::judged_before`]).
+    /// Per reference group, per layer: the float model's output (f32, as the layer cos needs
+    /// it). The layers the walk has passed are freed (see [`MixedRunner::judged_before`]).
     float_ref: RwLock<Vec<Vec<RefLayer>>>,
     /// Per layer: whether the network cos reads it (never freed).
     compared: Vec<bool>,
@@ -238,6 +248,7 @@ impl<'a> SimRunner<'a> {
             layers,
             samples,
             groups: Vec::new(),
+            ref_groups: Vec::new(),
             compare,
             float_ref: RwLock::new(Vec::new()),
             compared: Vec::new(),
@@ -249,6 +260,7 @@ impl<'a> SimRunner<'a> {
         };
         runner.compared = runner.layers.iter().map(|l| runner.compare.iter().any(|(n, _)| n == &l.name)).collect();
         runner.groups = runner.make_groups(group_size)?;
+        runner.ref_groups = runner.make_groups(REFERENCE_GROUP_SIZE)?;
         let float_ref = if float_mode == Mode::F32 {
             // F32 lowering computes what the top model computes: the F32 interpreter is the same
             // arithmetic (up to float rounding, see `run_top_f32`), an order of magnitude faster
@@ -275,13 +287,8 @@ impl<'a> SimRunner<'a> {
     /// The samples in groups of at most `size`, when the top model and its all-INT8 and
     /// all-float lowerings run batches image by image ([`batch::rebatch`]); else one by one.
     fn make_groups(&self, size: usize) -> Result<Vec<Group>, SearchError> {
-        let alone = || {
-            self.samples
-                .iter()
-                .enumerate()
-                .map(|(s, inputs)| Group { samples: s..s + 1, inputs: inputs.clone() })
-                .collect()
-        };
+        let alone =
+            || self.samples.iter().enumerate().map(|(s, _)| Group { samples: s..s + 1, inputs: Vec::new() }).collect();
         if size <= 1 || self.samples.len() <= 1 {
             return Ok(alone());
         }
@@ -305,10 +312,18 @@ impl<'a> SimRunner<'a> {
         Ok(groups)
     }
 
-    /// Where sample `s` is: its group and its image in the group's batch.
-    fn position(&self, s: usize) -> (usize, usize) {
-        let g = self.groups.partition_point(|gr| gr.samples.end <= s);
-        (g, s - self.groups.get(g).map_or(s, |gr| gr.samples.start))
+    /// Where sample `s` is in `groups`: its group and its image in the group's batch.
+    fn position(groups: &[Group], s: usize) -> (usize, usize) {
+        let g = groups.partition_point(|gr| gr.samples.end <= s);
+        (g, s - groups.get(g).map_or(s, |gr| gr.samples.start))
+    }
+
+    /// The inputs of a group: stacked, or a lone sample's own.
+    fn inputs_of<'s>(&'s self, group: &'s Group) -> &'s [Tensor] {
+        match group.len() {
+            1 => self.samples.get(group.samples.start).map_or(&[], |s| s.as_slice()),
+            _ => &group.inputs,
+        }
     }
 
     /// `module` for a group of `n` samples (itself for one sample).
@@ -457,7 +472,7 @@ impl<'a> SimRunner<'a> {
                     .ok_or_else(|| SearchError::Run(format!("no module for {} samples", group.len())))?;
                 let seeds: Vec<Option<Arc<SimTensor>>> =
                     sig.iter().map(|h| snapshots.iter().find_map(|snap| snap.values[g].get(h).cloned())).collect();
-                let computed = sim::run_seeded_keyed(m, &lw, &group.inputs, &seeds, &wanted, &memo.cache, keys)
+                let computed = sim::run_seeded_keyed(m, &lw, self.inputs_of(group), &seeds, &wanted, &memo.cache, keys)
                     .map_err(|e| SearchError::Run(e.to_string()))?;
                 let ran = f
                     .ops
@@ -486,12 +501,18 @@ impl<'a> SimRunner<'a> {
         let unit_cos: Vec<Vec<f64>> = units
             .par_iter()
             .map(|&(i, g, k0)| -> Result<Vec<f64>, SearchError> {
-                let k1 = (k0 + COS_IMAGES).min(self.groups[g].len());
+                let group = &self.groups[g];
+                let k1 = (k0 + COS_IMAGES).min(group.len());
                 let t = per_group[g]
                     .0
                     .get(&sig[layer_vals[i]])
                     .ok_or_else(|| SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name)))?;
-                Ok(reference::cos_of_images(&float_ref[g][i], t, k0..k1))
+                let mut deq = None;
+                let cos = (k0..k1).map(|k| {
+                    let (rg, rk) = Self::position(&self.ref_groups, group.samples.start + k);
+                    reference::cos_in_batch(&float_ref[rg][i], rk, t, k, group.len(), &mut deq)
+                });
+                Ok(cos.collect())
             })
             .collect::<Result<_, _>>()?;
         let mut computed_cos: Vec<Vec<f64>> = vec![Vec::new(); n_layers];
@@ -581,7 +602,7 @@ impl<'a> SimRunner<'a> {
             }
         }
         // The top model and its interpreter for each group size.
-        let sizes: BTreeSet<usize> = self.groups.iter().map(Group::len).collect();
+        let sizes: BTreeSet<usize> = self.ref_groups.iter().map(Group::len).collect();
         let tops: Vec<(usize, std::borrow::Cow<'_, Module>)> =
             sizes.iter().map(|&n| Ok((n, Self::for_batch(self.top, n)?))).collect::<Result<_, SearchError>>()?;
         let mut interps = HashMap::new();
@@ -592,13 +613,13 @@ impl<'a> SimRunner<'a> {
         }
         // Groups in parallel: the interpreter's own parallelism leaves cores idle on the small
         // layers at the end of the network.
-        self.groups
+        self.ref_groups
             .par_iter()
             .map(|group| {
                 let n = group.len();
                 let interp =
                     interps.get(&n).ok_or_else(|| SearchError::Run(format!("no interpreter for {n} samples")))?;
-                let inputs = &group.inputs;
+                let inputs = self.inputs_of(group);
                 let mut env: Vec<Option<Tensor>> = (0..f.values.len()).map(|_| None).collect();
                 for (i, op) in f.ops.iter().enumerate() {
                     if op.is_weight() || op.is_none() {
@@ -653,16 +674,16 @@ impl<'a> SimRunner<'a> {
     fn run_layers_grouped(&self, float_layers: &BTreeSet<String>) -> Result<Vec<Vec<RefLayer>>, SearchError> {
         let (lowered, lw) = self.lower_for(float_layers)?;
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
-        let sizes: BTreeSet<usize> = self.groups.iter().map(Group::len).collect();
+        let sizes: BTreeSet<usize> = self.ref_groups.iter().map(Group::len).collect();
         let modules: HashMap<usize, std::borrow::Cow<'_, Module>> =
             sizes.iter().map(|&n| Ok((n, Self::for_batch(&lowered, n)?))).collect::<Result<_, SearchError>>()?;
-        self.groups
+        self.ref_groups
             .par_iter()
             .map(|group| {
                 let n = group.len();
                 let m = modules.get(&n).ok_or_else(|| SearchError::Run(format!("no module for {n} samples")))?;
                 let mut out: Vec<Option<RefLayer>> = (0..self.layers.len()).map(|_| None).collect();
-                sim::run_observe(m, &lw, &group.inputs, &mut |name, t| {
+                sim::run_observe(m, &lw, self.inputs_of(group), &mut |name, t| {
                     if let Some(&i) = index.get(name) {
                         out[i] = Some(RefLayer::new(t.dequantize(), n));
                     }
@@ -733,7 +754,7 @@ impl MixedRunner for SimRunner<'_> {
             return;
         }
         if let Ok(mut refs) = self.float_ref.write() {
-            for (group, layers) in self.groups.iter().zip(refs.iter_mut()) {
+            for (group, layers) in self.ref_groups.iter().zip(refs.iter_mut()) {
                 for (r, &compared) in layers[from..upto].iter_mut().zip(&self.compared[from..upto]) {
                     if !compared {
                         *r = RefLayer::released(group.len());
@@ -757,7 +778,7 @@ impl SimRunner<'_> {
         let mut network_cos = 0.0;
         let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
         for (s, out) in outs.iter().enumerate() {
-            let (g, k) = self.position(s);
+            let (g, k) = Self::position(&self.ref_groups, s);
             for (i, t) in out.iter().enumerate() {
                 if self.is_released(i, released) {
                     layer_cos[i] = f64::NAN;

@@ -85,9 +85,7 @@ impl RefLayer {
         let derived = source.leaky.is_none()
             && source.norm2.iter().all(|n| n.get().is_some())
             && t.as_slice().is_some_and(|s| {
-                s.len() == source.values.len()
-                    && !s.is_empty()
-                    && s.iter().zip(source.values.iter()).all(|(a, &v)| a.to_bits() == leaky(v, alpha).to_bits())
+                s.len() == source.values.len() && !s.is_empty() && is_leaky_of(s, &source.values, alpha)
             });
         let Some(s) = t.as_slice().filter(|_| derived) else {
             return RefLayer::new(t, images);
@@ -143,14 +141,22 @@ impl RefLayer {
     }
 }
 
+/// True when `out` is, bit for bit, the LeakyRelu of slope `alpha` of `x` (same length): in
+/// blocks without an early exit inside, which the compiler turns into vector code.
+fn is_leaky_of(out: &[f32], x: &[f32], alpha: f32) -> bool {
+    out.chunks(4096)
+        .zip(x.chunks(4096))
+        .all(|(o, x)| o.iter().zip(x).fold(true, |same, (o, &v)| same & (o.to_bits() == leaky(v, alpha).to_bits())))
+}
+
 /// Image `k` of a dequantized batch of `images`, as the definition sees it: its slice along the
 /// first axis in standard layout (the whole tensor when it holds one image).
-fn image_of(deq: &ArrayD<f32>, k: usize, images: usize) -> Option<ArrayD<f32>> {
+fn image_of(deq: &ArrayD<f32>, k: usize, images: usize) -> Option<Cow<'_, ArrayD<f32>>> {
     if images == 1 {
-        return Some(deq.clone());
+        return Some(Cow::Borrowed(deq));
     }
     (deq.ndim() > 0 && deq.shape()[0] == images)
-        .then(|| deq.index_axis(Axis(0), k).insert_axis(Axis(0)).as_standard_layout().into_owned())
+        .then(|| Cow::Owned(deq.index_axis(Axis(0), k).insert_axis(Axis(0)).as_standard_layout().into_owned()))
 }
 
 /// The stored elements of a tensor the fast path reads: bytes (int8 as their bit pattern) or f32.
@@ -196,26 +202,38 @@ fn byte_table(signed: bool, (scale, zp): (f32, f32)) -> [f64; 256] {
 /// `cos_sim(image k of t.dequantize(), r.image(k))` for every `k` of `images`, bit for bit; `t`
 /// is the layer's output for the same group of images as `r`. Also sets the images' squared
 /// norms where they were not known yet.
+#[cfg(test)]
 pub(super) fn cos_of_images(r: &RefLayer, t: &SimTensor, images: Range<usize>) -> Vec<f64> {
-    // The definition's dequantized copy, made once for the images that need it.
-    let mut deq: Option<ArrayD<f32>> = None;
-    images
-        .map(|k| {
-            fast_cos(r, t, k).unwrap_or_else(|| {
-                let all = deq.get_or_insert_with(|| t.dequantize());
-                let x = image_of(all, k, r.images);
-                cos_sim(x.as_ref().and_then(|x| x.as_slice()).unwrap_or(&[]), &r.image(k))
-            })
-        })
-        .collect()
+    let mut deq = None;
+    images.map(|k| cos_in_batch(r, k, t, k, r.images, &mut deq)).collect()
 }
 
-/// The cos of image `k` through the stored elements, or `None` when `t` does not take a fast
-/// path (not in standard layout, another element count or type).
-fn fast_cos(r: &RefLayer, t: &SimTensor, k: usize) -> Option<f64> {
-    let y = r.stored_image(k);
-    let (data, signed, (scale, zp)) = stored(t, k, y.len(), r.images)?;
-    let with_norm = r.norm2[k].get().is_none();
+/// `cos_sim(image tk of t.dequantize(), r.image(rk))`, bit for bit, where `t` holds `batch`
+/// images; sets image `rk`'s squared norm when it was not known yet. `deq` keeps the
+/// definition's dequantized copy of `t` for the next image of the same `t` (made only when `t`
+/// takes no fast path).
+pub(super) fn cos_in_batch(
+    r: &RefLayer,
+    rk: usize,
+    t: &SimTensor,
+    tk: usize,
+    batch: usize,
+    deq: &mut Option<ArrayD<f32>>,
+) -> f64 {
+    fast_cos(r, rk, t, tk, batch).unwrap_or_else(|| {
+        let all = deq.get_or_insert_with(|| t.dequantize());
+        let x = image_of(all, tk, batch);
+        cos_sim(x.as_ref().and_then(|x| x.as_slice()).unwrap_or(&[]), &r.image(rk))
+    })
+}
+
+/// The cos of image `rk` of `r` and image `tk` of `t` (a batch of `batch`) through the stored
+/// elements, or `None` when `t` does not take a fast path (not in standard layout, another
+/// element count or type).
+fn fast_cos(r: &RefLayer, rk: usize, t: &SimTensor, tk: usize, batch: usize) -> Option<f64> {
+    let y = r.stored_image(rk);
+    let (data, signed, (scale, zp)) = stored(t, tk, y.len(), batch)?;
+    let with_norm = r.norm2.get(rk)?.get().is_none();
     let slope = r.leaky;
     let (dot, na, nb) = match data {
         Stored::Bytes(b) if with_norm => sums_bytes::<true>(b, y, slope, signed, (scale, zp)),
@@ -225,9 +243,9 @@ fn fast_cos(r: &RefLayer, t: &SimTensor, k: usize) -> Option<f64> {
     };
     if with_norm {
         // Every thread that sums it gets the same number; the first one keeps it.
-        let _ = r.norm2[k].set(nb);
+        let _ = r.norm2[rk].set(nb);
     }
-    Some(r.finish(k, dot, na))
+    Some(r.finish(rk, dot, na))
 }
 
 /// True when the processor has AVX2.
