@@ -13,6 +13,7 @@
 //! Both kernels work on tiles of output positions, so the im2col buffer is one tile, never the
 //! whole image.
 
+use super::scratch::{self, Scratch};
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
@@ -331,6 +332,14 @@ impl PackedFilters {
     }
 }
 
+impl PackedFilters {
+    /// A bound on every sum `Σ w·x` of these filters with inputs of magnitude at most `x_max`:
+    /// the reduction length times the largest |w| times `x_max` (saturating).
+    pub fn sum_bound(&self, x_max: u64) -> u64 {
+        (self.k as u64).saturating_mul(self.max_abs).saturating_mul(x_max)
+    }
+}
+
 /// Exact integer convolution of i16 codes with i32 sums. `x_max` bounds every |x|; `f` are the
 /// packed filters of `g`. For every output channel and run of positions, `emit(channel, sums,
 /// dst)` turns the sums `Σ w·x` (no bias) into the stored values `dst` (the caller's
@@ -412,7 +421,8 @@ fn conv2d_i16_with<T: Copy + Send + Sync>(
             }
             cells.into_par_iter().enumerate().for_each(|(t, dst)| {
                 let col = im2col_pairs(x, g, n, grp, k, t * width, width);
-                let mut acc = vec![0i32; ocg * width];
+                // Every element is written by the kernel.
+                let mut acc = scratch::any::<i32>(ocg * width);
                 tile_madd_any(wp, k2, ocg, &col, width, &mut acc, simd);
                 for (o, d) in dst.into_iter().enumerate() {
                     emit(grp * ocg + o, &acc[o * width..o * width + d.len()], d);
@@ -452,10 +462,11 @@ fn tile_width_i16(p: usize) -> usize {
 /// The im2col tile of output positions `p0 .. p0 + width` as pairs of reduction rows:
 /// element `(kp, j, h)` (row `2·kp + h`, position `p0 + j`) at `(kp·width + j)·2 + h`; the odd
 /// row past the end of the reduction and positions past the end of the image are 0.
-fn im2col_pairs(x: &[i16], g: &ConvGeom, n: usize, grp: usize, k: usize, p0: usize, width: usize) -> Vec<i16> {
+fn im2col_pairs(x: &[i16], g: &ConvGeom, n: usize, grp: usize, k: usize, p0: usize, width: usize) -> Scratch<i16> {
     let k2 = k.div_ceil(2);
-    let mut col = vec![0i16; k2 * width * 2];
-    let mut rows = vec![0i16; 2 * width];
+    // Every element is written below; the rows' positions past the image stay 0.
+    let mut col = scratch::any::<i16>(k2 * width * 2);
+    let mut rows = scratch::zeroed::<i16>(2 * width);
     for kp in 0..k2 {
         let (a, b) = rows.split_at_mut(width);
         im2col_row(x, g, n, grp, 2 * kp, p0, a);
@@ -559,27 +570,38 @@ fn conv2d_f32(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
     let tiles = p.div_ceil(width);
     let rows_padded = ocg.div_ceil(ROW_PAD) * ROW_PAD;
     let mut out = vec![0f32; g.n * g.oc * p];
-    for n in 0..g.n {
-        for grp in 0..g.group {
-            let mut wp = vec![0f32; rows_padded * k];
-            wp[..ocg * k].copy_from_slice(&w[grp * ocg * k..(grp + 1) * ocg * k]);
-            let results: Vec<Vec<f32>> = (0..tiles)
-                .into_par_iter()
-                .map(|t| {
-                    let p0 = t * width;
-                    let mut col = vec![0f32; k * width];
-                    for r in 0..k {
-                        im2col_row(x, g, n, grp, r, p0, &mut col[r * width..(r + 1) * width]);
-                    }
-                    let mut tile = vec![0f32; ocg * width];
-                    tile_f32(&wp, k, ocg, &col, width, &mut tile);
-                    tile
-                })
-                .collect();
+    let mut wp = vec![0f32; rows_padded * k];
+    for grp in 0..g.group {
+        wp[..ocg * k].copy_from_slice(&w[grp * ocg * k..(grp + 1) * ocg * k]);
+        let wp = &wp[..];
+        for n in 0..g.n {
             let obase = (n * g.oc + grp * ocg) * p;
-            for (t, tile) in results.iter().enumerate() {
-                scatter_tile(&mut out[obase..obase + ocg * p], p, t * width, width, ocg, tile);
+            // The group's output split per tile (each channel's run of the tile's positions):
+            // every task writes its own results, no buffer of whole tiles.
+            let mut cells: Vec<Vec<&mut [f32]>> = (0..tiles).map(|_| Vec::with_capacity(ocg)).collect();
+            for plane in out[obase..obase + ocg * p].chunks_mut(p) {
+                let mut rest = plane;
+                for cell in cells.iter_mut() {
+                    let (head, tail) = rest.split_at_mut(width.min(rest.len()));
+                    cell.push(head);
+                    rest = tail;
+                }
             }
+            cells.into_par_iter().enumerate().for_each(|(t, dst)| {
+                let p0 = t * width;
+                let valid = width.min(p - p0);
+                // Every position inside the image is written; those past it are zeroed here.
+                let mut col = scratch::any::<f32>(k * width);
+                for (r, row) in col.chunks_exact_mut(width).enumerate() {
+                    im2col_row(x, g, n, grp, r, p0, row);
+                    row[valid..].fill(0.0);
+                }
+                let mut tile = scratch::any::<f32>(ocg * width);
+                tile_f32(wp, k, ocg, &col, width, &mut tile);
+                for (o, d) in dst.into_iter().enumerate() {
+                    d.copy_from_slice(&tile[o * width..o * width + d.len()]);
+                }
+            });
         }
     }
     out

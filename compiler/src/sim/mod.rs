@@ -6,6 +6,8 @@
 mod cache;
 pub mod conv;
 mod ops;
+mod requant;
+mod scratch;
 pub mod tensor;
 
 pub use cache::SimCache;

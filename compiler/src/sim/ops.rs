@@ -3,6 +3,7 @@
 use super::cache::SimCache;
 use super::conv::PackedFilters;
 use super::conv::{self, ConvGeom};
+use super::requant::{self, Clamped};
 use super::tensor::{codes_from, from_codes, from_f32, round_to_i64, SimData, SimTensor};
 use super::SimError;
 use crate::ir::{Op, Quant, TensorType};
@@ -465,22 +466,40 @@ fn conv2d(
 /// `q − zp` of an int8 / uint8 tensor as i16 in logical order, with the largest |q − zp|, in
 /// one pass; `None` for other storage.
 fn code_vec_i16(t: &SimTensor) -> Option<(Vec<i16>, u64)> {
+    let mut v = vec![0i16; t.shape().iter().product()];
+    let m = codes_i16_into(t, &mut v)?;
+    Some((v, m))
+}
+
+/// [`code_vec_i16`] into a scratch buffer of the thread (the convolution's input: a copy per
+/// call, so no fresh memory per call).
+fn code_scratch_i16(t: &SimTensor) -> Option<(super::scratch::Scratch<i16>, u64)> {
+    let mut v = super::scratch::any::<i16>(t.shape().iter().product());
+    let m = codes_i16_into(t, &mut v)?;
+    Some((v, m))
+}
+
+/// `q − zp` of an int8 / uint8 tensor into `dst` (its element count) in logical order; returns
+/// the largest |q − zp|, or `None` for other storage.
+fn codes_i16_into(t: &SimTensor, dst: &mut [i16]) -> Option<u64> {
     let zp = qparams(&t.ty).1;
     if !(-255..=255).contains(&zp) {
         return None;
     }
     let zp = zp as i16;
-    fn flat<T: Copy>(a: &ArrayD<T>, f: impl Fn(T) -> i16) -> (Vec<i16>, u64) {
-        let v: Vec<i16> = match a.as_slice() {
-            Some(s) => s.iter().map(|&v| f(v)).collect(),
-            None => a.iter().map(|&v| f(v)).collect(),
-        };
-        let m = v.iter().fold(0u16, |m, &x| m.max(x.unsigned_abs()));
-        (v, m as u64)
+    fn flat<T: Copy>(a: &ArrayD<T>, dst: &mut [i16], f: impl Fn(T) -> i16) -> Option<u64> {
+        if a.len() != dst.len() {
+            return None;
+        }
+        match a.as_slice() {
+            Some(s) => dst.iter_mut().zip(s).for_each(|(d, &v)| *d = f(v)),
+            None => dst.iter_mut().zip(a.iter()).for_each(|(d, &v)| *d = f(v)),
+        }
+        Some(dst.iter().fold(0u16, |m, &x| m.max(x.unsigned_abs())) as u64)
     }
     match &t.data {
-        SimData::I8(a) => Some(flat(a, |v| v as i16 - zp)),
-        SimData::U8(a) => Some(flat(a, |v| v as i16 - zp)),
+        SimData::I8(a) => flat(a, dst, |v| v as i16 - zp),
+        SimData::U8(a) => flat(a, dst, |v| v as i16 - zp),
         _ => None,
     }
 }
@@ -522,7 +541,7 @@ fn packed_filters(c: &Ctx, w: &SimTensor, g: &ConvGeom) -> Option<std::sync::Arc
 /// One channel's run of INT8 convolution sums to stored codes: `+ b`, multiplier `m` and shift `s`
 /// (cv18xx's QDM when `qdm`), relu; `store` adds the zero point and saturates.
 #[inline(always)]
-fn requant_row<T>(
+pub(super) fn requant_row<T>(
     (m, s, b): (i64, i64, i64),
     qdm: bool,
     relu: bool,
@@ -567,7 +586,7 @@ fn conv2d_int8_i16(
     out: &TensorType,
     relu: bool,
 ) -> Result<Option<SimTensor>, SimError> {
-    let Some((xv, x_max)) = code_vec_i16(x) else {
+    let Some((xv, x_max)) = code_scratch_i16(x) else {
         return Ok(None);
     };
     let Some(filters) = packed_filters(c, w, g) else {
@@ -578,10 +597,16 @@ fn conv2d_int8_i16(
     let (_, zp, signed) = qparams(out);
     let len = g.n * oc * g.oh * g.ow;
     let shape = IxDyn(&[g.n, oc, g.oh, g.ow]);
+    // The vector form of each channel's requantization, where it applies (the same codes).
+    let range = if signed { (-128, 127, zp) } else { (0, 255, zp) };
+    let sum_bound = filters.sum_bound(x_max);
+    let clamped: Vec<Option<Clamped>> =
+        per.iter().map(|&r| (!qdm).then(|| Clamped::new(r, relu, range, sum_bound)).flatten()).collect();
     let data = if signed {
         let mut o = vec![0i8; len];
-        let emit = |ch: usize, sums: &[i32], dst: &mut [i8]| {
-            requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).clamp(-128, 127) as i8)
+        let emit = |ch: usize, sums: &[i32], dst: &mut [i8]| match &clamped[ch] {
+            Some(cl) => requant::to_i8(cl, sums, dst),
+            None => requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).clamp(-128, 127) as i8),
         };
         if !conv::conv2d_i16(&xv, x_max, &filters, g, &mut o, emit) {
             return Ok(None);
@@ -589,8 +614,9 @@ fn conv2d_int8_i16(
         SimData::I8(ArrayD::from_shape_vec(shape, o).map_err(|e| c.err(e.to_string()))?)
     } else {
         let mut o = vec![0u8; len];
-        let emit = |ch: usize, sums: &[i32], dst: &mut [u8]| {
-            requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).clamp(0, 255) as u8)
+        let emit = |ch: usize, sums: &[i32], dst: &mut [u8]| match &clamped[ch] {
+            Some(cl) => requant::to_u8(cl, sums, dst),
+            None => requant_row(per[ch], qdm, relu, sums, dst, |y| (y + zp).clamp(0, 255) as u8),
         };
         if !conv::conv2d_i16(&xv, x_max, &filters, g, &mut o, emit) {
             return Ok(None);

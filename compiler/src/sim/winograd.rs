@@ -107,6 +107,56 @@ pub(super) fn chunks(th: usize, tw: usize, per_chunk: usize) -> Vec<Chunk> {
         .collect()
 }
 
+/// A run of whole tile rows `r0 .. r1` of image `n` of the batch, at GEMM columns `t0 ..` of its
+/// [`BatchChunk`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Seg {
+    pub(super) n: usize,
+    pub(super) r0: usize,
+    pub(super) r1: usize,
+    pub(super) t0: usize,
+}
+
+/// The GEMM columns of one pass over the filters: runs of tile rows of one or more images of
+/// the batch side by side (`width` columns, a multiple of 8), so that the images of a batch on
+/// a small map share the pass instead of streaming every filter once each.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct BatchChunk {
+    pub(super) segs: Vec<Seg>,
+    pub(super) width: usize,
+}
+
+impl BatchChunk {
+    /// The GEMM columns holding tiles (the rest, up to `width`, are zero padding).
+    pub(super) fn tiles(&self, tw: usize) -> usize {
+        self.segs.last().map_or(0, |s| s.t0 + (s.r1 - s.r0) * tw)
+    }
+}
+
+/// The chunks of a batch of `images` maps of `th` × `tw` tiles, about `per_chunk` tiles each:
+/// an image of several chunks is split as [`chunks`] splits it; images of one chunk each are
+/// grouped, about `per_chunk` tiles a group (at least one image). Image-major order.
+pub(super) fn batch_chunks(images: usize, th: usize, tw: usize, per_chunk: usize) -> Vec<BatchChunk> {
+    let own = chunks(th, tw, per_chunk);
+    let tiles = th * tw;
+    if own.len() == 1 && tiles > 0 {
+        let per = ((per_chunk + tiles / 2) / tiles).max(1);
+        return (0..images)
+            .step_by(per)
+            .map(|n0| {
+                let segs: Vec<Seg> =
+                    (n0..(n0 + per).min(images)).map(|n| Seg { n, r0: 0, r1: th, t0: (n - n0) * tiles }).collect();
+                BatchChunk { width: (segs.len() * tiles).div_ceil(8) * 8, segs }
+            })
+            .collect();
+    }
+    (0..images)
+        .flat_map(|n| {
+            own.iter().map(move |c| BatchChunk { segs: vec![Seg { n, r0: c.r0, r1: c.r1, t0: 0 }], width: c.width })
+        })
+        .collect()
+}
+
 /// The 3 × 3 convolution `g` of the i16 codes `x` (every |x| ≤ `x_max`) with the transformed
 /// filters `f`, by Winograd F(2×2, 3×3): for every output channel and run of whole output rows,
 /// `emit(channel, sums, dst)` turns the sums `Σ w·x` (no bias) into the stored values `dst` of

@@ -16,8 +16,9 @@
 //! bound is checked before routing a layer here from the filters' largest sum of |w| over one
 //! output channel times the largest |x|: `|acc| ≤ max_o Σ|w_o| · max|x|`.
 
-use super::winograd::{chunks, gemm_pairs, Chunk};
+use super::winograd::{batch_chunks, gemm_pairs, BatchChunk, Seg};
 use super::{ConvGeom, MR16};
+use crate::sim::scratch::{self, Scratch};
 use rayon::prelude::*;
 
 /// Input channels from which this kernel is faster than the direct one (measured on
@@ -28,6 +29,9 @@ pub const MIN_CHANNELS: usize = 16;
 const TASK_PRODUCTS_BYTES: usize = 192 << 10;
 /// About this many 4 × 4 tiles per chunk of tile rows (the GEMM width).
 const TILES_PER_CHUNK: usize = 96;
+/// The transformed inputs of the chunks in work at once stay about this size: a batch runs in
+/// rounds of chunks (every chunk of a round in parallel).
+const ROUND_INPUT_BYTES: usize = 8 << 20;
 /// Transform positions per tile (6 × 6).
 const XI: usize = 36;
 /// The multiplicative inverse of 9 modulo 2^32.
@@ -136,39 +140,69 @@ pub fn conv3x3<T: Copy + Send + Sync>(
         return true;
     }
     let (th, tw) = (g.oh.div_ceil(4), g.ow.div_ceil(4));
-    let chunks = chunks(th, tw, TILES_PER_CHUNK);
+    let chunks = batch_chunks(g.n, th, tw, TILES_PER_CHUNK);
     let ic2 = g.ic.div_ceil(2);
     let widest = chunks.iter().map(|c| c.width).max().unwrap_or(8);
     let rows_per_task = (TASK_PRODUCTS_BYTES / (XI * 4 * widest) / MR16).clamp(1, 16) * MR16;
     let blocks = g.oc.div_ceil(rows_per_task);
-    let plane_in = g.ic * g.ih * g.iw;
+    // The output, split per task: (chunk, block of channels) -> (row of the block, segment of
+    // the chunk, that channel's output rows of the segment).
+    let mut segs_of: Vec<Vec<(usize, usize, Seg)>> = vec![Vec::new(); g.n];
+    for (ci, c) in chunks.iter().enumerate() {
+        for (si, s) in c.segs.iter().enumerate() {
+            segs_of[s.n].push((ci, si, *s));
+        }
+    }
+    type Cell<'a, T> = Vec<(usize, usize, &'a mut [T])>;
+    let mut cells: Vec<Cell<T>> = (0..chunks.len() * blocks).map(|_| Vec::new()).collect();
     for (n, out_n) in out.chunks_mut(g.oc * p).enumerate() {
-        let xn = &x[n * plane_in..(n + 1) * plane_in];
-        let v: Vec<Vec<i16>> = chunks.par_iter().map(|c| input_transform(xn, g, tw, ic2, c, simd)).collect();
-        // The output, split per task: (chunk, block of channels) -> each channel's rows of the chunk.
-        let mut cells: Vec<Vec<&mut [T]>> = (0..chunks.len() * blocks).map(|_| Vec::new()).collect();
         for (o, plane) in out_n.chunks_mut(p).enumerate() {
             let mut rest = plane;
-            for (ci, c) in chunks.iter().enumerate() {
-                let len = ((4 * c.r1).min(g.oh) - 4 * c.r0) * g.ow;
+            for &(ci, si, s) in &segs_of[n] {
+                let len = ((4 * s.r1).min(g.oh) - 4 * s.r0) * g.ow;
                 let (head, tail) = rest.split_at_mut(len);
-                cells[ci * blocks + o / rows_per_task].push(head);
+                cells[ci * blocks + o / rows_per_task].push((o % rows_per_task, si, head));
                 rest = tail;
             }
         }
-        cells.into_par_iter().enumerate().for_each(|(task, dst)| {
+    }
+    let mut cells = cells.into_iter();
+    let mut c0 = 0;
+    while c0 < chunks.len() {
+        // A round: the next chunks whose transformed inputs stay about ROUND_INPUT_BYTES.
+        let mut c1 = c0 + 1;
+        let mut bytes = XI * ic2 * chunks[c0].width * 4;
+        while c1 < chunks.len() && bytes + XI * ic2 * chunks[c1].width * 4 <= ROUND_INPUT_BYTES {
+            bytes += XI * ic2 * chunks[c1].width * 4;
+            c1 += 1;
+        }
+        let round = &chunks[c0..c1];
+        let v: Vec<Scratch<i16>> = round.par_iter().map(|c| input_transform(x, g, tw, ic2, c, simd)).collect();
+        let tasks: Vec<Cell<T>> = cells.by_ref().take(round.len() * blocks).collect();
+        tasks.into_par_iter().enumerate().for_each(|(task, mut dst)| {
             let (ci, b) = (task / blocks, task % blocks);
-            let (c, o0) = (&chunks[ci], b * rows_per_task);
+            let (c, o0) = (&round[ci], b * rows_per_task);
             let rows = rows_per_task.min(g.oc - o0);
             let m = gemms(f, ic2, o0, rows, &v[ci], c.width, simd);
-            let yrows = (4 * c.r1).min(g.oh) - 4 * c.r0;
-            let mut y = vec![0i32; yrows * g.ow];
+            let nt = c.tiles(tw);
+            let ymax = c.segs.iter().map(|s| (4 * s.r1).min(g.oh) - 4 * s.r0).max().unwrap_or(0) * g.ow;
+            let mut y = scratch::any::<i32>(ymax);
             let mut sc = OutScratch::new(c.width);
-            for (r, d) in dst.into_iter().enumerate() {
-                output_transform(&m, rows, r, c, tw, g.ow, yrows, &mut sc, &mut y, simd);
-                emit(o0 + r, &y, d);
+            // Each row's transform once, then every segment's output rows of it.
+            dst.sort_unstable_by_key(|&(r, si, _)| (r, si));
+            let mut done = usize::MAX;
+            for (r, si, d) in dst {
+                if r != done {
+                    output_transform(&m, rows, r, c.width, nt, &mut sc, simd);
+                    done = r;
+                }
+                let s = &c.segs[si];
+                let yrows = (4 * s.r1).min(g.oh) - 4 * s.r0;
+                output_rows(&sc, c.width, s, tw, g.ow, &mut y[..yrows * g.ow]);
+                emit(o0 + r, &y[..yrows * g.ow], d);
             }
         });
+        c0 = c1;
     }
     true
 }
@@ -198,38 +232,51 @@ fn bt6(c: [&[i16]; 6], out: [&mut [i16]; 6]) {
     }
 }
 
-/// The transformed inputs of one chunk: `V = Bᵀ d B` for every input channel and tile, value
-/// `(ξ, c, t)` at `((ξ·ic2 + c / 2)·width + t)·2 + c % 2` (zeros past the last channel and tile).
-/// The two channels of a pair are transformed together, interleaved as `V` stores them, and all
-/// the chunk's tile rows at once (long runs for the vector units).
-fn input_transform(x: &[i16], g: &ConvGeom, tw: usize, ic2: usize, c: &Chunk, simd: bool) -> Vec<i16> {
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        // SAFETY: the caller checked avx2.
-        return unsafe { avx2::input_transform(x, g, tw, ic2, c) };
+/// The transformed inputs of one chunk of the batch `x`: `V = Bᵀ d B` for every input channel
+/// and tile, value `(ξ, c, t)` at `((ξ·ic2 + c / 2)·width + t)·2 + c % 2` (zeros past the last
+/// channel and tile).
+fn input_transform(x: &[i16], g: &ConvGeom, tw: usize, ic2: usize, c: &BatchChunk, simd: bool) -> Scratch<i16> {
+    let mut v = scratch::any::<i16>(XI * ic2 * c.width * 2);
+    // The padding columns past the last tile (the transforms below write every other one).
+    let nt = c.tiles(tw);
+    for row in v.chunks_exact_mut(c.width * 2) {
+        row[nt * 2..].fill(0);
     }
-    let _ = simd;
-    input_transform_body(x, g, tw, ic2, c)
+    let plane_in = g.ic * g.ih * g.iw;
+    for s in &c.segs {
+        let xn = &x[s.n * plane_in..(s.n + 1) * plane_in];
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            // SAFETY: the caller checked avx2.
+            unsafe { avx2::input_transform(xn, g, tw, ic2, s, c.width, &mut v) };
+            continue;
+        }
+        let _ = simd;
+        input_transform_body(xn, g, tw, ic2, s, c.width, &mut v);
+    }
+    v
 }
 
-/// [`input_transform`]'s code, compiled for the portable and for the AVX2 entry point.
+/// The transformed inputs of one segment `c` (of image `x`) into its columns of `v` (a chunk
+/// of `width` columns). The two channels of a pair are transformed together, interleaved as
+/// `V` stores them, and all the segment's tile rows at once (long runs for the vector units).
+/// Compiled for the portable and for the AVX2 entry point.
 #[inline(always)]
-fn input_transform_body(x: &[i16], g: &ConvGeom, tw: usize, ic2: usize, c: &Chunk) -> Vec<i16> {
-    let (width, nr, n) = (c.width, c.r1 - c.r0, tw + 1);
-    let mut v = vec![0i16; XI * ic2 * width * 2];
+fn input_transform_body(x: &[i16], g: &ConvGeom, tw: usize, ic2: usize, c: &Seg, width: usize, v: &mut [i16]) {
+    let (nr, n) = (c.r1 - c.r0, tw + 1);
     // Input rows 0..6 of every tile row, split by column modulo 4: row `a`, tile row `tyl`,
     // column `k`, channel `h` of the pair at `(((a·4 + k % 4)·nr + tyl)·n + k / 4)·2 + h`.
     let run = 8 * nr * n;
-    let mut d = vec![0i16; 6 * run];
-    // `Bᵀ d`, same layout.
-    let mut t = vec![0i16; 6 * run];
+    let mut d = scratch::any::<i16>(6 * run);
+    // `Bᵀ d`, same layout (every element written below).
+    let mut t = scratch::any::<i16>(6 * run);
     // `Bᵀ d B`: value ξ of the tile at flat position `f = tyl·n + tx`, channel `h`, at
     // `(ξ·(nr·n) + f)·2 + h` (the positions `tx = tw` are not tiles).
     let flat = nr * n;
-    let mut tv = vec![0i16; XI * flat * 2];
+    let mut tv = scratch::any::<i16>(XI * flat * 2);
     let plane = g.ih * g.iw;
     // One input row of each channel of the pair, by column k (zeros outside the image).
-    let mut line = [vec![0i16; 4 * n], vec![0i16; 4 * n]];
+    let mut line = [scratch::any::<i16>(4 * n), scratch::any::<i16>(4 * n)];
     // Columns k = ix + pl inside the image and the tile row: ix in lo .. hi.
     let (lo, hi) = (0, g.iw.min((4 * n).saturating_sub(g.pl)));
     for cp in 0..ic2 {
@@ -282,12 +329,11 @@ fn input_transform_body(x: &[i16], g: &ConvGeom, tw: usize, ic2: usize, c: &Chun
         for xi in 0..XI {
             for tyl in 0..nr {
                 let src = &tv[(xi * flat + tyl * n) * 2..(xi * flat + tyl * n + tw) * 2];
-                let at = ((xi * ic2 + cp) * width + tyl * tw) * 2;
+                let at = ((xi * ic2 + cp) * width + c.t0 + tyl * tw) * 2;
                 v[at..at + 2 * tw].copy_from_slice(src);
             }
         }
     }
-    v
 }
 
 /// Six runs of `len` of `s` starting at `starts` (ascending, not overlapping).
@@ -318,10 +364,19 @@ fn split6(s: &mut [i16], len: usize) -> [&mut [i16]; 6] {
 /// The 36 products `M_ξ = U_ξ · V_ξ` of output channels `o0 .. o0 + rows` (`o0` a multiple of
 /// `MR16`) over one chunk of `width` tiles: `M[ξ][r][t]` at `(ξ·rows + r)·width + t`, wrapping
 /// i32 sums.
-fn gemms(f: &Winograd4Filters, ic2: usize, o0: usize, rows: usize, v: &[i16], width: usize, simd: bool) -> Vec<i32> {
+fn gemms(
+    f: &Winograd4Filters,
+    ic2: usize,
+    o0: usize,
+    rows: usize,
+    v: &[i16],
+    width: usize,
+    simd: bool,
+) -> Scratch<i32> {
     let blocks = f.oc.div_ceil(MR16);
     let ublock = ic2 * MR16 * 2;
-    let mut m = vec![0i32; XI * rows * width];
+    // Every element is written by `gemm_pairs`.
+    let mut m = scratch::any::<i32>(XI * rows * width);
     for xi in 0..XI {
         let u0 = (xi * blocks + o0 / MR16) * ublock;
         let u = &f.u[u0..u0 + rows.div_ceil(MR16) * ublock];
@@ -353,53 +408,60 @@ fn at6(m: [&[i32]; 6], out: [&mut [i32]; 4]) {
 /// Scratch of [`output_transform`]: `(24AᵀD⁻¹) M` (24 runs of one value per tile of a chunk)
 /// and the tiles' 16 sums (output `(a, b)` of tile `t` at `(a·width + t)·4 + b`).
 struct OutScratch {
-    s: Vec<i32>,
-    q: Vec<i32>,
+    s: Scratch<i32>,
+    q: Scratch<i32>,
 }
 
 impl OutScratch {
     fn new(width: usize) -> OutScratch {
-        OutScratch { s: vec![0; 24 * width], q: vec![0; 16 * width] }
+        // Only the runs' first `nt` values are written and read.
+        OutScratch { s: scratch::any(24 * width), q: scratch::any(16 * width) }
     }
 }
 
-/// `Y = (24AᵀD⁻¹) M (24D⁻¹A) / 576` of row `r` of `m` (see [`gemms`]) for every tile of chunk
-/// `c`, into `y` (`yrows` output rows of `ow`, from output row `4·c.r0`); outputs past the map
-/// are dropped. Both passes run over all the chunk's tiles at once.
-#[allow(clippy::too_many_arguments)]
-fn output_transform(
-    m: &[i32],
-    rows: usize,
-    r: usize,
-    c: &Chunk,
-    tw: usize,
-    ow: usize,
-    yrows: usize,
-    sc: &mut OutScratch,
-    y: &mut [i32],
-    simd: bool,
-) {
+/// `Y = (24AᵀD⁻¹) M (24D⁻¹A) / 576` of row `r` of `m` (see [`gemms`]) for the first `nt` tiles
+/// of a chunk of `width` columns, into `sc.q` (see [`output_rows`]). Both passes run over all
+/// the tiles at once.
+fn output_transform(m: &[i32], rows: usize, r: usize, width: usize, nt: usize, sc: &mut OutScratch, simd: bool) {
     #[cfg(target_arch = "x86_64")]
     if simd {
         // SAFETY: the caller checked avx2.
-        return unsafe { avx2::output_transform(m, rows, r, c, tw, ow, yrows, sc, y) };
+        return unsafe { avx2::output_transform(m, rows, r, width, nt, sc) };
     }
     let _ = simd;
-    output_transform_body(m, rows, r, c, tw, ow, yrows, sc, y)
+    output_transform_body(m, rows, r, width, nt, sc)
+}
+
+/// The output rows of segment `s` (`y.len() / ow` rows from output row `4·s.r0`) from the
+/// tiles' sums [`output_transform`] left in `sc`; outputs past the map are dropped.
+fn output_rows(sc: &OutScratch, width: usize, s: &Seg, tw: usize, ow: usize, y: &mut [i32]) {
+    for (oy, dst) in y.chunks_exact_mut(ow).enumerate() {
+        let (tyl, a) = (oy / 4, oy % 4);
+        let at = (a * width + s.t0 + tyl * tw) * 4;
+        dst.copy_from_slice(&sc.q[at..at + ow]);
+    }
 }
 
 /// The transforms compiled for AVX2 (the same code: the compiler vectorises it 16 / 8 lanes wide).
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Chunk, ConvGeom, OutScratch};
+    use super::{ConvGeom, OutScratch, Seg};
 
-    /// See [`super::input_transform`].
+    /// See [`super::input_transform_body`].
     ///
     /// # Safety
     /// The CPU must support avx2.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn input_transform(x: &[i16], g: &ConvGeom, tw: usize, ic2: usize, c: &Chunk) -> Vec<i16> {
-        super::input_transform_body(x, g, tw, ic2, c)
+    pub unsafe fn input_transform(
+        x: &[i16],
+        g: &ConvGeom,
+        tw: usize,
+        ic2: usize,
+        c: &Seg,
+        width: usize,
+        v: &mut [i16],
+    ) {
+        super::input_transform_body(x, g, tw, ic2, c, width, v)
     }
 
     /// See [`super::output_transform`].
@@ -407,37 +469,14 @@ mod avx2 {
     /// # Safety
     /// The CPU must support avx2.
     #[target_feature(enable = "avx2")]
-    #[allow(clippy::too_many_arguments)]
-    pub unsafe fn output_transform(
-        m: &[i32],
-        rows: usize,
-        r: usize,
-        c: &Chunk,
-        tw: usize,
-        ow: usize,
-        yrows: usize,
-        sc: &mut OutScratch,
-        y: &mut [i32],
-    ) {
-        super::output_transform_body(m, rows, r, c, tw, ow, yrows, sc, y)
+    pub unsafe fn output_transform(m: &[i32], rows: usize, r: usize, width: usize, nt: usize, sc: &mut OutScratch) {
+        super::output_transform_body(m, rows, r, width, nt, sc)
     }
 }
 
 /// [`output_transform`]'s code, compiled for the portable and for the AVX2 entry point.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn output_transform_body(
-    m: &[i32],
-    rows: usize,
-    r: usize,
-    c: &Chunk,
-    tw: usize,
-    ow: usize,
-    yrows: usize,
-    sc: &mut OutScratch,
-    y: &mut [i32],
-) {
-    let (width, nt) = (c.width, (c.r1 - c.r0) * tw);
+fn output_transform_body(m: &[i32], rows: usize, r: usize, width: usize, nt: usize, sc: &mut OutScratch) {
     let mm = |xi: usize| &m[(xi * rows + r) * width..(xi * rows + r) * width + nt];
     // On the rows: s[a·6 + j] = Σ_i (24AᵀD⁻¹)[a][i]·M[i·6 + j].
     for j in 0..6 {
@@ -450,11 +489,6 @@ fn output_transform_body(
     for a in 0..4 {
         let src: [&[i32]; 6] = std::array::from_fn(|j| &sc.s[(a * 6 + j) * width..(a * 6 + j) * width + nt]);
         at6_interleaved(src, &mut sc.q[a * width * 4..(a * width + nt) * 4]);
-    }
-    for (oy, dst) in y[..yrows * ow].chunks_exact_mut(ow).enumerate() {
-        let (tyl, a) = (oy / 4, oy % 4);
-        let at = (a * width + tyl * tw) * 4;
-        dst.copy_from_slice(&sc.q[at..at + ow]);
     }
 }
 
@@ -536,6 +570,59 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_gives_each_image_what_it_gives_alone() {
+        let mut r = Lcg(31);
+        // 13 × 13 (16 tiles: three images share one pass), 26 × 26 (49 tiles: two and one),
+        // 40 × 37 (several chunks per image), 1 × 1, and an odd map across two row tasks.
+        let cases = [
+            geom(3, 16, 13, 13, 32, 1, 1),
+            geom(3, 12, 26, 26, 20, 1, 1),
+            geom(3, 12, 40, 37, 25, 1, 1),
+            geom(3, 3, 1, 1, 16, 1, 1),
+            geom(7, 31, 6, 9, 150, 1, 0),
+        ];
+        for g in &cases {
+            let (nx, nw) = (g.n * g.ic * g.ih * g.iw, g.oc * g.ic * 9);
+            let x: Vec<i16> = (0..nx).map(|_| r.int(-128, 127) as i16).collect();
+            let w: Vec<i16> = (0..nw).map(|_| r.int(-128, 127) as i16).collect();
+            let one = ConvGeom { n: 1, ..*g };
+            let (xn, on) = (g.ic * g.ih * g.iw, g.oc * g.oh * g.ow);
+            let want32 = conv2d_reference(
+                &x.iter().map(|&v| v as i32).collect::<Vec<_>>(),
+                &w.iter().map(|&v| v as i32).collect::<Vec<_>>(),
+                g,
+            );
+            for simd in kernels() {
+                let batch = wino_sums(&x, 128, &w, g, simd).expect("routed");
+                let alone: Vec<i32> = (0..g.n)
+                    .flat_map(|i| wino_sums(&x[i * xn..(i + 1) * xn], 128, &w, &one, simd).expect("routed"))
+                    .collect();
+                assert_eq!(batch.len(), g.n * on);
+                assert_eq!(batch, alone, "{g:?} simd {simd}");
+                assert_eq!(batch, want32, "{g:?} simd {simd}");
+            }
+        }
+    }
+
+    #[test]
+    fn small_maps_of_a_batch_share_chunks() {
+        use super::super::winograd::{BatchChunk, Seg};
+        // 4 × 4 tiles: six images a chunk (96 tiles), the last chunk the remaining one.
+        let c = batch_chunks(7, 4, 4, TILES_PER_CHUNK);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].segs.len(), 6);
+        assert_eq!((c[0].width, c[0].tiles(4)), (96, 96));
+        assert_eq!(c[1], BatchChunk { segs: vec![Seg { n: 6, r0: 0, r1: 4, t0: 0 }], width: 16 });
+        assert_eq!(c[0].segs[5], Seg { n: 5, r0: 0, r1: 4, t0: 80 });
+        // 7 × 7 tiles: two images a chunk; 13 × 13: each image in two chunks of its own.
+        let c = batch_chunks(3, 7, 7, TILES_PER_CHUNK);
+        assert_eq!(c.iter().map(|c| (c.segs.len(), c.width)).collect::<Vec<_>>(), [(2, 104), (1, 56)]);
+        let c = batch_chunks(2, 13, 13, TILES_PER_CHUNK);
+        let rows: Vec<_> = c.iter().map(|c| (c.segs[0].n, c.segs[0].r0, c.segs[0].r1, c.segs.len())).collect();
+        assert_eq!(rows, [(0, 0, 6, 1), (0, 6, 13, 1), (1, 0, 6, 1), (1, 6, 13, 1)]);
+    }
+
+    #[test]
     fn sums_at_the_bound_are_exact_and_beyond_it_refused() {
         // 2^25 − 1 = 33 554 431 would be the largest allowed sum; one channel of 128 · 3 × 3 ·
         // (−128)·(−128) = 18 874 368 is under it: exact, positive and negative.
@@ -565,5 +652,73 @@ mod tests {
         // Filters whose transform leaves i16 (49 · 669 > 32767) are not transformed.
         assert!(Winograd4Filters::new(&[669; 36], &small).is_none());
         assert!(Winograd4Filters::new(&[668; 36], &small).is_some());
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::super::winograd::tests::geom;
+    use super::*;
+
+    /// CPU time of this process so far in ns (sum over its threads).
+    fn cpu_ns() -> u64 {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+            .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// CPU time per image of tiny-yolov3's F(4×4) layers at batch 1 and `WINO4_BATCH` (default
+    /// 5), the fastest of several calls (run by hand: `RAYON_NUM_THREADS=1 cargo test -p
+    /// compiler --release --lib winograd4::bench -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn tiny_yolov3_layers_per_image() {
+        let batch: usize = std::env::var("WINO4_BATCH").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+        let layers = [
+            (16, 208, 32),
+            (32, 104, 64),
+            (64, 52, 128),
+            (128, 26, 256),
+            (256, 13, 512),
+            (512, 13, 1024),
+            (384, 26, 256),
+        ];
+        let only: Option<usize> = std::env::var("WINO4_LAYER").ok().and_then(|s| s.parse().ok());
+        let (mut t1, mut tb) = (0.0, 0.0);
+        for (i, (ic, s, oc)) in layers.into_iter().enumerate() {
+            if only.is_some_and(|l| l != i) {
+                continue;
+            }
+            let mut per = [0.0; 2];
+            for (k, n) in [1, batch].into_iter().enumerate() {
+                let g = geom(n, ic, s, s, oc, 1, 1);
+                let x: Vec<i16> = (0..n * ic * s * s).map(|i| ((i * 7919) % 255) as i16 - 127).collect();
+                let w: Vec<i16> = (0..oc * ic * 9).map(|i| ((i * 104729) % 63) as i16 - 31).collect();
+                let f = Winograd4Filters::new(&w, &g).unwrap();
+                let mut out = vec![0i8; n * oc * s * s];
+                let emit = |_: usize, s: &[i32], d: &mut [i8]| {
+                    for (d, &v) in d.iter_mut().zip(s) {
+                        *d = (v >> 12).clamp(-128, 127) as i8;
+                    }
+                };
+                let reps = if only.is_some() { 60 } else { 7 };
+                per[k] = (0..reps)
+                    .map(|_| {
+                        let t = cpu_ns();
+                        assert!(conv3x3(&x, 127, &f, &g, &mut out, &emit, true));
+                        (cpu_ns() - t) as f64 * 1e-6 / n as f64
+                    })
+                    .fold(f64::MAX, f64::min);
+            }
+            println!(
+                "ic {ic:4} map {s:3} oc {oc:4}: batch 1 {:7.2} ms/image, batch {batch} {:7.2} ms/image",
+                per[0], per[1]
+            );
+            t1 += per[0];
+            tb += per[1];
+        }
+        println!("total per image: batch 1 {t1:.1} ms, batch {batch} {tb:.1} ms");
     }
 }
