@@ -147,6 +147,21 @@ impl Group {
 struct Snapshot {
     float_set: BTreeSet<String>,
     values: Vec<HashMap<u64, Arc<SimTensor>>>,
+    /// Per value signature, the last layer whose evaluation may read the value: the largest
+    /// layer index among the op making it and the ops reading it (`usize::MAX` when one of
+    /// them is no layer's). Once the walk has passed it, no later evaluation runs those ops
+    /// (they are upstream of every layer it may still change), so the value is dropped.
+    needed_until: HashMap<u64, usize>,
+}
+
+impl Snapshot {
+    /// Drop the values no evaluation reads once the walk is at layer `released`.
+    fn prune(&mut self, released: usize) {
+        let needed = |h: &u64| self.needed_until.get(h).is_none_or(|&u| u >= released);
+        for group in &mut self.values {
+            group.retain(|h, _| needed(h));
+        }
+    }
 }
 
 /// What `evaluate` keeps between calls.
@@ -401,6 +416,26 @@ impl<'a> SimRunner<'a> {
             .collect()
     }
 
+    /// Per value signature of `lowered`, the last layer whose evaluation may read it (see
+    /// [`Snapshot::needed_until`]).
+    fn needed_until(&self, lowered: &Module, sig: &[u64]) -> HashMap<u64, usize> {
+        let f = &lowered.func;
+        let index: HashMap<&str, usize> = self.layers.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+        let mut until: HashMap<u64, usize> = HashMap::new();
+        for op in &f.ops {
+            if op.is_weight() || op.is_none() {
+                continue;
+            }
+            let owner =
+                op.results.iter().find_map(|&r| index.get(f.values[r].name.as_str()).copied()).unwrap_or(usize::MAX);
+            for &v in op.results.iter().chain(&op.operands) {
+                let u = until.entry(sig[v]).or_insert(0);
+                *u = (*u).max(owner);
+            }
+        }
+        until
+    }
+
     /// Evaluate a float set, reusing the tensors and layer cos of earlier evaluations.
     fn evaluate_memo(&self, float_layers: &BTreeSet<String>) -> Result<Evaluation, SearchError> {
         let mut memo = self.memo.lock().map_err(|_| SearchError::Run("runner state poisoned".into()))?;
@@ -447,6 +482,9 @@ impl<'a> SimRunner<'a> {
         let base = base.map(|i| memo.snapshots.swap_remove(i));
         memo.snapshots.clear();
         memo.snapshots.extend(base);
+        for snap in &mut memo.snapshots {
+            snap.prune(released);
+        }
         let snapshots = &memo.snapshots;
         let float_ref = self.float_ref.read().map_err(|_| SearchError::Run("runner state poisoned".into()))?;
         // The lowered module and its cache keys for each group size (the op keys depend on the
@@ -538,7 +576,10 @@ impl<'a> SimRunner<'a> {
         drop(float_ref);
         // Keep the assignment this one started from and this one.
         if self.reuse {
-            memo.snapshots.push(Snapshot { float_set: float_layers.clone(), values });
+            let mut snap =
+                Snapshot { float_set: float_layers.clone(), values, needed_until: self.needed_until(&lowered, &sig) };
+            snap.prune(released);
+            memo.snapshots.push(snap);
         } else {
             memo.snapshots.clear();
             memo.layer_cos.clear();

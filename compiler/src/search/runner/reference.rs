@@ -17,7 +17,6 @@ use crate::ir::Quant;
 use crate::sim::{SimData, SimTensor};
 use ndarray::{ArrayD, Axis};
 use std::borrow::Cow;
-use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 /// The LeakyRelu of one value, as the F32 interpreter computes it (NaN takes the product).
@@ -203,7 +202,7 @@ fn byte_table(signed: bool, (scale, zp): (f32, f32)) -> [f64; 256] {
 /// is the layer's output for the same group of images as `r`. Also sets the images' squared
 /// norms where they were not known yet.
 #[cfg(test)]
-pub(super) fn cos_of_images(r: &RefLayer, t: &SimTensor, images: Range<usize>) -> Vec<f64> {
+pub(super) fn cos_of_images(r: &RefLayer, t: &SimTensor, images: std::ops::Range<usize>) -> Vec<f64> {
     let mut deq = None;
     images.map(|k| cos_in_batch(r, k, t, k, r.images, &mut deq)).collect()
 }
