@@ -133,6 +133,24 @@ fn default_run_on_the_hundred_images_matches_tpu_mlir_table() {
     assert!(raised >= 5, "tuning raised only {raised} thresholds");
 }
 
+/// Several samples per model run in the statistics pass (the default 2, and 3 with a short
+/// last group padded) give the table of one sample per run, byte for byte, tuning included.
+#[test]
+fn stacking_samples_does_not_change_the_table() {
+    let (module, weights) = yolo();
+    let ds = select_dataset(&coco(), 5).unwrap();
+    let run = |stack_samples: usize| {
+        let opts = CalibOptions { tune_num: 2, stack_samples, mlir_name: "m.mlir".into(), ..Default::default() };
+        let out = run_calibration(module, weights, &ds, &opts, &mut |_| {}).unwrap();
+        (out.table.entries, out.untuned)
+    };
+    assert_eq!(CalibOptions::default().stack_samples, 2);
+    let one = run(1);
+    for n in [2, 3] {
+        assert!(one == run(n), "{n} samples per run");
+    }
+}
+
 #[test]
 fn kl_with_tuning_never_lowers_thresholds_and_writes_the_tuned_header() {
     let (module, weights) = yolo();

@@ -203,6 +203,34 @@ fn tail_value(first: f64, second: Option<f64>, ratio: f64, l: usize) -> f64 {
     }
 }
 
+/// Fold one sample of one tensor into its statistics and method state (`tail`: one of the
+/// MSE method's last five tensors).
+fn fold_sample(method: CaliMethod, tail: bool, stats: &mut TensorStats, ex: &mut Extra, data: &[f32]) {
+    stats.update(data);
+    ex.size = data.len();
+    match method {
+        CaliMethod::Percentile9999 => {
+            let l = ex.res_length;
+            let (low, high) = sample_extremes(data, l);
+            // the sample's list is low ++ high; both halves can feed either end
+            let mut contrib = low;
+            contrib.extend_from_slice(&high);
+            merge_keep(&mut ex.extremes.low, &contrib, l, true);
+            merge_keep(&mut ex.extremes.high, &contrib, l, false);
+        }
+        CaliMethod::Mse => {
+            ex.mse_sum += mse_clip(data);
+            ex.mse_n += 1;
+            if tail {
+                let abs: Vec<f32> = data.iter().map(|x| x.abs()).collect();
+                let (_, high) = sample_extremes(&abs, ex.res_length);
+                merge_keep(&mut ex.extremes.high, &high, ex.res_length, false);
+            }
+        }
+        CaliMethod::Kl | CaliMethod::Max => {}
+    }
+}
+
 impl Collector {
     /// Statistics for every calibrated tensor of `module`; `total_samples` is the number of
     /// samples that will be fed (the percentile tail length depends on it).
@@ -252,30 +280,70 @@ impl Collector {
                 &owned
             }
         };
-        self.stats[slot].update(data);
-        let ex = &mut self.extra[slot];
-        ex.size = data.len();
-        match self.method {
-            CaliMethod::Percentile9999 => {
-                let l = ex.res_length;
-                let (low, high) = sample_extremes(data, l);
-                // the sample's list is low ++ high; both halves can feed either end
-                let mut contrib = low;
-                contrib.extend_from_slice(&high);
-                merge_keep(&mut ex.extremes.low, &contrib, l, true);
-                merge_keep(&mut ex.extremes.high, &contrib, l, false);
+        let tail = self.last_five.contains(&slot);
+        fold_sample(self.method, tail, &mut self.stats[slot], &mut self.extra[slot], data);
+    }
+
+    /// Fold the op results of the first `images` of `stacked` consecutive samples in,
+    /// `results[v]` holding value `v` of all of them stacked along the batch axis (as
+    /// [`crate::interp::Interpreter::run_all`] gives them): the same statistics as observing
+    /// the samples one after the other, the tensors folded in parallel. Values without a result
+    /// are skipped; a result that does not split into `stacked` standard-layout slices is an
+    /// error naming the tensor.
+    pub fn observe_stacked(
+        &mut self,
+        results: &[Option<Tensor>],
+        stacked: usize,
+        images: usize,
+    ) -> Result<(), CalibError> {
+        let method = self.method;
+        let last_five = &self.last_five;
+        let slots: Vec<(usize, &Tensor)> = self
+            .tensors
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, t)| results.get(t.value).and_then(Option::as_ref).map(|r| (slot, r)))
+            .collect();
+        for &(slot, r) in &slots {
+            if stacked > 1 && super::stack::image_slice(r, stacked, 0).is_none() {
+                return Err(CalibError::Model(format!(
+                    "tensor '{}': result {:?} does not split into {stacked} samples",
+                    self.tensors[slot].name,
+                    r.shape()
+                )));
             }
-            CaliMethod::Mse => {
-                ex.mse_sum += mse_clip(data);
-                ex.mse_n += 1;
-                if self.last_five.contains(&slot) {
-                    let abs: Vec<f32> = data.iter().map(|x| x.abs()).collect();
-                    let (_, high) = sample_extremes(&abs, ex.res_length);
-                    merge_keep(&mut ex.extremes.high, &high, ex.res_length, false);
+        }
+        let mut work: Vec<(&mut TensorStats, &mut Extra, bool, &Tensor)> = Vec::with_capacity(slots.len());
+        let mut slots = slots.into_iter().peekable();
+        for (slot, (stats, extra)) in self.stats.iter_mut().zip(self.extra.iter_mut()).enumerate() {
+            if let Some(&(s, r)) = slots.peek() {
+                if s == slot {
+                    work.push((stats, extra, last_five.contains(&slot), r));
+                    slots.next();
                 }
             }
-            CaliMethod::Kl | CaliMethod::Max => {}
         }
+        // the largest tensors first, so that the small ones fill in at the end
+        work.sort_by_key(|w| std::cmp::Reverse(w.3.len()));
+        work.into_par_iter().for_each(|(stats, extra, tail, r)| {
+            if stacked <= 1 {
+                // one sample: the whole tensor, whatever its batch
+                if images > 0 {
+                    let whole: std::borrow::Cow<'_, [f32]> = match r.as_slice() {
+                        Some(s) => s.into(),
+                        None => r.iter().copied().collect::<Vec<f32>>().into(),
+                    };
+                    fold_sample(method, tail, stats, extra, &whole);
+                }
+                return;
+            }
+            for k in 0..images.min(stacked) {
+                if let Some(data) = super::stack::image_slice(r, stacked, k) {
+                    fold_sample(method, tail, stats, extra, data);
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Statistics of one tensor (for tests and reports).
@@ -429,6 +497,39 @@ mod tests {
             c.observe(2, &r);
         }
         c.finish()
+    }
+
+    /// Folding two samples stacked along the batch axis (in parallel over the tensors) gives
+    /// the statistics of observing them one after the other, for every method.
+    #[test]
+    fn stacked_samples_fold_like_samples_one_by_one() {
+        let m = input_relu_module();
+        for method in [CaliMethod::Kl, CaliMethod::Max, CaliMethod::Percentile9999, CaliMethod::Mse] {
+            let mut one = Collector::new(&m, method, 2048, 3);
+            let mut stacked = Collector::new(&m, method, 2048, 3);
+            let xs: Vec<Tensor> =
+                (0..3).map(|s| Tensor::from_shape_vec(vec![1, 1, 100, 100], sample(s)).unwrap()).collect();
+            for x in &xs {
+                one.observe(1, x);
+                one.observe(2, &x.mapv(|v| v.max(0.0)));
+            }
+            // samples 0 and 1 in one stack, then sample 2 in a stack of two padded with a copy
+            // that is not folded
+            let views = |a: &Tensor, b: &Tensor| ndarray::concatenate(ndarray::Axis(0), &[a.view(), b.view()]).unwrap();
+            for (a, b, images) in [(&xs[0], &xs[1], 2), (&xs[2], &xs[2], 1)] {
+                let x = views(a, b);
+                let results = vec![None, Some(x.clone()), Some(x.mapv(|v| v.max(0.0)))];
+                stacked.observe_stacked(&results, 2, images).unwrap();
+            }
+            assert_eq!(stacked.stats, one.stats, "{method:?}");
+            assert_eq!(stacked.finish(), one.finish(), "{method:?}");
+        }
+        let mut c = Collector::new(&m, CaliMethod::Max, 2048, 3);
+        let odd = Tensor::zeros(vec![3, 1, 100, 100]);
+        assert_eq!(
+            c.observe_stacked(&[None, Some(odd), None], 2, 2).unwrap_err().to_string(),
+            "model: tensor 'in': result [3, 1, 100, 100] does not split into 2 samples"
+        );
     }
 
     // Expected values: tpu-mlir's process_statistic / process_compute_threshold formulas re-run

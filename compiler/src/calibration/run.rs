@@ -4,6 +4,7 @@
 use super::collect::{CaliMethod, Collector, TensorResult};
 use super::dataset::Dataset;
 use super::inputs::InputLoader;
+use super::stack;
 use super::table::{now_string, CalibEntry, CalibrationTable, TableHeader};
 use super::tune::{tune_thresholds_timed, TuneArgs, TuneOptions};
 use super::CalibError;
@@ -31,6 +32,11 @@ pub struct CalibOptions {
     pub skip_bad: bool,
     /// The MLIR file name written into the header.
     pub mlir_name: String,
+    /// Samples run through the model at once in the statistics pass, when every op of the
+    /// model computes each sample from that sample alone (2; 1 runs them one by one). Same
+    /// table either way; more at once streams the deep layers' filters once for several
+    /// samples.
+    pub stack_samples: usize,
 }
 
 impl Default for CalibOptions {
@@ -42,6 +48,7 @@ impl Default for CalibOptions {
             tune: TuneOptions::default(),
             skip_bad: false,
             mlir_name: String::new(),
+            stack_samples: 2,
         }
     }
 }
@@ -91,6 +98,9 @@ pub struct PhaseTimes {
     pub tune_shortcut: Duration,
 }
 
+/// Every op result of one model run, by value id.
+type Results = Vec<Option<Tensor>>;
+
 /// A float printed and parsed back like the `.1` table tpu-mlir's tuner reads.
 fn through_text(v: f64) -> f64 {
     format!("{v:.7}").parse().unwrap_or(v)
@@ -108,8 +118,6 @@ pub fn run_calibration(
         return Err(CalibError::Config("--histogram_bin_num must be at least 2".into()));
     }
     let loader = InputLoader::new(module)?;
-    let mut interp = Interpreter::new(module, weights).map_err(|e| CalibError::Model(e.to_string()))?;
-    interp.set_fast_conv(opts.tune.fast_conv);
     // group samples by the batch size, padding with the last one (tpu-mlir pads the list)
     let batch = loader.batch();
     let mut list: Vec<&[PathBuf]> = dataset.samples.iter().map(|s| s.as_slice()).collect();
@@ -125,6 +133,17 @@ pub fn run_calibration(
         list.iter().map(|s| vec![*s]).collect()
     };
     let total = groups.len();
+    // several samples per model run when the model allows it (see `stack`)
+    let stacked_module = match opts.stack_samples.min(total) {
+        n if n > 1 => stack::rebatch(module, n).ok().map(|m| (m, n)),
+        _ => None,
+    };
+    let (run_module, per_run) = match &stacked_module {
+        Some((m, n)) => (m, *n),
+        None => (module, 1),
+    };
+    let mut interp = Interpreter::new(run_module, weights).map_err(|e| CalibError::Model(e.to_string()))?;
+    interp.set_fast_conv(opts.tune.fast_conv);
     let mut collector = Collector::new(module, opts.method, opts.histogram_bin_num, total);
     let tune = opts.method == CaliMethod::Kl && opts.tune_num > 0;
     let mut tune_inputs: Vec<Vec<Tensor>> = Vec::new();
@@ -135,59 +154,90 @@ pub fn run_calibration(
 
     let mut times = PhaseTimes::default();
     let statistics = Instant::now();
-    let load = |k: usize| loader.load_batched(dataset.kind, &groups[k]);
-    let mut next = if total > 0 { Some(load(0)) } else { None };
-    #[allow(clippy::needless_range_loop)] // k also indexes the prefetch of k + 1
-    for k in 0..total {
-        let current = next.take().unwrap_or_else(|| load(k));
-        // decode the next sample while this one runs
+    let runs: Vec<std::ops::Range<usize>> = (0..total).step_by(per_run).map(|s| s..(s + per_run).min(total)).collect();
+    let load = |r: &std::ops::Range<usize>| -> Vec<Result<Vec<Tensor>, CalibError>> {
+        use rayon::prelude::*;
+        groups[r.clone()].par_iter().map(|g| loader.load_batched(dataset.kind, g)).collect()
+    };
+    // The model runs on one group of samples while the previous group's results are folded
+    // into the statistics and the next group is decoded.
+    let mut pending: Option<(Results, usize)> = None;
+    let mut next = runs.first().map(load);
+    for (k, range) in runs.iter().enumerate() {
+        let loaded = next.take().unwrap_or_else(|| load(range));
+        let mut good: Vec<Vec<Tensor>> = Vec::with_capacity(loaded.len());
+        for (j, sample) in loaded.into_iter().enumerate() {
+            match sample {
+                Ok(inputs) => good.push(inputs),
+                Err(e @ CalibError::Sample { .. }) if opts.skip_bad => {
+                    let path = groups[range.start + j][0][0].clone();
+                    on_event(CalibEvent::Skipped { path: &path, error: &e });
+                    skipped.push((path, e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let joined = Instant::now();
-        let mut ran = Duration::ZERO;
-        let mut kept: Option<Vec<Option<Tensor>>> =
-            (tune && tune_inputs.len() < opts.tune_num).then(|| vec![None; module.func.values.len()]);
-        let (run_result, prefetched) = rayon::join(
-            || -> Result<Option<Vec<Tensor>>, CalibError> {
-                let started = Instant::now();
-                let result = match current {
-                    Ok(inputs) => {
-                        interp
-                            .run_observe(&inputs, &mut |v, t| {
-                                let t0 = Instant::now();
-                                collector.observe(v, t);
-                                times.observe += t0.elapsed();
-                                if let Some(slot) = kept.as_mut().and_then(|k| k.get_mut(v)) {
-                                    *slot = Some(t.clone());
-                                }
-                            })
-                            .map_err(|e| CalibError::Model(e.to_string()))?;
-                        Ok(Some(inputs))
-                    }
-                    Err(e) => Err(e),
-                };
-                ran = started.elapsed();
-                result
+        let ((ran, folded), prefetched) = rayon::join(
+            || {
+                rayon::join(
+                    || -> Result<(Option<Results>, Duration), CalibError> {
+                        let started = Instant::now();
+                        if good.is_empty() {
+                            return Ok((None, started.elapsed()));
+                        }
+                        // a short group is padded with its last sample (whose extra results are
+                        // not folded)
+                        let mut refs: Vec<&[Tensor]> = good.iter().map(Vec::as_slice).collect();
+                        while refs.len() < per_run {
+                            refs.push(refs[refs.len() - 1]);
+                        }
+                        let stacked;
+                        let inputs: &[Tensor] = if per_run == 1 {
+                            refs[0]
+                        } else {
+                            stacked = stack::stack_inputs(&refs)
+                                .ok_or_else(|| CalibError::Model("samples of different shapes".into()))?;
+                            &stacked
+                        };
+                        let results = interp.run_all(inputs).map_err(|e| CalibError::Model(e.to_string()))?;
+                        Ok((Some(results), started.elapsed()))
+                    },
+                    || -> Result<Duration, CalibError> {
+                        let started = Instant::now();
+                        if let Some((results, images)) = pending.take() {
+                            collector.observe_stacked(&results, per_run, images)?;
+                        }
+                        Ok(started.elapsed())
+                    },
+                )
             },
-            || if k + 1 < total { Some(load(k + 1)) } else { None },
+            || runs.get(k + 1).map(load),
         );
-        times.load_wait += joined.elapsed().saturating_sub(ran);
         next = prefetched;
-        match run_result {
-            Ok(Some(inputs)) => {
-                used += 1;
+        let (results, ran) = ran?;
+        let folded = folded?;
+        times.observe += folded;
+        times.load_wait += joined.elapsed().saturating_sub(ran.max(folded));
+        if let Some(results) = results {
+            let images = good.len();
+            used += images;
+            for (j, inputs) in good.into_iter().enumerate() {
                 if tune && tune_inputs.len() < opts.tune_num {
+                    let refs =
+                        results.iter().map(|r| r.as_ref().and_then(|t| stack::image_tensor(t, per_run, j))).collect();
                     tune_inputs.push(inputs);
-                    tune_references.push(kept.take().unwrap_or_default());
+                    tune_references.push(refs);
                 }
             }
-            Ok(None) => {}
-            Err(e @ CalibError::Sample { .. }) if opts.skip_bad => {
-                let path = groups[k][0][0].clone();
-                on_event(CalibEvent::Skipped { path: &path, error: &e });
-                skipped.push((path, e.to_string()));
-            }
-            Err(e) => return Err(e),
+            pending = Some((results, images));
         }
-        on_event(CalibEvent::Sample { done: k + 1, total });
+        on_event(CalibEvent::Sample { done: range.end, total });
+    }
+    if let Some((results, images)) = pending.take() {
+        let started = Instant::now();
+        collector.observe_stacked(&results, per_run, images)?;
+        times.observe += started.elapsed();
     }
     if used == 0 {
         return Err(CalibError::Dataset("no sample could be used".into()));

@@ -65,8 +65,16 @@ impl Const<'_> {
     }
 }
 
-/// The per-result callback of [`Interpreter::run_observe`].
-type Observer<'o> = &'o mut dyn FnMut(ValueId, &Tensor);
+/// What a run keeps and shows (see `Interpreter::execute`).
+enum Mode<'o> {
+    /// The function outputs only; intermediates freed at their last use, convolutions fused
+    /// with the activation that follows.
+    Outputs,
+    /// As `Outputs` without fusion, every op result shown to the callback as it is computed.
+    Observe(&'o mut dyn FnMut(ValueId, &Tensor)),
+    /// Every op result kept until the end (nothing freed, nothing updated in place or fused).
+    KeepAll,
+}
 
 /// Fewest input channels for which [`Interpreter::set_fast_conv`] uses the Winograd
 /// convolution (thinner layers, like a first RGB layer, gain nothing from it).
@@ -141,26 +149,35 @@ impl<'a> Interpreter<'a> {
         inputs: &[Tensor],
         observe: &mut dyn FnMut(ValueId, &Tensor),
     ) -> Result<Vec<Tensor>, InterpError> {
-        self.execute(inputs, Some(observe))
+        let mut env = Vec::new();
+        self.execute(inputs, Mode::Observe(observe), &mut env)
     }
 
-    /// The run loop. Without an observer, a convolution whose only reader is the activation
-    /// right after it computes that activation in its output tiles (the conv result is never
-    /// materialised).
-    fn execute(&self, inputs: &[Tensor], mut observe: Option<Observer<'_>>) -> Result<Vec<Tensor>, InterpError> {
+    /// The run loop; `env` ends with the values still alive (every op result in
+    /// [`Mode::KeepAll`]). Only in [`Mode::Outputs`] does a convolution whose only reader is
+    /// the activation right after it compute that activation in its output tiles (the conv
+    /// result is never materialised).
+    fn execute(
+        &self,
+        inputs: &[Tensor],
+        mut mode: Mode<'_>,
+        env: &mut Vec<Option<Tensor>>,
+    ) -> Result<Vec<Tensor>, InterpError> {
         let func = &self.module.func;
         self.check_inputs(inputs)?;
-        let mut env: Vec<Option<Tensor>> = (0..func.values.len()).map(|_| None).collect();
+        let keep_all = matches!(mode, Mode::KeepAll);
+        env.clear();
+        env.resize_with(func.values.len(), || None);
         let mut skip = None;
         for (i, op) in func.ops.iter().enumerate() {
             if op.is_weight() || op.is_none() || skip == Some(i) {
                 continue;
             }
-            let fused = if observe.is_none() { self.fusable_after(i) } else { None };
+            let fused = if matches!(mode, Mode::Outputs) { self.fusable_after(i) } else { None };
             // The first operand may be handed over for in-place update when this op is its last
-            // reader and does not read it twice.
+            // reader and does not read it twice (never when every result is kept).
             let mut owned0 = None;
-            if dispatch::may_update_in_place(op) {
+            if !keep_all && dispatch::may_update_in_place(op) {
                 if let Some(&v0) = op.operands.first() {
                     let once = op.operands.iter().filter(|&&v| v == v0).count() == 1;
                     if once && self.last_use[v0] == i {
@@ -174,7 +191,7 @@ impl<'a> Interpreter<'a> {
                     refs.push(None);
                     continue;
                 }
-                refs.push(self.lookup(&env, inputs, v));
+                refs.push(self.lookup(env, inputs, v));
                 if refs[k].is_none() && !is_none_value(func, v) {
                     return Err(self.op_error(op, format!("operand {k} (value %{v}) is not available")));
                 }
@@ -188,26 +205,28 @@ impl<'a> Interpreter<'a> {
             };
             drop(refs);
             for (&r, t) in result_ids.iter().zip(results) {
-                if let Some(obs) = observe.as_mut() {
+                if let Mode::Observe(obs) = &mut mode {
                     obs(r, &t);
                 }
-                if self.last_use[r] != UNUSED {
+                if keep_all || self.last_use[r] != UNUSED {
                     env[r] = Some(t);
                 }
             }
-            for &v in &op.operands {
-                if self.last_use[v] == i {
-                    env[v] = None;
+            if !keep_all {
+                for &v in &op.operands {
+                    if self.last_use[v] == i {
+                        env[v] = None;
+                    }
                 }
             }
         }
         let mut outputs = Vec::with_capacity(func.returns.len());
         for (k, &v) in func.returns.iter().enumerate() {
-            let last = func.returns[k + 1..].iter().all(|&w| w != v);
+            let last = !keep_all && func.returns[k + 1..].iter().all(|&w| w != v);
             let t = if last { env[v].take() } else { env[v].clone() };
             let t = match t {
                 Some(t) => t,
-                None => self.lookup(&env, inputs, v).cloned().ok_or_else(|| InterpError::Op {
+                None => self.lookup(env, inputs, v).cloned().ok_or_else(|| InterpError::Op {
                     name: func.values.get(v).map(|x| x.name.clone()).unwrap_or_default(),
                     kind: "return".into(),
                     msg: format!("output {k} (value %{v}) was not computed"),
@@ -220,7 +239,7 @@ impl<'a> Interpreter<'a> {
 
     /// Run and return the function outputs only (convolution + activation pairs fused).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, InterpError> {
-        self.execute(inputs, None)
+        self.execute(inputs, Mode::Outputs, &mut Vec::new())
     }
 
     /// When op `i` is a `top.Conv` read only by the activation op right after it: that op's
@@ -243,10 +262,12 @@ impl<'a> Interpreter<'a> {
         dispatch::fusable_activation(next).map(|act| (i + 1, act))
     }
 
-    /// Run and keep every op result, indexed by value id (weights and `none` stay `None`).
+    /// Run and keep every op result, indexed by value id (weights, `none` and the function
+    /// arguments stay `None`). The results are the ones computed, not copies: nothing is freed
+    /// or updated in place during such a run (same values as [`Interpreter::run_observe`] sees).
     pub fn run_all(&self, inputs: &[Tensor]) -> Result<Vec<Option<Tensor>>, InterpError> {
-        let mut all: Vec<Option<Tensor>> = vec![None; self.module.func.values.len()];
-        self.run_observe(inputs, &mut |v, t| all[v] = Some(t.clone()))?;
+        let mut all = Vec::new();
+        self.execute(inputs, Mode::KeepAll, &mut all)?;
         Ok(all)
     }
 

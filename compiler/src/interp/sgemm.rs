@@ -15,6 +15,9 @@ pub(super) const KC: usize = 256;
 const MC: usize = 16 * MR;
 /// Widest column block one task packs.
 const NC_MAX: usize = 256;
+/// How far ahead of the micro-kernel's A reads the next A data is prefetched (16 depth steps;
+/// on tiny-yolov3's Winograd layers 5-10 % less time, alternating runs on a busy machine).
+const A_PREFETCH_FLOATS: usize = 16 * MR;
 
 /// Activation applied to the finished tiles (fusion of the op that follows a convolution).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -359,6 +362,10 @@ unsafe fn kernel<const R: usize>(
     }
     let (mut ap, mut bp) = (a, b);
     for _ in 0..kc {
+        // the A panel streams from memory when its filter is larger than the caches (the deep
+        // Winograd layers): ask for it 16 steps ahead (a hint only: past the panel's end it
+        // reads nothing and faults never)
+        _mm_prefetch::<_MM_HINT_T0>(ap.wrapping_add(A_PREFETCH_FLOATS) as *const i8);
         let b0 = _mm256_loadu_ps(bp);
         let b1 = _mm256_loadu_ps(bp.add(8));
         for (r, accr) in acc.iter_mut().enumerate() {

@@ -281,3 +281,41 @@ fn winograd_layer_timing() {
         }
     });
 }
+
+/// Wall-clock timing of the tiny-yolov3 Winograd layers on one thread (best of many runs, so a
+/// busy machine disturbs it less): `WINO_BATCH` images per call, times per image.
+/// `cargo test --release -p compiler --lib winograd_wall_timing -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn winograd_wall_timing() {
+    if !sgemm::available() {
+        return;
+    }
+    let layers: [(usize, usize, usize); 7] =
+        [(16, 32, 208), (32, 64, 104), (64, 128, 52), (128, 256, 26), (256, 512, 13), (512, 1024, 13), (384, 256, 26)];
+    let nb: usize = std::env::var("WINO_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let threads = std::env::var("WINO_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let mut total = 0.0;
+        for &(c, oc, hw) in &layers {
+            let xs = [nb, c, hw, hw];
+            let x = noise(nb * c * hw * hw, 1);
+            let w = noise(oc * c * 9, 2);
+            let bias = noise(oc, 3);
+            let f = WinogradFilter::new(&w, oc, c).unwrap();
+            let act = Some(Act::Leaky(0.1));
+            let mut best = f64::MAX;
+            let reps = (200_000_000 / (oc * c * hw * hw * nb)).clamp(5, 60);
+            for _ in 0..reps {
+                let t0 = std::time::Instant::now();
+                drop(winograd::conv(&x, xs, &f, Some(&bias), [1; 4], act).unwrap());
+                best = best.min(t0.elapsed().as_secs_f64() * 1e3 / nb as f64);
+            }
+            total += best;
+            let gmac = (oc * c * 9 * hw * hw) as f64 * 1e-6;
+            eprintln!("{c:>4} -> {oc:>4} @ {hw:>3}: {best:7.3} ms/image ({:5.1} direct-GMAC/s)", gmac / best);
+        }
+        eprintln!("total {total:.3} ms/image");
+    });
+}

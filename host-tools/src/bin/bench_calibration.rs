@@ -42,6 +42,9 @@ struct Args {
     /// Accepted for older scripts: the Winograd convolution is the default now
     #[arg(long, hide = true, conflicts_with = "exact_conv")]
     fast_conv: bool,
+    /// Samples run through the model at once in the statistics pass
+    #[arg(long, default_value_t = CalibOptions::default().stack_samples)]
+    stack_samples: usize,
     /// Count the entries whose threshold / min / max differ from this table (e.g. the
     /// direct-convolution table, written with --exact_conv)
     #[arg(long)]
@@ -67,6 +70,7 @@ fn main() -> Result<()> {
         tune_num: args.tune_num,
         mlir_name: "yolov3_tiny.mlir".into(),
         tune: TuneOptions { fast_conv: !args.exact_conv, ..TuneOptions::default() },
+        stack_samples: args.stack_samples,
         ..CalibOptions::default()
     };
     let load_before = load_average();

@@ -120,6 +120,7 @@ fn run() -> Result<()> {
         tune,
         skip_bad: args.skip_bad,
         mlir_name: args.mlir_file.display().to_string(),
+        ..CalibOptions::default()
     };
     let _ = &args.chip;
 
