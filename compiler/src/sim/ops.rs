@@ -675,13 +675,13 @@ fn map_codes(x: &SimTensor, out: &TensorType, f: impl Fn(i64) -> i64) -> Option<
             y.clamp(0, 255) as u8
         }
     };
-    // Entry `b`: the result for the stored byte `b`.
-    let lut: Vec<u8> = match &x.data {
-        SimData::I8(_) => (0..256).map(|b| store(b as u8 as i8 as i64)).collect(),
-        SimData::U8(_) => (0..256).map(|b| store(b as i64)).collect(),
+    // Entry `b`: the result for the stored byte `b` (an array: no bounds checks per element).
+    let lut: [u8; 256] = match &x.data {
+        SimData::I8(_) => std::array::from_fn(|b| store(b as u8 as i8 as i64)),
+        SimData::U8(_) => std::array::from_fn(|b| store(b as i64)),
         _ => return None,
     };
-    fn looked_up<T: Copy>(a: &ArrayD<T>, lut: &[u8], byte: impl Fn(T) -> u8) -> Vec<u8> {
+    fn looked_up<T: Copy>(a: &ArrayD<T>, lut: &[u8; 256], byte: impl Fn(T) -> u8) -> Vec<u8> {
         match a.as_slice() {
             Some(s) => s.iter().map(|&v| lut[byte(v) as usize]).collect(),
             None => a.iter().map(|&v| lut[byte(v) as usize]).collect(),
