@@ -6,6 +6,7 @@
 //! [`search`] is the mixed-precision search, [`yolo`] the detection post-processing.
 
 pub mod atomic_file;
+mod batch;
 pub mod calibration;
 pub mod codegen;
 pub mod compare;

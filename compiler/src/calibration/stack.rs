@@ -4,8 +4,7 @@
 //! stacked result equals its result alone, bit for bit (tested in `run.rs`).
 
 use crate::interp::Tensor;
-use crate::ir::{Module, TensorType};
-use ndarray::Axis;
+use crate::ir::Module;
 
 /// Op kinds whose every output image depends on the same image of the inputs only and whose
 /// attributes hold no batch size.
@@ -23,56 +22,14 @@ const STACKABLE: &[&str] = &[
     "top.Concat",
 ];
 
-/// `module` with every activation (argument or non-weight op result) of batch 1 retyped to
-/// batch `n`; otherwise why not (an op kind outside [`STACKABLE`], a concatenation along the
-/// batch axis, an activation whose batch is not 1).
+/// `module` retyped to carry `n` samples ([`crate::batch::rebatch`] with [`STACKABLE`]).
 pub(crate) fn rebatch(module: &Module, n: usize) -> Result<Module, String> {
-    let f = &module.func;
-    let mut out = module.clone();
-    let mut activation = vec![false; f.values.len()];
-    for &a in &f.args {
-        activation[a] = true;
-    }
-    for op in &f.ops {
-        if !STACKABLE.contains(&op.kind.as_str()) {
-            return Err(format!("op '{}' ({}) is not known to stack samples", f.op_name(op), op.kind));
-        }
-        if op.kind == "top.Concat" {
-            let axis = op.attr_i64_or("axis", 1).map_err(|e| e.to_string())?;
-            let rank = op.results.first().map_or(0, |&r| f.values[r].ty.shape().len()) as i64;
-            if axis.rem_euclid(rank.max(1)) == 0 {
-                return Err(format!("op '{}' concatenates along the batch axis", f.op_name(op)));
-            }
-        }
-        if !op.is_weight() && !op.is_none() {
-            for &r in &op.results {
-                activation[r] = true;
-            }
-        }
-    }
-    for (v, value) in out.func.values.iter_mut().enumerate() {
-        if !activation[v] {
-            continue;
-        }
-        match &mut value.ty {
-            TensorType::Tensor { shape, .. } if shape.first() == Some(&1) => shape[0] = n,
-            TensorType::None => {}
-            t => return Err(format!("value '{}' of type {t:?} has no batch of 1", value.name)),
-        }
-    }
-    Ok(out)
+    crate::batch::rebatch(module, n, STACKABLE)
 }
 
-/// Input `k` of every sample stacked along the batch axis, for each input `k`; `None` when the
-/// samples' inputs do not stack (another count or shape).
+/// Input `k` of every sample stacked along the batch axis ([`crate::batch::stack_inputs`]).
 pub(crate) fn stack_inputs(samples: &[&[Tensor]]) -> Option<Vec<Tensor>> {
-    let first = samples.first()?;
-    (0..first.len())
-        .map(|k| {
-            let views: Vec<_> = samples.iter().map(|s| s.get(k).map(|t| t.view())).collect::<Option<_>>()?;
-            ndarray::concatenate(Axis(0), &views).ok()
-        })
-        .collect()
+    crate::batch::stack_inputs(samples)
 }
 
 /// Image `k` of a stacked result of `n` images: its slice of the elements (the batch axis is the

@@ -5,8 +5,7 @@
 //! each image's slice of a batched result equals its result alone, bit for bit (tested).
 
 use crate::interp::Tensor;
-use crate::ir::{Module, TensorType};
-use ndarray::Axis;
+use crate::ir::Module;
 use std::ops::Range;
 
 /// Op kinds whose every output image depends on the same image of the inputs only, and whose
@@ -34,57 +33,18 @@ const BATCHABLE: &[&str] = &[
     "tpu.Lut",
 ];
 
-/// `module` with every activation (argument or non-weight op result) of batch 1 retyped to batch
-/// `n`; otherwise why not: some op is not known to run a batch image by image (see
-/// [`BATCHABLE`]), a concatenation joins along the batch axis, or an activation's batch is not 1.
+/// `module` with every activation retyped to batch `n` ([`crate::batch::rebatch`] with
+/// [`BATCHABLE`]); otherwise why not.
 pub(super) fn rebatch(module: &Module, n: usize) -> Result<Module, String> {
-    let f = &module.func;
-    let mut out = module.clone();
-    let mut activation = vec![false; f.values.len()];
-    for &a in &f.args {
-        activation[a] = true;
-    }
-    for op in &f.ops {
-        if !BATCHABLE.contains(&op.kind.as_str()) {
-            return Err(format!("op '{}' ({}) is not known to batch", f.op_name(op), op.kind));
-        }
-        if op.kind.ends_with(".Concat") {
-            let axis = op.attr_i64_or("axis", 1).map_err(|e| e.to_string())?;
-            let rank = op.results.first().map_or(0, |&r| f.values[r].ty.shape().len()) as i64;
-            if axis.rem_euclid(rank.max(1)) == 0 {
-                return Err(format!("op '{}' concatenates along the batch axis", f.op_name(op)));
-            }
-        }
-        if !op.is_weight() && !op.is_none() {
-            for &r in &op.results {
-                activation[r] = true;
-            }
-        }
-    }
-    for (v, value) in out.func.values.iter_mut().enumerate() {
-        if !activation[v] {
-            continue;
-        }
-        match &mut value.ty {
-            TensorType::Tensor { shape, .. } if shape.first() == Some(&1) => shape[0] = n,
-            TensorType::None => {}
-            t => return Err(format!("value '{}' of type {t:?} has no batch of 1", value.name)),
-        }
-    }
-    Ok(out)
+    crate::batch::rebatch(module, n, BATCHABLE)
 }
 
 /// The inputs of several samples stacked along the batch axis: input `k` of the result stacks
 /// input `k` of every sample, in order. `None` when the samples' inputs do not stack (another
 /// count or shape).
 pub(super) fn stack(samples: &[Vec<Tensor>]) -> Option<Vec<Tensor>> {
-    let first = samples.first()?;
-    (0..first.len())
-        .map(|k| {
-            let views: Vec<_> = samples.iter().map(|s| s.get(k).map(|t| t.view())).collect::<Option<_>>()?;
-            ndarray::concatenate(Axis(0), &views).ok().map(|t| t.as_standard_layout().into_owned())
-        })
-        .collect()
+    let refs: Vec<&[Tensor]> = samples.iter().map(|s| s.as_slice()).collect();
+    crate::batch::stack_inputs(&refs)
 }
 
 /// `count` samples in consecutive groups of at most `size` (at least 1), as even as possible:
@@ -107,6 +67,7 @@ mod tests {
     use crate::interp::Interpreter;
     use crate::lower::{lower, Chip, LowerOptions, Mode, QTable};
     use crate::sim::{SimData, SimTensor};
+    use ndarray::Axis;
 
     #[test]
     fn groups_are_consecutive_and_even() {

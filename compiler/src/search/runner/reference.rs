@@ -53,7 +53,7 @@ impl RefLayer {
         let n = t.len();
         let images = images.max(1);
         let unset = || (0..images).map(|_| OnceLock::new()).collect::<Vec<_>>();
-        let Some(s) = t.as_slice().filter(|_| n % images == 0) else {
+        let Some(s) = t.as_slice().filter(|_| n.is_multiple_of(images)) else {
             return RefLayer { values: Arc::default(), leaky: None, images, norm2: unset() };
         };
         let norms: Vec<f64> = s.chunks(n / images).map(raw_norm2).collect();
