@@ -76,3 +76,28 @@ mod tests {
         assert!(assets().join("models/tiny-yolov3-11.onnx").exists());
     }
 }
+
+/// Simulate `module` once on `inputs` and return the seconds spent per op kind and element type
+/// (`"tpu.Conv2D Some(I8)"`), longest first: where one simulation's time goes.
+pub fn sim_time_per_kind(
+    module: &compiler::ir::Module,
+    weights: &compiler::ir::weights::Weights,
+    inputs: &[ndarray::ArrayD<f32>],
+) -> Result<Vec<(String, f64)>, compiler::sim::SimError> {
+    let f = &module.func;
+    let kinds: std::collections::HashMap<&str, &str> = f
+        .ops
+        .iter()
+        .flat_map(|op| op.results.iter().map(move |&r| (f.values[r].name.as_str(), op.kind.as_str())))
+        .collect();
+    let mut per: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut last = std::time::Instant::now();
+    compiler::sim::run_observe(module, weights, inputs, &mut |name, t| {
+        let kind = kinds.get(name).copied().unwrap_or("?");
+        *per.entry(format!("{kind} {:?}", t.ty.elem())).or_default() += last.elapsed().as_secs_f64();
+        last = std::time::Instant::now();
+    })?;
+    let mut v: Vec<(String, f64)> = per.into_iter().collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(v)
+}

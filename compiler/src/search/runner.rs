@@ -700,13 +700,17 @@ impl<'a> SimRunner<'a> {
                         None => RefLayer::new(t, n),
                     });
                 }
-                out.into_iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        t.ok_or_else(|| SearchError::Run(format!("layer '{}' was not computed", self.layers[i].name)))
-                    })
-                    .collect()
+                self.every_layer(out, "was not computed")
             })
+            .collect()
+    }
+
+    /// Every layer's item of `out` (layer order), or an error naming the first layer without one
+    /// and `why` it has none.
+    fn every_layer<T>(&self, out: Vec<Option<T>>, why: &str) -> Result<Vec<T>, SearchError> {
+        out.into_iter()
+            .enumerate()
+            .map(|(i, t)| t.ok_or_else(|| SearchError::Run(format!("layer '{}' {why}", self.layers[i].name))))
             .collect()
     }
 
@@ -730,17 +734,7 @@ impl<'a> SimRunner<'a> {
                     }
                 })
                 .map_err(|e| SearchError::Run(e.to_string()))?;
-                out.into_iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        t.ok_or_else(|| {
-                            SearchError::Run(format!(
-                                "layer '{}' has no output in the lowered model",
-                                self.layers[i].name
-                            ))
-                        })
-                    })
-                    .collect()
+                self.every_layer(out, "has no output in the lowered model")
             })
             .collect()
     }
@@ -760,17 +754,7 @@ impl<'a> SimRunner<'a> {
                     }
                 })
                 .map_err(|e| SearchError::Run(e.to_string()))?;
-                out.into_iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        t.ok_or_else(|| {
-                            SearchError::Run(format!(
-                                "layer '{}' has no output in the lowered model",
-                                self.layers[i].name
-                            ))
-                        })
-                    })
-                    .collect()
+                self.every_layer(out, "has no output in the lowered model")
             })
             .collect()
     }

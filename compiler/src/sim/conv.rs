@@ -408,17 +408,8 @@ fn conv2d_i16_with<T: Copy + Send + Sync>(
     for n in 0..g.n {
         for (grp, wp) in f.groups.iter().enumerate() {
             let obase = (n * g.oc + grp * ocg) * p;
-            // The group's output split per tile (each channel's run of the tile's positions), so
-            // that every task requantizes its own sums: no buffer of the whole output.
-            let mut cells: Vec<Vec<&mut [T]>> = (0..tiles).map(|_| Vec::with_capacity(ocg)).collect();
-            for plane in out[obase..obase + ocg * p].chunks_mut(p) {
-                let mut rest = plane;
-                for cell in cells.iter_mut() {
-                    let (head, tail) = rest.split_at_mut(width.min(rest.len()));
-                    cell.push(head);
-                    rest = tail;
-                }
-            }
+            // Every task requantizes its own sums: no buffer of the whole output.
+            let cells = split_per_tile(&mut out[obase..obase + ocg * p], p, width, tiles);
             cells.into_par_iter().enumerate().for_each(|(t, dst)| {
                 let col = im2col_pairs(x, g, n, grp, k, t * width, width);
                 // Every element is written by the kernel.
@@ -576,17 +567,8 @@ fn conv2d_f32(x: &[f32], w: &[f32], g: &ConvGeom) -> Vec<f32> {
         let wp = &wp[..];
         for n in 0..g.n {
             let obase = (n * g.oc + grp * ocg) * p;
-            // The group's output split per tile (each channel's run of the tile's positions):
-            // every task writes its own results, no buffer of whole tiles.
-            let mut cells: Vec<Vec<&mut [f32]>> = (0..tiles).map(|_| Vec::with_capacity(ocg)).collect();
-            for plane in out[obase..obase + ocg * p].chunks_mut(p) {
-                let mut rest = plane;
-                for cell in cells.iter_mut() {
-                    let (head, tail) = rest.split_at_mut(width.min(rest.len()));
-                    cell.push(head);
-                    rest = tail;
-                }
-            }
+            // Every task writes its own results: no buffer of whole tiles.
+            let cells = split_per_tile(&mut out[obase..obase + ocg * p], p, width, tiles);
             cells.into_par_iter().enumerate().for_each(|(t, dst)| {
                 let p0 = t * width;
                 let valid = width.min(p - p0);
@@ -800,6 +782,23 @@ mod avx {
     pub fn has_avx2_fma() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
     }
+}
+
+/// A group's output (channel planes of `p` positions) split per tile of `width` positions: for
+/// each of the `tiles` tiles, every channel's run of that tile's positions, so that parallel tasks
+/// each write their own tile.
+fn split_per_tile<T>(out: &mut [T], p: usize, width: usize, tiles: usize) -> Vec<Vec<&mut [T]>> {
+    let channels = out.len() / p.max(1);
+    let mut cells: Vec<Vec<&mut [T]>> = (0..tiles).map(|_| Vec::with_capacity(channels)).collect();
+    for plane in out.chunks_mut(p.max(1)) {
+        let mut rest = plane;
+        for cell in cells.iter_mut() {
+            let (head, tail) = rest.split_at_mut(width.min(rest.len()));
+            cell.push(head);
+            rest = tail;
+        }
+    }
+    cells
 }
 
 #[cfg(test)]

@@ -187,24 +187,10 @@ fn main() -> Result<()> {
             Some(_) => bail!("batch {b}: values differ from the first batch size's"),
         }
         if args.profile && b == args.batch[0] {
-            let f = &m.func;
-            let kinds: std::collections::HashMap<&str, &str> = f
-                .ops
-                .iter()
-                .flat_map(|op| op.results.iter().map(move |&r| (f.values[r].name.as_str(), op.kind.as_str())))
-                .collect();
-            let mut per: std::collections::BTreeMap<String, f64> = Default::default();
             let start = Instant::now();
-            let mut last = start;
-            sim::run_observe(&m, &lw, &runs[0], &mut |name, t| {
-                let kind = kinds.get(name).copied().unwrap_or("?");
-                *per.entry(format!("{kind} {:?}", t.ty.elem())).or_default() += last.elapsed().as_secs_f64();
-                last = Instant::now();
-            })?;
+            let per = host_tools::bench::sim_time_per_kind(&m, &lw, &runs[0])?;
             println!("  profile (no cache, packing included): {:.3} s", start.elapsed().as_secs_f64());
-            let mut v: Vec<_> = per.into_iter().collect();
-            v.sort_by(|a, b| b.1.total_cmp(&a.1));
-            for (k, s) in v.iter().take(8) {
+            for (k, s) in per.iter().take(8) {
                 println!("    {k:<32} {s:.3} s");
             }
         }
