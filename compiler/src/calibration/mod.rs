@@ -4,6 +4,7 @@
 
 pub mod collect;
 pub mod dataset;
+mod early_exit;
 pub mod histogram;
 pub mod inputs;
 mod kernels;

@@ -243,8 +243,14 @@ pub fn run_calibration(
         return Err(CalibError::Dataset("no sample could be used".into()));
     }
     times.statistics = statistics.elapsed();
-    // the tuner prepares interpreters of its own; free this one's packed and transformed filters
-    drop(interp);
+    // the tuner evaluates single ops with this interpreter when it ran the model itself (one
+    // sample per run); a stacked one is freed (with its packed and transformed filters) here
+    let prepared = if stacked_module.is_none() {
+        Some(interp)
+    } else {
+        drop(interp);
+        None
+    };
     let thresholds_started = Instant::now();
     let results = collector.finish();
     times.thresholds = thresholds_started.elapsed();
@@ -254,10 +260,18 @@ pub fn run_calibration(
         let abs_max: Vec<f64> = results.iter().map(|r| r.abs_max).collect();
         let mut progress = |done, total| on_event(CalibEvent::Tune { done, total });
         let tune_args = TuneArgs { inputs: &tune_inputs, tensors: &tensors, initial: &initial, abs_max: &abs_max };
-        tune_thresholds_timed(module, weights, &tune_args, tune_references, opts.tune, &mut progress, &mut times)?
-            .into_iter()
-            .map(|t| if t <= 1e-5 || t.is_nan() { 1e-5 } else { t })
-            .collect()
+        tune_thresholds_timed(
+            module,
+            weights,
+            &tune_args,
+            (tune_references, prepared),
+            opts.tune,
+            &mut progress,
+            &mut times,
+        )?
+        .into_iter()
+        .map(|t| if t <= 1e-5 || t.is_nan() { 1e-5 } else { t })
+        .collect()
     } else {
         results.iter().map(|r| r.threshold).collect()
     };

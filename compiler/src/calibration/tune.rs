@@ -3,6 +3,7 @@
 //! fake-quantized weights on fake-quantized F32 reference inputs.
 
 use super::collect::CalibTensor;
+use super::early_exit;
 use super::kernels::{abs_sum, leaky_distances, quantize_slice, quantized_reference_distances, squared_distance};
 use super::run::PhaseTimes;
 use super::CalibError;
@@ -125,7 +126,7 @@ pub fn tune_thresholds(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<f64>, CalibError> {
     let args = TuneArgs { inputs: tune_inputs, tensors, initial, abs_max };
-    tune_thresholds_timed(module, weights, &args, Vec::new(), opts, progress, &mut PhaseTimes::default())
+    tune_thresholds_timed(module, weights, &args, (Vec::new(), None), opts, progress, &mut PhaseTimes::default())
 }
 
 /// The data a tuning pass works on (see [`tune_thresholds`]).
@@ -140,23 +141,32 @@ pub(crate) struct TuneArgs<'a> {
     pub abs_max: &'a [f64],
 }
 
-/// [`tune_thresholds`], adding the wall time of its parts into `times`. `references[s]`, when
+/// [`tune_thresholds`], adding the wall time of its parts into `times`. `given.0[s]`, when
 /// given, holds tune sample `s`'s F32 op results by value id as the same interpreter computed
-/// them (the statistics pass): those are taken instead of evaluating the op again.
-pub(crate) fn tune_thresholds_timed(
-    module: &Module,
-    weights: &Weights,
+/// them (the statistics pass): those are taken instead of evaluating the op again. `given.1`
+/// is that interpreter, when it was prepared for `module` itself with the same convolution
+/// setting: it is used instead of preparing (packing and transforming every filter) again.
+pub(crate) fn tune_thresholds_timed<'m>(
+    module: &'m Module,
+    weights: &'m Weights,
     args: &TuneArgs<'_>,
-    references: Vec<Vec<Option<Tensor>>>,
+    given: (Vec<Vec<Option<Tensor>>>, Option<Interpreter<'m>>),
     opts: TuneOptions,
     progress: &mut dyn FnMut(usize, usize),
     times: &mut PhaseTimes,
 ) -> Result<Vec<f64>, CalibError> {
     let TuneArgs { inputs: tune_inputs, tensors, initial, abs_max } = *args;
+    let (references, prepared) = given;
     let f = &module.func;
     let model_err = |e: crate::interp::InterpError| CalibError::Model(e.to_string());
-    let mut reference = Interpreter::new(module, weights).map_err(model_err)?;
-    reference.set_fast_conv(opts.fast_conv);
+    let reference = match prepared {
+        Some(interp) if interp.fast_conv() == opts.fast_conv => interp,
+        _ => {
+            let mut interp = Interpreter::new(module, weights).map_err(model_err)?;
+            interp.set_fast_conv(opts.fast_conv);
+            interp
+        }
+    };
     let dq_weights = if opts.quantize_weights { Some(fake_quant_weights(module, weights)) } else { None };
     let dq_owned = match &dq_weights {
         Some(w) => {
@@ -259,14 +269,19 @@ pub(crate) fn tune_thresholds_timed(
 
 /// One tune sample as the candidates of one target see it: the op's F32 operands (`None` for
 /// weights), its F32 reference result as one slice, and that result's L1 norm.
-struct SampleView<'s> {
-    operands: Vec<Option<&'s Tensor>>,
-    reference: Cow<'s, [f32]>,
-    l1: f64,
+pub(super) struct SampleView<'s> {
+    /// The op's operands (`None` for weights).
+    pub operands: Vec<Option<&'s Tensor>>,
+    /// The F32 reference result's elements.
+    pub reference: Cow<'s, [f32]>,
+    /// Its shape.
+    pub reference_shape: Vec<usize>,
+    /// Σ |reference|.
+    pub l1: f64,
 }
 
 /// A tensor's elements as one slice (copied only when it is not in standard layout).
-fn elements(t: &Tensor) -> Cow<'_, [f32]> {
+pub(super) fn elements(t: &Tensor) -> Cow<'_, [f32]> {
     match t.as_slice() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(t.iter().copied().collect()),
@@ -479,39 +494,60 @@ fn find_better_threshold(
         let reference = env[result_v]
             .as_ref()
             .ok_or_else(|| CalibError::Model(format!("tuning: reference of value %{result_v} missing")))?;
+        let reference_shape = reference.shape().to_vec();
         let reference = elements(reference);
         let l1 = abs_sum(&reference);
-        samples.push(SampleView { operands, reference, l1 });
+        samples.push(SampleView { operands, reference, reference_shape, l1 });
     }
     let started = Instant::now();
     let how = shortcut(op, &samples);
-    let dists: Vec<Result<f64, CalibError>> = match how {
+    // per candidate its distance, or `None` when the early exit dropped it (worse than another)
+    let dists: Vec<Result<Option<f64>, CalibError>> = match how {
         Some(how) => {
             // one group of candidates per thread: each reads the samples once for its group
             let per = candidates.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
             candidates
                 .par_chunks(per)
-                .flat_map_iter(|group| shortcut_distances(how, &samples, group).into_iter().map(Ok))
+                .flat_map_iter(|group| shortcut_distances(how, &samples, group).into_iter().map(|d| Ok(Some(d))))
                 .collect()
         }
-        None if dq.runs_winograd(op_index) => {
-            match stacked_conv_distances(dq, op_index, &samples, &candidates, STACK_BYTES) {
-                Ok(d) => d.into_iter().map(Ok).collect(),
+        None if op.kind == "top.Conv" => {
+            match early_exit::candidate_distances(dq, op_index, &samples, &candidates, STACK_BYTES) {
+                Ok(Some(d)) => d.into_iter().map(Ok).collect(),
+                Ok(None) if dq.runs_winograd(op_index) => {
+                    match stacked_conv_distances(dq, op_index, &samples, &candidates, STACK_BYTES) {
+                        Ok(d) => d.into_iter().map(|d| Ok(Some(d))).collect(),
+                        Err(e) => vec![Err(e)],
+                    }
+                }
+                Ok(None) => candidates
+                    .par_iter()
+                    .map_init(Vec::new, |pool, &th| candidate_distance(dq, op_index, &samples, th, pool).map(Some))
+                    .collect(),
                 Err(e) => vec![Err(e)],
             }
         }
         None => candidates
             .par_iter()
-            .map_init(Vec::new, |pool, &th| candidate_distance(dq, op_index, &samples, th, pool))
+            .map_init(Vec::new, |pool, &th| candidate_distance(dq, op_index, &samples, th, pool).map(Some))
             .collect(),
     };
     *(if how.is_some() { &mut times.tune_shortcut } else { &mut times.tune_run }) += started.elapsed();
-    let mut best = th0;
+    pick_candidate(&candidates, dists)
+}
+
+/// tpu-mlir's pick: the first candidate initialises, a later one wins only with a strictly
+/// smaller mean distance (dropped candidates, `None`, are worse than a kept one and skipped).
+fn pick_candidate(candidates: &[f64], dists: Vec<Result<Option<f64>, CalibError>>) -> Result<f64, CalibError> {
+    let mut best = candidates.first().copied().unwrap_or(0.0);
     let mut prev: Option<f64> = None;
     for (th, d) in candidates.iter().zip(dists) {
-        let d = d?;
+        let Some(d) = d? else { continue };
         match prev {
-            None => prev = Some(d),
+            None => {
+                prev = Some(d);
+                best = *th;
+            }
             Some(p) if d < p => {
                 prev = Some(d);
                 best = *th;
@@ -597,9 +633,11 @@ mod tests {
                 .iter()
                 .zip(&envs)
                 .map(|(inp, env)| {
-                    let reference = elements(env[op.results[0]].as_ref().unwrap());
+                    let r = env[op.results[0]].as_ref().unwrap();
+                    let reference_shape = r.shape().to_vec();
+                    let reference = elements(r);
                     let l1 = abs_sum(&reference);
-                    SampleView { operands: sample_operands(op, &arg_index, inp, env), reference, l1 }
+                    SampleView { operands: sample_operands(op, &arg_index, inp, env), reference, reference_shape, l1 }
                 })
                 .collect();
             let how = shortcut(op, &samples);
@@ -617,29 +655,124 @@ mod tests {
     /// in [1,8,9,11] -> Conv 3x3 pad 1 (8 -> 10 channels, with bias): a Winograd convolution
     /// when fast convolution is on.
     fn conv_module() -> (Module, Weights) {
+        conv_module_shaped([1, 8, 9, 11], [1, 1, 1, 1])
+    }
+
+    /// in `shape` -> Conv 3x3 with `pads` (8 -> 10 channels, with bias).
+    fn conv_module_shaped(shape: [usize; 4], pads: [i64; 4]) -> (Module, Weights) {
         use crate::ir::{attr, Attrs, Func};
+        let [n, c, h, w] = shape;
+        let (oh, ow) = (h + pads[0] as usize + pads[2] as usize - 2, w + pads[1] as usize + pads[3] as usize - 2);
         let mut f = Func::default();
-        let x = f.add_value("", TensorType::f32(vec![1, 8, 9, 11]));
+        let x = f.add_value("", TensorType::f32(shape.to_vec()));
         f.args.push(x);
-        let inp = f.push_op("top.Input", vec![x], Attrs::new(), "in", TensorType::f32(vec![1, 8, 9, 11]));
-        let w = f.push_op("top.Weight", vec![], Attrs::new(), "w", TensorType::f32(vec![10, 8, 3, 3]));
+        let inp = f.push_op("top.Input", vec![x], Attrs::new(), "in", TensorType::f32(shape.to_vec()));
+        let wt = f.push_op("top.Weight", vec![], Attrs::new(), "w", TensorType::f32(vec![10, c, 3, 3]));
         let b = f.push_op("top.Weight", vec![], Attrs::new(), "b", TensorType::f32(vec![10]));
-        let attrs: Attrs = [
-            ("kernel_shape", attr::ints(&[3, 3])),
-            ("strides", attr::ints(&[1, 1])),
-            ("pads", attr::ints(&[1, 1, 1, 1])),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let c = f.push_op("top.Conv", vec![inp, w, b], attrs, "conv", TensorType::f32(vec![1, 10, 9, 11]));
-        f.returns.push(c);
+        let attrs: Attrs =
+            [("kernel_shape", attr::ints(&[3, 3])), ("strides", attr::ints(&[1, 1])), ("pads", attr::ints(&pads))]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        let conv = f.push_op("top.Conv", vec![inp, wt, b], attrs, "conv", TensorType::f32(vec![n, 10, oh, ow]));
+        f.returns.push(conv);
         let mut ws = Weights::default();
-        let wd: Vec<f32> = (0..720).map(|i| ((i * 7919) % 211) as f32 * 0.01 - 1.05).collect();
-        ws.insert("w", TensorData::F32(Tensor::from_shape_vec(IxDyn(&[10, 8, 3, 3]), wd).unwrap()));
+        let wd: Vec<f32> = (0..10 * c * 9).map(|i| ((i * 7919) % 211) as f32 * 0.01 - 1.05).collect();
+        ws.insert("w", TensorData::F32(Tensor::from_shape_vec(IxDyn(&[10, c, 3, 3]), wd).unwrap()));
         let bd: Vec<f32> = (0..10).map(|i| i as f32 * 0.3 - 1.2).collect();
         ws.insert("b", TensorData::F32(Tensor::from_shape_vec(IxDyn(&[10]), bd).unwrap()));
         (Module { name: "m".into(), attrs: Attrs::new(), func: f }, ws)
+    }
+
+    /// The tune samples of op `conv` of `m` for these inputs, with their reference runs.
+    fn conv_samples<'s>(
+        m: &Module,
+        conv: usize,
+        inputs: &'s [Vec<Tensor>],
+        envs: &'s [Vec<Option<Tensor>>],
+    ) -> Vec<SampleView<'s>> {
+        let f = &m.func;
+        let mut arg_index = vec![None; f.values.len()];
+        arg_index[f.args[0]] = Some(0);
+        let op = &f.ops[conv];
+        inputs
+            .iter()
+            .zip(envs)
+            .map(|(inp, env)| {
+                let r = env[op.results[0]].as_ref().unwrap();
+                let reference_shape = r.shape().to_vec();
+                let reference = elements(r);
+                let l1 = abs_sum(&reference);
+                SampleView { operands: sample_operands(op, &arg_index, inp, env), reference, reference_shape, l1 }
+            })
+            .collect()
+    }
+
+    /// The early exit keeps the pick of evaluating every candidate whole: the candidates it
+    /// completes have the same distances (up to the order of the sums), the ones it drops are
+    /// worse than the best, and some are dropped. Odd sizes, both paddings, two images, strips of
+    /// one and of two tile rows, Winograd and direct convolutions.
+    #[test]
+    fn early_exit_picks_what_the_whole_evaluation_picks() {
+        let cases = [
+            ([1, 8, 29, 23], [1, 1, 1, 1], true),
+            ([2, 8, 33, 17], [0, 1, 0, 2], true),
+            ([1, 8, 26, 26], [1, 1, 1, 1], true),
+            ([1, 8, 131, 9], [1, 1, 1, 1], true),
+            ([1, 3, 131, 9], [1, 1, 1, 1], false),
+            ([1, 8, 29, 23], [1, 1, 1, 1], false),
+        ];
+        for (shape, pads, fast) in cases {
+            let (m, ws) = conv_module_shaped(shape, pads);
+            let mut interp = Interpreter::new(&m, &ws).unwrap();
+            interp.set_fast_conv(fast);
+            let conv = m.func.ops.iter().position(|o| o.kind == "top.Conv").unwrap();
+            let len: usize = shape.iter().product();
+            let inputs: Vec<Vec<Tensor>> = (0..3)
+                .map(|k| {
+                    // smooth content with a bright band, so the rows differ
+                    let data = (0..len)
+                        .map(|i| {
+                            let y = (i / shape[3]) % shape[2];
+                            let band = if y % 11 < 3 { 4.0 } else { 0.0 };
+                            ((i * 37 + k * 11) % 29) as f32 * 0.173 - 2.4 + band
+                        })
+                        .collect();
+                    vec![Tensor::from_shape_vec(IxDyn(&shape), data).unwrap()]
+                })
+                .collect();
+            let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
+            let samples = conv_samples(&m, conv, &inputs, &envs);
+            let ths: Vec<f64> = (0..=21).map(|k| 2.0 + 1.5 * k as f64).collect();
+            let whole: Vec<f64> = ths
+                .iter()
+                .map(|&th| candidate_distance(&interp, conv, &samples, th, &mut Vec::new()).unwrap())
+                .collect();
+            let early = early_exit::candidate_distances(&interp, conv, &samples, &ths, 1 << 16).unwrap().unwrap();
+            let min = whole.iter().copied().fold(f64::INFINITY, f64::min);
+            for (k, (w, e)) in whole.iter().zip(&early).enumerate() {
+                match e {
+                    Some(e) => assert!((e - w).abs() <= 1e-12 * w, "{shape:?} candidate {k}: {e} vs {w}"),
+                    None => assert!(*w > min, "{shape:?}: candidate {k} ({w}) dropped but the best is {min}"),
+                }
+            }
+            assert!(early.iter().any(Option::is_none), "{shape:?}: nothing dropped: {whole:?}");
+            let pick = |d: Vec<Option<f64>>| pick_candidate(&ths, d.into_iter().map(Ok).collect()).unwrap();
+            assert_eq!(pick(early), pick(whole.into_iter().map(Some).collect()), "{shape:?}");
+        }
+    }
+
+    /// Too few tile rows: the caller evaluates the candidates whole.
+    #[test]
+    fn early_exit_declines_short_maps() {
+        let (m, ws) = conv_module();
+        let mut interp = Interpreter::new(&m, &ws).unwrap();
+        interp.set_fast_conv(true);
+        let conv = m.func.ops.iter().position(|o| o.kind == "top.Conv").unwrap();
+        let inputs = vec![vec![Tensor::from_elem(IxDyn(&[1, 8, 9, 11]), 0.5f32)]];
+        let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
+        let samples = conv_samples(&m, conv, &inputs, &envs);
+        assert!(early_exit::candidate_distances(&interp, conv, &samples, &[1.0, 2.0], STACK_BYTES).unwrap().is_none());
     }
 
     /// Stacking the candidates into one Winograd convolution gives every candidate's distance
@@ -658,19 +791,7 @@ mod tests {
             })
             .collect();
         let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
-        let f = &m.func;
-        let mut arg_index = vec![None; f.values.len()];
-        arg_index[f.args[0]] = Some(0);
-        let op = &f.ops[conv];
-        let samples: Vec<SampleView<'_>> = inputs
-            .iter()
-            .zip(&envs)
-            .map(|(inp, env)| {
-                let reference = elements(env[op.results[0]].as_ref().unwrap());
-                let l1 = abs_sum(&reference);
-                SampleView { operands: sample_operands(op, &arg_index, inp, env), reference, l1 }
-            })
-            .collect();
+        let samples = conv_samples(&m, conv, &inputs, &envs);
         let ths = [0.3, 1.1, 2.05, 2.5, 7.0];
         let alone: Vec<f64> =
             ths.iter().map(|&th| candidate_distance(&interp, conv, &samples, th, &mut Vec::new()).unwrap()).collect();

@@ -159,6 +159,47 @@ fn relu_limit(op: &Op) -> Result<Option<f32>, OpError> {
     Ok(if l >= 0.0 { Some(l as f32) } else { None })
 }
 
+/// A 3x3 stride-1 `top.Conv` on row strips: `x` [B, C, hs, W] holds, per entry, input rows
+/// already padded at the top and bottom (zeros outside the image), so only the op's left and
+/// right pads apply; the result is [B, OC, hs - 2, OW]. The Winograd filter is used when the op
+/// has one, else the packed one (the same path as a whole run takes).
+pub(super) fn eval_conv_strips(
+    op: &Op,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    filters: (Option<&PackedA>, Option<&WinogradFilter>),
+) -> Result<Tensor, OpError> {
+    let (packed, wino) = filters;
+    let mut g = conv_geom(op, x, w)?;
+    if [g.kh, g.kw, g.sh, g.sw, g.dh, g.dw] != [3, 3, 1, 1, 1, 1] || x.ndim() != 4 {
+        return Err(OpError::Msg("strip evaluation is for 3x3 stride-1 convolutions".into()));
+    }
+    let fits = |f: &&WinogradFilter| {
+        winograd::applies([g.kh, g.kw], [g.sh, g.sw], [g.dh, g.dw], g.group)
+            && f.in_channels() == x.shape()[1]
+            && f.out_channels() == w.shape()[0]
+    };
+    g.pads = [0, g.pads[1], 0, g.pads[3]];
+    let out = match wino.filter(fits) {
+        Some(f) => {
+            let s = x.shape();
+            let xs = conv::contiguous(x);
+            let bias = bias.map(conv::contiguous);
+            winograd::conv(&xs, [s[0], s[1], s[2], s[3]], f, bias.as_deref(), g.pads, None)?
+        }
+        None => conv::conv(x, w, bias, &g, packed, None)?,
+    };
+    Ok(if op.attr_bool("do_relu") { elementwise::unary(out, Unary::Relu(relu_limit(op)?)) } else { out })
+}
+
+/// The pads [top, left, bottom, right] of `op` when it is a 2-D 3x3 stride-1 dilation-1
+/// convolution (the ones [`eval_conv_strips`] takes).
+pub(super) fn conv_pads_3x3(op: &Op) -> Option<[usize; 4]> {
+    let (k, s, p, d) = window(op, 2, Some(&[3, 3])).ok()?;
+    (k == [3, 3] && s == [1, 1] && d == [1, 1]).then_some(p)
+}
+
 /// Evaluate `op` on resolved operands; `owned0` is the first operand handed over for in-place
 /// update (then `operands[0]` is `None`). `out_shapes` are the declared result shapes; `packed`
 /// is the op's prepacked constant filter, `wino` its Winograd-transformed one (fast conv on);

@@ -400,6 +400,49 @@ impl<'a> Interpreter<'a> {
         Ok(out)
     }
 
+    /// The pads [top, left, bottom, right] of `top.Conv` number `op_index` when it is a 2-D 3x3
+    /// stride-1 convolution with a constant filter (the ones [`Interpreter::eval_conv_strips`]
+    /// takes; its caller pads the top and bottom itself).
+    pub fn conv_pads(&self, op_index: usize) -> Option<[usize; 4]> {
+        let op = self.module.func.ops.get(op_index)?;
+        let filter = self.const_of(*op.operands.get(1)?)?;
+        if op.kind != "top.Conv" || op.results.len() != 1 || filter.ndim() != 4 {
+            return None;
+        }
+        dispatch::conv_pads_3x3(op)
+    }
+
+    /// Evaluate 3x3 stride-1 `top.Conv` number `op_index` on row strips of its input: `x`
+    /// [B, C, hs, W] holds, per entry, `hs` consecutive input rows with the op's top and bottom
+    /// padding already in place (zero rows outside the image); the result [B, OC, hs - 2, OW]
+    /// holds the output rows those input rows give. When each strip starts at input row
+    /// `4·t - pad_top` (a tile row `t` of a Winograd convolution; any row for the direct one),
+    /// every output equals the same output of evaluating the op on the whole image bit for bit:
+    /// the same tiles, the same sums. Lets a caller evaluate a convolution a few rows at a time
+    /// (the threshold tuner's early exit).
+    pub fn eval_conv_strips(&self, op_index: usize, x: &Tensor) -> Result<Tensor, InterpError> {
+        let func = &self.module.func;
+        let op = self.op_at(op_index)?;
+        let declared = op.operands.first().and_then(|&v| func.values.get(v)).map(|v| v.ty.shape()).unwrap_or(&[]);
+        let s = x.shape();
+        if self.conv_pads(op_index).is_none() {
+            return Err(self.op_error(op, "strip evaluation is for 3x3 stride-1 convolutions only".into()));
+        }
+        if declared.len() != 4 || s.len() != 4 || s[1] != declared[1] || s[3] != declared[3] || s[2] < 3 {
+            return Err(self.op_error(op, format!("strips {s:?} do not fit the input {declared:?}")));
+        }
+        let w = self.const_of(op.operands[1]).ok_or_else(|| self.op_error(op, "filter is not a weight".into()))?;
+        let bias = op.operands.get(2).and_then(|&v| self.const_of(v));
+        let packed = self.packed.get(op_index).and_then(|p| p.as_ref());
+        let wino = self.winograd.get(op_index).and_then(|f| f.as_ref());
+        dispatch::eval_conv_strips(op, x, w, bias, (packed, wino)).map_err(|e| match e {
+            dispatch::OpError::Unsupported => {
+                InterpError::Unsupported { name: func.op_name(op).to_string(), kind: op.kind.clone() }
+            }
+            dispatch::OpError::Msg(msg) => self.op_error(op, msg),
+        })
+    }
+
     /// Switch the fast convolution on or off (off by default). On, every dense 3x3 stride-1
     /// dilation-1 `top.Conv` with a constant filter and at least [`FAST_CONV_MIN_CHANNELS`]
     /// input channels runs as a Winograd F(4x4, 3x3) convolution: about 2.5x to 3.5x fewer

@@ -683,3 +683,64 @@ fn fused_conv_activation_in_run_equals_observed_run() {
     assert_eq!(fused, observed);
     assert!(fused[0].iter().any(|&v| v < 0.0) && fused[1].iter().all(|&v| (0.0..=0.5).contains(&v)));
 }
+
+/// A 3x3 stride-1 convolution evaluated on row strips (each strip the input rows under 4·b
+/// output rows, zero rows outside the image) gives those output rows of the whole run bit for
+/// bit, with the Winograd filter and with the direct one; strips that do not fit are refused.
+#[test]
+fn conv_strips_give_the_rows_of_the_whole_convolution() {
+    let (c, h, w) = (16, 21, 23);
+    let mut g = Graph::default();
+    let xi = g.input("x", &[1, c, h, w]);
+    let wt = g.weight("w", noise(&[24, c, 3, 3], 5));
+    let b = g.weight("b", noise(&[24], 6));
+    let y =
+        g.op("top.Conv", vec![xi, wt, b], &conv_attrs([3, 3], [1, 1], [1, 0, 2, 1], [1, 1], 1), "y", &[1, 24, 22, 22]);
+    let (m, ws) = g.module(vec![y]);
+    let conv = m.func.ops.iter().position(|o| o.kind == "top.Conv").unwrap();
+    let x = noise(&[1, c, h, w], 7);
+    for fast in [true, false] {
+        let mut interp = Interpreter::new(&m, &ws).unwrap();
+        interp.set_fast_conv(fast);
+        assert_eq!(interp.runs_winograd(conv), fast && sgemm::available());
+        let pads = interp.conv_pads(conv).expect("a 3x3 stride-1 convolution");
+        assert_eq!(pads, [1, 0, 2, 1]);
+        let whole = interp.eval_op(conv, &[Some(&x), None, None]).unwrap().remove(0);
+        let (oc, oh, ow) = (whole.shape()[1], whole.shape()[2], whole.shape()[3]);
+        let xs = x.as_slice().unwrap();
+        for band in [1usize, 2] {
+            let rows = 4 * band;
+            let strips = oh.div_ceil(rows);
+            let mut data = vec![0f32; strips * c * (rows + 2) * w];
+            for (s, strip) in data.chunks_exact_mut(c * (rows + 2) * w).enumerate() {
+                for (ch, plane) in strip.chunks_exact_mut((rows + 2) * w).enumerate() {
+                    for (i, line) in plane.chunks_exact_mut(w).enumerate() {
+                        let iy = (s * rows + i) as isize - pads[0] as isize;
+                        if iy >= 0 && (iy as usize) < h {
+                            let at = (ch * h + iy as usize) * w;
+                            line.copy_from_slice(&xs[at..at + w]);
+                        }
+                    }
+                }
+            }
+            let got = interp.eval_conv_strips(conv, &t(&[strips, c, rows + 2, w], data)).unwrap();
+            assert_eq!(got.shape(), &[strips, oc, rows, ow]);
+            for s in 0..strips {
+                for o in 0..oc {
+                    for yy in 0..rows.min(oh - s * rows) {
+                        for xx in 0..ow {
+                            let (a, b) = (got[[s, o, yy, xx]], whole[[0, o, s * rows + yy, xx]]);
+                            assert_eq!(
+                                a.to_bits(),
+                                b.to_bits(),
+                                "fast {fast} band {band}: strip {s} ch {o} row {yy} col {xx}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        let err = interp.eval_conv_strips(conv, &Tensor::zeros(IxDyn(&[1, c, 6, w + 1]))).unwrap_err();
+        assert_eq!(err.to_string(), "op 'y' (top.Conv): strips [1, 16, 6, 24] do not fit the input [1, 16, 21, 23]");
+    }
+}

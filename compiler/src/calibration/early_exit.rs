@@ -1,0 +1,292 @@
+//! The threshold tuner's early exit for 3x3 convolutions: every candidate threshold is
+//! evaluated a band of output rows at a time, and a candidate is dropped as soon as a lower
+//! bound of its distance exceeds the distance of a candidate already evaluated whole.
+//!
+//! A candidate's distance is the mean over the samples of `sqrt(Σ (out − ref)²) / l1`; with
+//! only some rows computed the sum is smaller, so the same formula over the rows done so far is
+//! a lower bound. A dropped candidate is worse than a complete one, so it cannot be the one the
+//! tuner picks (the first candidate with the smallest distance): the pick is the same as
+//! evaluating every candidate whole. Every output value is computed exactly as the whole
+//! convolution computes it ([`Interpreter::eval_conv_strips`]); only the order in which the
+//! squared differences are added differs (by bands), which moves a distance by float rounding.
+
+use super::kernels::{quantize_slice, squared_distance};
+use super::tune::SampleView;
+use super::CalibError;
+use crate::interp::{Interpreter, Tensor};
+use rayon::prelude::*;
+
+/// Output rows of one Winograd tile (the strips are cut at tile rows).
+const TILE_ROWS: usize = 4;
+/// Convolutions with fewer bands are evaluated whole: a first round of one band in four rarely
+/// drops a candidate there, and each round streams the (then large) filter once more.
+pub(crate) const MIN_BANDS: usize = 6;
+/// About this many bands a convolution is cut into (fewer, larger strips on tall maps: fewer
+/// calls and less overlap between the strips).
+const TARGET_BANDS: usize = 16;
+/// Relative slack of the drop test, far above the rounding of sums taken in another order.
+const SLACK: f64 = 1e-9;
+
+/// The shapes of one convolution's input and output (one sample; `n` images).
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    oc: usize,
+    oh: usize,
+    ow: usize,
+    /// Rows of zero padding above the input.
+    pad_top: usize,
+    /// Tile rows per band (one strip).
+    band: usize,
+    /// Bands of the output (`oh / (4·band)` rounded up).
+    bands: usize,
+}
+
+impl Geometry {
+    /// Output rows of one strip.
+    fn out_rows(&self) -> usize {
+        TILE_ROWS * self.band
+    }
+
+    /// Input rows of one strip.
+    fn in_rows(&self) -> usize {
+        self.out_rows() + 2
+    }
+}
+
+/// One strip of a stacked call: candidate, sample, image of the sample, band.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    cand: usize,
+    sample: usize,
+    image: usize,
+    band: usize,
+}
+
+/// A candidate's squared distances so far: `[sample][image · bands + band]`, zero where not
+/// computed yet (sums over all slots in slot order, so a complete candidate's total does not
+/// depend on the order its rows were computed in).
+#[derive(Debug, Clone)]
+struct Partial {
+    d2: Vec<Vec<f64>>,
+    bands_done: usize,
+}
+
+impl Partial {
+    /// The tuner's distance over the rows computed so far (a lower bound until complete).
+    fn distance(&self, samples: &[SampleView<'_>]) -> f64 {
+        let total: f64 = self.d2.iter().zip(samples).map(|(d2, s)| d2.iter().sum::<f64>().sqrt() / s.l1).sum();
+        total / samples.len().max(1) as f64
+    }
+}
+
+/// The geometry of op `op_index`'s first operand and result in these samples, when every sample
+/// has the same shapes and the convolution has enough bands to gain from the early exit.
+fn geometry(dq: &Interpreter<'_>, op_index: usize, samples: &[SampleView<'_>]) -> Option<Geometry> {
+    let first = samples.first()?;
+    let x = first.operands.first().copied().flatten()?;
+    let (xs, rs) = (x.shape(), first.reference_shape.as_slice());
+    if xs.len() != 4 || rs.len() != 4 || xs[0] != rs[0] {
+        return None;
+    }
+    let pads = dq.conv_pads(op_index)?;
+    let tile_rows = rs[2].div_ceil(TILE_ROWS);
+    let band = (tile_rows / TARGET_BANDS).max(1);
+    let g = Geometry {
+        n: xs[0],
+        c: xs[1],
+        h: xs[2],
+        w: xs[3],
+        oc: rs[1],
+        oh: rs[2],
+        ow: rs[3],
+        pad_top: pads[0],
+        band,
+        bands: tile_rows.div_ceil(band),
+    };
+    let same = samples.iter().all(|s| {
+        s.operands.first().copied().flatten().is_some_and(|x| x.shape() == xs)
+            && s.reference_shape == first.reference_shape
+            && s.l1.is_finite()
+            && s.l1 > 0.0
+    });
+    (same && g.bands >= MIN_BANDS && g.h + pads[0] + pads[2] == g.oh + 2).then_some(g)
+}
+
+/// The bands in the order they are evaluated (spread over the image: 0, 1/2, 1/4, 3/4, ... of
+/// the height) and the ends of the rounds in that order (about 1/8, 1/4, 1/2 and all bands).
+fn band_rounds(bands: usize) -> (Vec<usize>, Vec<usize>) {
+    let span = bands.next_power_of_two();
+    let bits = span.trailing_zeros();
+    let reversed = |i: usize| if bits == 0 { 0 } else { i.reverse_bits() >> (usize::BITS - bits) };
+    let order: Vec<usize> = (0..span).map(reversed).filter(|&r| r < bands).collect();
+    let mut ends: Vec<usize> = Vec::new();
+    for div in [8, 4, 2, 1] {
+        let end = bands.div_ceil(div).max(1);
+        if ends.last().is_none_or(|&e| end > e) {
+            ends.push(end);
+        }
+    }
+    (order, ends)
+}
+
+/// Mean tuner distance of each candidate threshold of `ths` on a 3x3 stride-1 convolution, `None`
+/// for the candidates dropped on the way (each worse than a complete one); `Ok(None)` when the
+/// convolution does not suit the early exit (not 3x3 stride 1, or fewer than [`MIN_BANDS`]
+/// bands) and the caller evaluates the candidates whole.
+pub(crate) fn candidate_distances(
+    dq: &Interpreter<'_>,
+    op_index: usize,
+    samples: &[SampleView<'_>],
+    ths: &[f64],
+    stack_bytes: usize,
+) -> Result<Option<Vec<Option<f64>>>, CalibError> {
+    let Some(g) = geometry(dq, op_index, samples) else { return Ok(None) };
+    let inputs: Vec<std::borrow::Cow<'_, [f32]>> =
+        samples.iter().map(|s| s.operands[0].map(super::tune::elements).unwrap_or_default()).collect();
+    let slots = g.n * g.bands;
+    let mut partial = vec![Partial { d2: vec![vec![0.0; slots]; samples.len()], bands_done: 0 }; ths.len()];
+    let (order, ends) = band_rounds(g.bands);
+    let run = |cands: &[usize], rows: &[usize], partial: &mut [Partial]| -> Result<(), CalibError> {
+        let entries: Vec<Entry> = cands
+            .iter()
+            .flat_map(|&cand| {
+                (0..samples.len()).flat_map(move |sample| {
+                    (0..g.n).flat_map(move |image| rows.iter().map(move |&band| Entry { cand, sample, image, band }))
+                })
+            })
+            .collect();
+        let d2 = strip_distances(dq, op_index, &g, samples, &inputs, ths, &entries, stack_bytes)?;
+        for (e, d) in entries.iter().zip(d2) {
+            partial[e.cand].d2[e.sample][e.image * g.bands + e.band] = d;
+        }
+        for &c in cands {
+            partial[c].bands_done += rows.len();
+        }
+        Ok(())
+    };
+    // round one for every candidate; then the most promising one whole, as the first bound
+    let all: Vec<usize> = (0..ths.len()).collect();
+    run(&all, &order[..ends[0]], &mut partial)?;
+    let lead = (0..ths.len())
+        .min_by(|&a, &b| partial[a].distance(samples).total_cmp(&partial[b].distance(samples)))
+        .unwrap_or(0);
+    if ends[0] < g.bands {
+        run(&[lead], &order[ends[0]..], &mut partial)?;
+    }
+    let mut best = partial[lead].distance(samples);
+    let mut dropped = vec![false; ths.len()];
+    for w in ends.windows(2) {
+        let mut alive = Vec::new();
+        for c in 0..ths.len() {
+            if dropped[c] || partial[c].bands_done == g.bands {
+                continue;
+            }
+            if partial[c].distance(samples) > best * (1.0 + SLACK) {
+                dropped[c] = true;
+            } else {
+                alive.push(c);
+            }
+        }
+        if alive.is_empty() {
+            break;
+        }
+        run(&alive, &order[w[0]..w[1]], &mut partial)?;
+        for &c in &alive {
+            if partial[c].bands_done == g.bands {
+                best = best.min(partial[c].distance(samples));
+            }
+        }
+    }
+    Ok(Some(
+        partial
+            .iter()
+            .zip(&dropped)
+            .map(|(p, &gone)| (!gone && p.bands_done == g.bands).then(|| p.distance(samples)))
+            .collect(),
+    ))
+}
+
+/// Σ (out − ref)² of each entry's tile row: the strips fake-quantized with their candidate's
+/// threshold, stacked along the batch axis in groups of about `stack_bytes`, convolved, and
+/// compared with the sample's reference rows.
+#[allow(clippy::too_many_arguments)]
+fn strip_distances(
+    dq: &Interpreter<'_>,
+    op_index: usize,
+    g: &Geometry,
+    samples: &[SampleView<'_>],
+    inputs: &[std::borrow::Cow<'_, [f32]>],
+    ths: &[f64],
+    entries: &[Entry],
+    stack_bytes: usize,
+) -> Result<Vec<f64>, CalibError> {
+    let model_err = |e: crate::interp::InterpError| CalibError::Model(e.to_string());
+    let in_len = g.c * g.in_rows() * g.w;
+    let out_len = g.oc * g.out_rows() * g.ow;
+    let per = (stack_bytes / (4 * in_len.max(out_len).max(1))).clamp(1, entries.len().max(1));
+    let mut out = Vec::with_capacity(entries.len());
+    let mut buf: Vec<f32> = Vec::new();
+    for group in entries.chunks(per) {
+        buf.clear();
+        buf.resize(group.len() * in_len, 0.0);
+        buf.par_chunks_mut(in_len).zip(group.par_iter()).for_each(|(dst, e)| {
+            let s = (127.0 / ths[e.cand]) as f32;
+            let x = &inputs[e.sample][e.image * g.c * g.h * g.w..][..g.c * g.h * g.w];
+            fill_strip(x, g, e.band, s, dst);
+        });
+        let stacked =
+            Tensor::from_shape_vec(ndarray::IxDyn(&[group.len(), g.c, g.in_rows(), g.w]), std::mem::take(&mut buf))
+                .map_err(|e| CalibError::Model(format!("tuning: op #{op_index}: {e}")))?;
+        let result = dq.eval_conv_strips(op_index, &stacked).map_err(model_err)?;
+        buf = stacked.into_raw_vec_and_offset().0;
+        let res = super::tune::elements(&result);
+        if res.len() != group.len() * out_len {
+            return Err(CalibError::Model(format!(
+                "tuning: op #{op_index} gave {} elements for {} strips of {out_len}",
+                res.len(),
+                group.len()
+            )));
+        }
+        let d: Vec<f64> = res
+            .par_chunks(out_len)
+            .zip(group.par_iter())
+            .map(|(o, e)| band_distance(&samples[e.sample].reference, o, g, e))
+            .collect();
+        out.extend(d);
+    }
+    Ok(out)
+}
+
+/// The input rows under output band `band` of one image (`x` [c, h, w]), fake-quantized with
+/// scale `s`, zero outside the image, into `dst` [c, in_rows, w].
+fn fill_strip(x: &[f32], g: &Geometry, band: usize, s: f32, dst: &mut [f32]) {
+    for (ch, plane) in dst.chunks_exact_mut(g.in_rows() * g.w).enumerate() {
+        for (i, line) in plane.chunks_exact_mut(g.w).enumerate() {
+            let iy = (band * g.out_rows() + i) as isize - g.pad_top as isize;
+            if iy < 0 || iy as usize >= g.h {
+                line.fill(0.0);
+            } else {
+                let at = (ch * g.h + iy as usize) * g.w;
+                quantize_slice(&x[at..at + g.w], line, s);
+            }
+        }
+    }
+}
+
+/// Σ (out − ref)² over the output rows of one strip that lie inside the output (`o` is the
+/// strip's [oc, out_rows, ow] result), channel by channel.
+fn band_distance(reference: &[f32], o: &[f32], g: &Geometry, e: &Entry) -> f64 {
+    let y0 = e.band * g.out_rows();
+    let valid = g.out_rows().min(g.oh - y0);
+    let mut sum = 0f64;
+    for ch in 0..g.oc {
+        let r = &reference[((e.image * g.oc + ch) * g.oh + y0) * g.ow..][..valid * g.ow];
+        let got = &o[ch * g.out_rows() * g.ow..][..valid * g.ow];
+        sum += squared_distance(r, got);
+    }
+    sum
+}
