@@ -117,15 +117,16 @@ fn geometry(dq: &Interpreter<'_>, op_index: usize, samples: &[SampleView<'_>]) -
 }
 
 /// The bands in the order they are evaluated (spread over the image: 0, 1/2, 1/4, 3/4, ... of
-/// the height) and the ends of the rounds in that order (about 1/8, 1/4, 1/2 and all bands).
+/// the height) and the ends of the rounds in that order (after each eighth of the bands: a
+/// candidate whose bound passes the best is dropped at the next eighth).
 fn band_rounds(bands: usize) -> (Vec<usize>, Vec<usize>) {
     let span = bands.next_power_of_two();
     let bits = span.trailing_zeros();
     let reversed = |i: usize| if bits == 0 { 0 } else { i.reverse_bits() >> (usize::BITS - bits) };
     let order: Vec<usize> = (0..span).map(reversed).filter(|&r| r < bands).collect();
     let mut ends: Vec<usize> = Vec::new();
-    for div in [8, 4, 2, 1] {
-        let end = bands.div_ceil(div).max(1);
+    for eighths in 1..=8 {
+        let end = (bands * eighths).div_ceil(8).max(1);
         if ends.last().is_none_or(|&e| end > e) {
             ends.push(end);
         }
