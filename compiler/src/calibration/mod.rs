@@ -10,7 +10,7 @@ pub mod inputs;
 mod kernels;
 pub mod kl;
 pub mod run;
-mod stack;
+pub mod stack;
 pub mod table;
 pub mod tune;
 

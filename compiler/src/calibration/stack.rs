@@ -22,13 +22,14 @@ const STACKABLE: &[&str] = &[
     "top.Concat",
 ];
 
-/// `module` retyped to carry `n` samples ([`crate::batch::rebatch`] with [`STACKABLE`]).
-pub(crate) fn rebatch(module: &Module, n: usize) -> Result<Module, String> {
+/// `module` retyped to carry `n` samples ([`crate::batch::rebatch`] with [`STACKABLE`]): what
+/// `--stack_samples n` runs (public for the benchmarks).
+pub fn rebatch(module: &Module, n: usize) -> Result<Module, String> {
     crate::batch::rebatch(module, n, STACKABLE)
 }
 
 /// Input `k` of every sample stacked along the batch axis ([`crate::batch::stack_inputs`]).
-pub(crate) fn stack_inputs(samples: &[&[Tensor]]) -> Option<Vec<Tensor>> {
+pub fn stack_inputs(samples: &[&[Tensor]]) -> Option<Vec<Tensor>> {
     crate::batch::stack_inputs(samples)
 }
 
