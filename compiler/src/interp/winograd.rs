@@ -213,26 +213,29 @@ fn tiling(x: &[f32], x_shape: [usize; 4], f: &WinogradFilter, pads: [usize; 4]) 
     Ok(Tiling { n, c, h, w, oc, oh, ow, pt: pads[0], pl: pads[1], th, tw, nt, tb, nblocks, spill_store: false })
 }
 
-/// Phase 1 alone (tests): the transformed input of `x` as [`conv`] packs it, and the tiles per
-/// block (`tb`).
+/// Phase 1 alone (tests): the transformed input of `x` into `v` as [`conv`] packs it (reusing
+/// `v`'s pages like [`conv`] does; the unused tile lanes zero), and the tiles per block (`tb`).
 #[cfg(test)]
 pub(super) fn transformed_input(
     x: &[f32],
     x_shape: [usize; 4],
     f: &WinogradFilter,
     pads: [usize; 4],
-) -> Result<(Vec<f32>, usize), String> {
+    v: &mut Vec<f32>,
+) -> Result<usize, String> {
     let t = tiling(x, x_shape, f, pads)?;
     if !sgemm::available() {
         return Err("the Winograd convolution needs AVX2 and FMA".into());
     }
-    let mut v = vec![0f32; t.nblocks * t.block_len()];
+    let len = t.nblocks * t.block_len();
+    v.resize(len, 0.0);
+    v[len - t.block_len()..].fill(0.0);
     // SAFETY: AVX2 and FMA are present; `v` holds every block.
     #[cfg(target_arch = "x86_64")]
     unsafe {
         transform_input(x, &t, v.as_mut_ptr())
     };
-    Ok((v, t.tb))
+    Ok(t.tb)
 }
 
 /// Both phases (x86-64 with AVX2 and FMA, checked by the caller).
@@ -278,7 +281,8 @@ const ROW_SLACK: usize = 40;
 /// Per-worker buffers of phase 1: the six `Bᵀ`-down-the-columns rows of one tile row (padded
 /// columns and slack zero, written once) and a zero input row for rows outside the plane.
 struct InputScratch {
-    /// Six rows of `stride` floats: `vert[ξy·stride + column]` (padded coordinates).
+    /// Two tile rows' six rows of `stride` floats: `vert[(r·6 + ξy)·stride + column]` (padded
+    /// coordinates; the second tile row only for maps 4 tiles wide, see [`input_channel`]).
     vert: Vec<f32>,
     /// `w` zeros (the input row above or below the plane).
     zeros: Vec<f32>,
@@ -290,7 +294,7 @@ impl InputScratch {
     /// Buffers for the tiling `t`.
     fn new(t: &Tiling) -> Self {
         let stride = TILE * (t.tw + 1) + ROW_SLACK;
-        InputScratch { vert: vec![0.0; ALPHA * stride], zeros: vec![0.0; t.w], stride }
+        InputScratch { vert: vec![0.0; 2 * ALPHA * stride], zeros: vec![0.0; t.w], stride }
     }
 }
 
@@ -320,10 +324,26 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
     let k0 = ch / sgemm::KC * sgemm::KC;
     let kc = sgemm::KC.min(t.c - k0);
     let ch_off = k0 * t.tb + (ch - k0) * NR;
+    let plane = |row_index: usize| &x[(row_index / t.th * t.c + ch) * t.h * t.w..][..t.h * t.w];
+    if t.tw == TILE {
+        // maps 4 tiles wide: two tile rows per 8 lanes (tiles tt .. tt + 8, tt a multiple of 8,
+        // lie in one panel)
+        for pair in (0..t.n * t.th).step_by(2) {
+            let lanes = LANES.min((t.n * t.th - pair) * TILE);
+            for r in 0..lanes / TILE {
+                vertical(plane(pair + r), t, (pair + r) % t.th, r, scratch);
+            }
+            let tt = pair * TILE;
+            let (blk, tl) = (tt / t.tb, tt % t.tb);
+            let off = blk * t.block_len() + (tl / NR) * kc * NR + tl % NR + ch_off;
+            let [first, second] = [0, ALPHA * scratch.stride];
+            // SAFETY: as below, for tiles tt .. tt + lanes.
+            horizontal(scratch, (first, second), lanes, v.add(off), t.c * t.tb);
+        }
+        return;
+    }
     for row_index in 0..t.n * t.th {
-        let (b, ty) = (row_index / t.th, row_index % t.th);
-        let plane = &x[(b * t.c + ch) * t.h * t.w..][..t.h * t.w];
-        vertical(plane, t, ty, scratch);
+        vertical(plane(row_index), t, row_index % t.th, 0, scratch);
         // runs of tiles inside one NR-wide panel are contiguous in `v`
         let mut tx = 0;
         while tx < t.tw {
@@ -335,7 +355,8 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
                 // SAFETY: elements (ξ, ch, tiles tt + g .. tt + g + lanes) of block `blk` are
                 // inside `v` (one panel row); no other task writes channel `ch`; the loads stay
                 // inside `vert` (ROW_SLACK).
-                horizontal(scratch, tx + g, LANES.min(run - g), v.add(off + g), t.c * t.tb);
+                let first = TILE * (tx + g);
+                horizontal(scratch, (first, first + 4 * TILE), LANES.min(run - g), v.add(off + g), t.c * t.tb);
             }
             tx += run;
         }
@@ -343,11 +364,11 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
 }
 
 /// `Bᵀ` down the columns of the six input rows under tile row `ty` (zero rows outside the
-/// plane): `vert[ξy·stride + pl + j]` for the `w` input columns `j`; the padded columns stay
-/// zero, which is what `Bᵀ` gives for six zeros.
+/// plane) into slot `slot` (0 or 1) of `vert`: `vert[(slot·6 + ξy)·stride + pl + j]` for the `w`
+/// input columns `j`; the padded columns are zero, which is what `Bᵀ` gives for six zeros.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn vertical(plane: &[f32], t: &Tiling, ty: usize, scratch: &mut InputScratch) {
+unsafe fn vertical(plane: &[f32], t: &Tiling, ty: usize, slot: usize, scratch: &mut InputScratch) {
     use std::arch::x86_64::*;
     let (w, stride) = (t.w, scratch.stride);
     let row = |i: usize| -> &[f32] {
@@ -359,7 +380,7 @@ unsafe fn vertical(plane: &[f32], t: &Tiling, ty: usize, scratch: &mut InputScra
         }
     };
     let d = [row(0), row(1), row(2), row(3), row(4), row(5)];
-    let out = scratch.vert.as_mut_ptr().add(t.pl);
+    let out = scratch.vert.as_mut_ptr().add(slot * ALPHA * stride + t.pl);
     let mut j = 0;
     while j + LANES <= w {
         // SAFETY: columns j .. j + 8 of six rows of w floats; outputs at pl + j + 8 <= width.
@@ -371,49 +392,53 @@ unsafe fn vertical(plane: &[f32], t: &Tiling, ty: usize, scratch: &mut InputScra
         j += LANES;
     }
     if j < w {
-        // the last w − j (< 8) columns, through zero-filled copies
-        let mut tail = [[0f32; LANES]; ALPHA];
-        for (t, di) in tail.iter_mut().zip(d) {
-            t[..w - j].copy_from_slice(&di[j..]);
-        }
-        let ld = |i: usize| _mm256_loadu_ps(tail[i].as_ptr());
+        // the last w − j (< 8) columns, and zeros past them (Bᵀ of zeros: the padded columns'
+        // zeros again)
+        let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((w - j) as i32), lane);
+        // SAFETY: the masked loads read columns j .. w only; the stores end at pl + j + 8 <=
+        // pl + w + 7 < stride (ROW_SLACK).
+        let ld = |i: usize| _mm256_maskload_ps(d[i].as_ptr().add(j), mask);
         let y = bt8([ld(0), ld(1), ld(2), ld(3), ld(4), ld(5)]);
         for (yi, &val) in y.iter().enumerate() {
-            // SAFETY: columns pl + j .. pl + w of row yi, inside `width`.
-            store_lanes(out.add(yi * stride + j), val, w - j);
+            _mm256_storeu_ps(out.add(yi * stride + j), val);
         }
     }
 }
 
-/// `Bᵀ` along the six columns of `lanes` (≤ 8) tiles from tile column `tx` of the six
-/// vertical-pass rows, stored to `dst + ξ·point_stride` (`lanes` consecutive floats per point).
-/// Safety: AVX2 present; those stores valid; `4·tx + 40 <= stride`.
+/// `Bᵀ` along the six columns of `lanes` (≤ 8) tiles of the six vertical-pass rows (tiles 0..4
+/// from column `first.0` of each row, tiles 4..8 from column `first.1`), stored to
+/// `dst + ξ·point_stride` (`lanes` consecutive floats per point).
+/// Safety: AVX2 present; those stores valid; the 24-float reads from `first.0` and `first.1`
+/// of each of the six rows stay inside `vert`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn horizontal(scratch: &InputScratch, tx: usize, lanes: usize, dst: *mut f32, point_stride: usize) {
+unsafe fn horizontal(scratch: &InputScratch, first: (usize, usize), lanes: usize, dst: *mut f32, point_stride: usize) {
     for yi in 0..ALPHA {
-        let src = scratch.vert.as_ptr().add(yi * scratch.stride + TILE * tx);
-        let y = bt8(phases(src));
+        let row = scratch.vert.as_ptr().add(yi * scratch.stride);
+        let y = bt8(phases(row.add(first.0), row.add(first.1)));
         for (xi, &val) in y.iter().enumerate() {
             store_lanes(dst.add((yi * ALPHA + xi) * point_stride), val, lanes);
         }
     }
 }
 
-/// The six columns of 8 tiles side by side from `src` (tile k's column j = `src[4k + j]`), as
-/// vectors over the tiles: 40 floats read.
+/// The six columns of 8 tiles as vectors over the tiles: tiles 0..4 side by side from `a`
+/// (tile k's column j = `a[4k + j]`), tiles 4..8 likewise from `b`; 24 floats read from each.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn phases(src: *const f32) -> [std::arch::x86_64::__m256; ALPHA] {
+unsafe fn phases(a: *const f32, b: *const f32) -> [std::arch::x86_64::__m256; ALPHA] {
     use std::arch::x86_64::*;
-    // 128-bit halves: a = [t0 t1], b = [t2 t3], c = [t4 t5], d = [t6 t7], e = [t8 t9]
-    let [a, b, c, d, e] = [0, 8, 16, 24, 32].map(|o| _mm256_loadu_ps(src.add(o)));
-    let r0 = _mm256_permute2f128_ps::<0x20>(a, c); // [t0 t4]
-    let r1 = _mm256_permute2f128_ps::<0x31>(a, c); // [t1 t5]
-    let r2 = _mm256_permute2f128_ps::<0x20>(b, d); // [t2 t6]
-    let r3 = _mm256_permute2f128_ps::<0x31>(b, d); // [t3 t7]
-    let r4 = _mm256_permute2f128_ps::<0x20>(c, e); // [t4 t8]
-                                                   // 4x4 transposes inside each 128-bit lane
+    // 128-bit halves (a tile's 4 columns): a0 = [t0 t1], a1 = [t2 t3], a2 = [t4 ·] from `a`;
+    // b0 = [t4' t5'], b1 = [t6' t7'], b2 = [t8' ·] from `b` (tile k' = lane k)
+    let [a0, a1, a2] = [0, 8, 16].map(|o| _mm256_loadu_ps(a.add(o)));
+    let [b0, b1, b2] = [0, 8, 16].map(|o| _mm256_loadu_ps(b.add(o)));
+    let r0 = _mm256_permute2f128_ps::<0x20>(a0, b0); // [t0 t4']
+    let r1 = _mm256_permute2f128_ps::<0x31>(a0, b0); // [t1 t5']
+    let r2 = _mm256_permute2f128_ps::<0x20>(a1, b1); // [t2 t6']
+    let r3 = _mm256_permute2f128_ps::<0x31>(a1, b1); // [t3 t7']
+    let r4 = _mm256_permute2f128_ps::<0x20>(a2, b2); // [t4 t8']
+                                                     // 4x4 transposes inside each 128-bit lane
     let lo01 = _mm256_unpacklo_ps(r0, r1);
     let hi01 = _mm256_unpackhi_ps(r0, r1);
     let lo23 = _mm256_unpacklo_ps(r2, r3);
@@ -430,7 +455,7 @@ unsafe fn phases(src: *const f32) -> [std::arch::x86_64::__m256; ALPHA] {
     ]
 }
 
-/// Store the first `lanes` (1..=8) lanes of `val` at `dst`.
+/// Store the first `lanes` (1..=8) lanes of `val` at `dst` (4, 2 and 1 lanes at a time).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn store_lanes(dst: *mut f32, val: std::arch::x86_64::__m256, lanes: usize) {
@@ -439,15 +464,17 @@ unsafe fn store_lanes(dst: *mut f32, val: std::arch::x86_64::__m256, lanes: usiz
         _mm256_storeu_ps(dst, val);
         return;
     }
-    let mut spill = [0f32; LANES];
-    _mm256_storeu_ps(spill.as_mut_ptr(), val);
-    let mut start = 0;
-    if lanes >= 4 {
-        _mm_storeu_ps(dst, _mm256_castps256_ps128(val));
-        start = 4;
+    let (mut p, mut rest, mut part) = (dst, lanes, _mm256_castps256_ps128(val));
+    if rest >= 4 {
+        _mm_storeu_ps(p, part);
+        (p, rest, part) = (p.add(4), rest - 4, _mm256_extractf128_ps::<1>(val));
     }
-    for (k, &s) in spill[start..lanes].iter().enumerate() {
-        *dst.add(start + k) = s;
+    if rest >= 2 {
+        _mm_store_sd(p.cast::<f64>(), _mm_castps_pd(part));
+        (p, rest, part) = (p.add(2), rest - 2, _mm_movehl_ps(part, part));
+    }
+    if rest == 1 {
+        _mm_store_ss(p, part);
     }
 }
 

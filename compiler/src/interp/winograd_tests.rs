@@ -373,14 +373,15 @@ fn transformed_input_reference(x: &[f32], xs: [usize; 4], pads: [usize; 4], tb: 
 /// The AVX2 phase 1 (8 tiles at a time, stored straight into the packed layout) gives the same
 /// bits as the scalar form, zeros in the unused lanes included: odd sizes, pads 0/1/2 and
 /// asymmetric, a batch of three, channel counts not multiples of 8, more than one depth block
-/// (C > 256), tile rows not multiples of 8 or 16 and more than one tile block; the input has
-/// zeros of both signs.
+/// (C > 256), tile rows not multiples of 8 or 16 and more than one tile block, maps 4 tiles wide
+/// (two tile rows per vector) with an even and an odd number of tile rows; the input has zeros
+/// of both signs.
 #[test]
 fn winograd_input_transform_is_bit_identical_to_scalar_form() {
     if !sgemm::available() {
         return;
     }
-    let cases: [([usize; 4], [usize; 4]); 10] = [
+    let cases: [([usize; 4], [usize; 4]); 12] = [
         ([1, 3, 13, 13], [1, 1, 1, 1]),
         ([2, 13, 7, 9], [0, 0, 0, 0]),
         ([3, 5, 26, 26], [1, 0, 2, 1]),
@@ -391,6 +392,8 @@ fn winograd_input_transform_is_bit_identical_to_scalar_form() {
         ([2, 7, 37, 67], [2, 2, 0, 1]),
         ([1, 2, 9, 133], [0, 2, 2, 0]),
         ([1, 4, 104, 104], [1, 1, 1, 1]),
+        ([1, 2, 11, 16], [0, 0, 0, 0]),
+        ([2, 260, 13, 13], [1, 1, 1, 1]),
     ];
     for (i, &(xs, pads)) in cases.iter().enumerate() {
         let [n, c, h, wd] = xs;
@@ -399,7 +402,8 @@ fn winograd_input_transform_is_bit_identical_to_scalar_form() {
             *v = if k % 2 == 0 { 0.0 } else { -0.0 };
         }
         let f = WinogradFilter::new(&noise(5 * c * 9, 2), 5, c).unwrap();
-        let (got, tb) = winograd::transformed_input(&x, xs, &f, pads).unwrap();
+        let mut got = Vec::new();
+        let tb = winograd::transformed_input(&x, xs, &f, pads, &mut got).unwrap();
         let want = transformed_input_reference(&x, xs, pads, tb);
         assert_eq!(got.len(), want.len(), "case {i}");
         for (k, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -442,4 +446,42 @@ fn winograd_vector_stores_equal_value_by_value_stores() {
             }
         }
     }
+}
+
+/// CPU time of phase 1 alone on the tiny-yolov3 3x3 layer shapes, one thread (run by hand:
+/// `cargo test -p compiler --lib winograd_input_timing -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn winograd_input_timing() {
+    if !sgemm::available() {
+        return;
+    }
+    let layers: [(usize, usize, usize); 8] = [
+        (3, 16, 416),
+        (16, 32, 208),
+        (32, 64, 104),
+        (64, 128, 52),
+        (128, 256, 26),
+        (256, 512, 13),
+        (512, 1024, 13),
+        (384, 256, 26),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        let mut total = 0.0;
+        for &(c, oc, hw) in &layers {
+            let xs = [1, c, hw, hw];
+            let x = noise(c * hw * hw, 1);
+            let f = WinogradFilter::new(&noise(oc * c * 9, 2), oc, c).unwrap();
+            let (mut best, mut v) = (f64::MAX, Vec::new());
+            for _ in 0..30 {
+                let t0 = std::time::Instant::now();
+                winograd::transformed_input(&x, xs, &f, [1; 4], &mut v).unwrap();
+                best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            total += best;
+            eprintln!("{c:>4} -> {oc:>4} @ {hw:>3}: phase 1 {best:7.3} ms");
+        }
+        eprintln!("total {total:.3} ms");
+    });
 }
