@@ -23,6 +23,8 @@ const ALPHA: usize = 6;
 const POINTS: usize = ALPHA * ALPHA;
 /// Lanes the output transform works on at once (one AVX2 register of tiles).
 const LANES: usize = 8;
+/// Floats in one cache line (the transformed input starts at a line boundary).
+const ALIGN_FLOATS: usize = 16;
 /// Floats of one point's GEMM operands per tile column (`(c + rows)·tb`) a block aims at: wide
 /// enough that each transformed filter element serves many tiles, small enough for L2.
 const BLOCK_FLOATS: usize = 32768;
@@ -251,21 +253,30 @@ fn run_phases(
     // every block but the last is written whole by phase 1; the last one's unused tile lanes
     // stay zero
     let len = t.nblocks * t.block_len();
-    let mut v = INPUT_SCRATCH.with(|c| c.take());
-    if v.len() < len {
-        v.resize(len, 0.0);
-    }
-    v[len - t.block_len()..len].fill(0.0);
+    let mut scratch = INPUT_SCRATCH.with(|c| c.take());
+    let v = line_aligned(&mut scratch, len);
+    v[len - t.block_len()..].fill(0.0);
     // SAFETY (both calls): AVX2 and FMA are present; every task writes disjoint parts only.
     unsafe { transform_input(x, t, v.as_mut_ptr()) };
     let mut out: Vec<f32> = Vec::with_capacity(n * oc * oh * ow);
     unsafe {
-        multiply_and_transform_output(&v, f, t, bias, act, out.as_mut_ptr());
+        multiply_and_transform_output(v, f, t, bias, act, out.as_mut_ptr());
         // every output belongs to exactly one (tile, channel), all of which phase 2 wrote
         out.set_len(n * oc * oh * ow);
     }
-    INPUT_SCRATCH.with(|c| c.replace(v));
+    INPUT_SCRATCH.with(|c| c.replace(scratch));
     Tensor::from_shape_vec(IxDyn(&[n, oc, oh, ow]), out).map_err(|e| e.to_string())
+}
+
+/// `len` floats of `buf` (grown as needed) from a cache line boundary: the packed rows of 16
+/// floats are then whole lines, which the stores of phase 1 and the vector loads of the GEMM and
+/// the output transform never split (measured: 16→32 channels at 208x208 a third faster).
+fn line_aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len + ALIGN_FLOATS {
+        buf.resize(len + ALIGN_FLOATS, 0.0);
+    }
+    let start = (buf.as_ptr() as usize).wrapping_neg() % (ALIGN_FLOATS * 4) / 4;
+    &mut buf[start..start + len]
 }
 
 /// Other targets have no micro-kernel (`applies` is false there).
@@ -336,6 +347,10 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
             let tt = pair * TILE;
             let (blk, tl) = (tt / t.tb, tt % t.tb);
             let off = blk * t.block_len() + (tl / NR) * kc * NR + tl % NR + ch_off;
+            if tl % NR == 0 && tt + NR < t.nt {
+                let (nb, nl) = ((tt + NR) / t.tb, (tt + NR) % t.tb);
+                prefetch_points(v, nb * t.block_len() + (nl / NR) * kc * NR + ch_off, t.c * t.tb);
+            }
             let [first, second] = [0, ALPHA * scratch.stride];
             // SAFETY: as below, for tiles tt .. tt + lanes.
             horizontal(scratch, (first, second), lanes, v.add(off), t.c * t.tb);
@@ -351,6 +366,10 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
             let (blk, tl) = (tt / t.tb, tt % t.tb);
             let run = (NR - tl % NR).min(t.tw - tx);
             let off = blk * t.block_len() + (tl / NR) * kc * NR + tl % NR + ch_off;
+            if tt + run < t.nt {
+                let (nb, nl) = ((tt + run) / t.tb, (tt + run) % t.tb);
+                prefetch_points(v, nb * t.block_len() + (nl / NR) * kc * NR + ch_off, t.c * t.tb);
+            }
             for g in (0..run).step_by(LANES) {
                 // SAFETY: elements (ξ, ch, tiles tt + g .. tt + g + lanes) of block `blk` are
                 // inside `v` (one panel row); no other task writes channel `ch`; the loads stay
@@ -360,6 +379,18 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
             }
             tx += run;
         }
+    }
+}
+
+/// Prefetch the 36 cache lines of one packed panel row (`v + off`, then every `point_stride`
+/// floats) that phase 1 stores to next, so that their misses overlap the current tiles' work.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn prefetch_points(v: *mut f32, off: usize, point_stride: usize) {
+    use std::arch::x86_64::*;
+    for xi in 0..POINTS {
+        // SAFETY: a prefetch never faults; the address is inside `v` (wrapping_add: no claim).
+        _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(off + xi * point_stride).cast::<i8>());
     }
 }
 
@@ -569,9 +600,7 @@ unsafe fn block_task(
     let vb = &v[blk * t.block_len()..(blk + 1) * t.block_len()];
     let rows_out = RowsOut { r0, rows, bias, act, tiles: &tiles[..ntiles], out };
     let ld = t.tb;
-    if m.len() < POINTS * rows * ld {
-        m.resize(POINTS * rows * ld, 0.0);
-    }
+    let m = line_aligned(m, POINTS * rows * ld);
     for (xi, u) in f.u.iter().enumerate() {
         let b = &vb[xi * t.c * ld..(xi + 1) * t.c * ld];
         sgemm::gemm_prepacked(u, (p0, p1), b, ld, &mut m[xi * rows * ld..(xi + 1) * rows * ld], ld);
