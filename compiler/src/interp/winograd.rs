@@ -270,7 +270,8 @@ fn run_phases(
 
 /// `len` floats of `buf` (grown as needed) from a cache line boundary: the packed rows of 16
 /// floats are then whole lines, which the stores of phase 1 and the vector loads of the GEMM and
-/// the output transform never split (measured: 16→32 channels at 208x208 a third faster).
+/// the output transform never split (measured: 16→32 channels at 208x208 about a quarter less
+/// time).
 fn line_aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
     if buf.len() < len + ALIGN_FLOATS {
         buf.resize(len + ALIGN_FLOATS, 0.0);
@@ -286,11 +287,11 @@ fn run_phases(_: &[f32], _: &WinogradFilter, _: &Tiling, _: Option<&[f32]>, _: O
 }
 
 /// Floats past the last column of a vertical-pass row that the 8-tile loads may read (zeros):
-/// the last group of a tile row loads 40 floats from column `4·(tw − 1)`.
+/// the last group of a tile row reads up to column `4·(tw − 1) + 40`.
 const ROW_SLACK: usize = 40;
 
-/// Per-worker buffers of phase 1: the six `Bᵀ`-down-the-columns rows of one tile row (padded
-/// columns and slack zero, written once) and a zero input row for rows outside the plane.
+/// Per-worker buffers of phase 1: the six `Bᵀ`-down-the-columns rows of one or two tile rows
+/// (padded columns and slack zero) and a zero input row for rows outside the plane.
 struct InputScratch {
     /// Two tile rows' six rows of `stride` floats: `vert[(r·6 + ξy)·stride + column]` (padded
     /// coordinates; the second tile row only for maps 4 tiles wide, see [`input_channel`]).
@@ -347,10 +348,6 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
             let tt = pair * TILE;
             let (blk, tl) = (tt / t.tb, tt % t.tb);
             let off = blk * t.block_len() + (tl / NR) * kc * NR + tl % NR + ch_off;
-            if tl % NR == 0 && tt + NR < t.nt {
-                let (nb, nl) = ((tt + NR) / t.tb, (tt + NR) % t.tb);
-                prefetch_points(v, nb * t.block_len() + (nl / NR) * kc * NR + ch_off, t.c * t.tb);
-            }
             let [first, second] = [0, ALPHA * scratch.stride];
             // SAFETY: as below, for tiles tt .. tt + lanes.
             horizontal(scratch, (first, second), lanes, v.add(off), t.c * t.tb);
@@ -366,10 +363,6 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
             let (blk, tl) = (tt / t.tb, tt % t.tb);
             let run = (NR - tl % NR).min(t.tw - tx);
             let off = blk * t.block_len() + (tl / NR) * kc * NR + tl % NR + ch_off;
-            if tt + run < t.nt {
-                let (nb, nl) = ((tt + run) / t.tb, (tt + run) % t.tb);
-                prefetch_points(v, nb * t.block_len() + (nl / NR) * kc * NR + ch_off, t.c * t.tb);
-            }
             for g in (0..run).step_by(LANES) {
                 // SAFETY: elements (ξ, ch, tiles tt + g .. tt + g + lanes) of block `blk` are
                 // inside `v` (one panel row); no other task writes channel `ch`; the loads stay
@@ -379,18 +372,6 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
             }
             tx += run;
         }
-    }
-}
-
-/// Prefetch the 36 cache lines of one packed panel row (`v + off`, then every `point_stride`
-/// floats) that phase 1 stores to next, so that their misses overlap the current tiles' work.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn prefetch_points(v: *mut f32, off: usize, point_stride: usize) {
-    use std::arch::x86_64::*;
-    for xi in 0..POINTS {
-        // SAFETY: a prefetch never faults; the address is inside `v` (wrapping_add: no claim).
-        _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add(off + xi * point_stride).cast::<i8>());
     }
 }
 
@@ -469,7 +450,8 @@ unsafe fn phases(a: *const f32, b: *const f32) -> [std::arch::x86_64::__m256; AL
     let r2 = _mm256_permute2f128_ps::<0x20>(a1, b1); // [t2 t6']
     let r3 = _mm256_permute2f128_ps::<0x31>(a1, b1); // [t3 t7']
     let r4 = _mm256_permute2f128_ps::<0x20>(a2, b2); // [t4 t8']
-                                                     // 4x4 transposes inside each 128-bit lane
+
+    // 4x4 transposes inside each 128-bit lane
     let lo01 = _mm256_unpacklo_ps(r0, r1);
     let hi01 = _mm256_unpackhi_ps(r0, r1);
     let lo23 = _mm256_unpacklo_ps(r2, r3);
@@ -501,7 +483,8 @@ unsafe fn store_lanes(dst: *mut f32, val: std::arch::x86_64::__m256, lanes: usiz
         (p, rest, part) = (p.add(4), rest - 4, _mm256_extractf128_ps::<1>(val));
     }
     if rest >= 2 {
-        _mm_store_sd(p.cast::<f64>(), _mm_castps_pd(part));
+        // two floats as one (unaligned) 64-bit store
+        p.cast::<f64>().write_unaligned(_mm_cvtsd_f64(_mm_castps_pd(part)));
         (p, rest, part) = (p.add(2), rest - 2, _mm_movehl_ps(part, part));
     }
     if rest == 1 {
