@@ -354,11 +354,18 @@ fn transformed_input_reference(x: &[f32], xs: [usize; 4], pads: [usize; 4], tb: 
                     x[((b * c + ch) * h + iy as usize) * wd + ix as usize]
                 }
             };
-            let cols: Vec<[f32; 6]> = (0..6).map(|j| bt_reference([0, 1, 2, 3, 4, 5].map(|i| at(i, j)))).collect();
+            // vert[ξy][j]: Bᵀ down column j
+            let mut vert = [[0f32; 6]; 6];
+            for j in 0..6 {
+                let col = bt_reference([0, 1, 2, 3, 4, 5].map(|i| at(i, j)));
+                for (row, val) in vert.iter_mut().zip(col) {
+                    row[j] = val;
+                }
+            }
             let k0 = ch / sgemm::KC * sgemm::KC;
             let kc = sgemm::KC.min(c - k0);
-            for yi in 0..6 {
-                let row = bt_reference([0, 1, 2, 3, 4, 5].map(|j| cols[j][yi]));
+            for (yi, &vrow) in vert.iter().enumerate() {
+                let row = bt_reference(vrow);
                 for (xi, &val) in row.iter().enumerate() {
                     let point = blk * block_len + (yi * 6 + xi) * c * tb;
                     v[point + k0 * tb + (tl / sgemm::NR) * kc * sgemm::NR + (ch - k0) * sgemm::NR + tl % sgemm::NR] =
