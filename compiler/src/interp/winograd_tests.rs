@@ -319,3 +319,176 @@ fn winograd_wall_timing() {
         eprintln!("total {total:.3} ms/image");
     });
 }
+
+/// `Bᵀ d` of one 6-vector, written as the scalar phase 1 computed it before the AVX2 version:
+/// `4·d0 − 5·d2 + d4` left to right, no fused multiply-add.
+fn bt_reference(d: [f32; 6]) -> [f32; 6] {
+    let m4 = d[4] - 4.0 * d[2];
+    let m3 = d[3] - 4.0 * d[1];
+    let n4 = d[4] - d[2];
+    let n3 = 2.0 * (d[3] - d[1]);
+    [4.0 * d[0] - 5.0 * d[2] + d[4], m4 + m3, m4 - m3, n4 + n3, n4 - n3, 4.0 * d[1] - 5.0 * d[3] + d[5]]
+}
+
+/// Phase 1 tile by tile in plain scalar code: `Bᵀ` down the 6 columns of each zero-padded 6x6
+/// patch, then along its rows, each value stored at its place in the packed layout (per block
+/// of `tb` tiles, per point ξ a [c, tb] matrix cut into depth blocks of `KC` rows, each cut into
+/// panels of `NR` tiles).
+fn transformed_input_reference(x: &[f32], xs: [usize; 4], pads: [usize; 4], tb: usize) -> Vec<f32> {
+    let [n, c, h, wd] = xs;
+    let (oh, ow) = (h + pads[0] + pads[2] - 2, wd + pads[1] + pads[3] - 2);
+    let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
+    let nt = n * th * tw;
+    let block_len = 36 * c * tb;
+    let mut v = vec![0f32; nt.div_ceil(tb) * block_len];
+    for tt in 0..nt {
+        let (b, ty, tx) = (tt / (th * tw), tt / tw % th, tt % tw);
+        let (blk, tl) = (tt / tb, tt % tb);
+        for ch in 0..c {
+            let at = |i: usize, j: usize| {
+                let iy = (ty * 4 + i) as isize - pads[0] as isize;
+                let ix = (tx * 4 + j) as isize - pads[1] as isize;
+                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                    0.0
+                } else {
+                    x[((b * c + ch) * h + iy as usize) * wd + ix as usize]
+                }
+            };
+            // vert[ξy][j]: Bᵀ down column j
+            let mut vert = [[0f32; 6]; 6];
+            for j in 0..6 {
+                let col = bt_reference([0, 1, 2, 3, 4, 5].map(|i| at(i, j)));
+                for (row, val) in vert.iter_mut().zip(col) {
+                    row[j] = val;
+                }
+            }
+            let k0 = ch / sgemm::KC * sgemm::KC;
+            let kc = sgemm::KC.min(c - k0);
+            for (yi, &vrow) in vert.iter().enumerate() {
+                let row = bt_reference(vrow);
+                for (xi, &val) in row.iter().enumerate() {
+                    let point = blk * block_len + (yi * 6 + xi) * c * tb;
+                    v[point + k0 * tb + (tl / sgemm::NR) * kc * sgemm::NR + (ch - k0) * sgemm::NR + tl % sgemm::NR] =
+                        val;
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The AVX2 phase 1 (8 tiles at a time, stored straight into the packed layout) gives the same
+/// bits as the scalar form, zeros in the unused lanes included: odd sizes, pads 0/1/2 and
+/// asymmetric, a batch of three, channel counts not multiples of 8, more than one depth block
+/// (C > 256), tile rows not multiples of 8 or 16 and more than one tile block, maps 4 tiles wide
+/// (two tile rows per vector) with an even and an odd number of tile rows; the input has zeros
+/// of both signs.
+#[test]
+fn winograd_input_transform_is_bit_identical_to_scalar_form() {
+    if !sgemm::available() {
+        return;
+    }
+    let cases: [([usize; 4], [usize; 4]); 12] = [
+        ([1, 3, 13, 13], [1, 1, 1, 1]),
+        ([2, 13, 7, 9], [0, 0, 0, 0]),
+        ([3, 5, 26, 26], [1, 0, 2, 1]),
+        ([1, 300, 5, 6], [1, 1, 1, 1]),
+        ([1, 9, 70, 45], [1, 1, 1, 1]),
+        ([1, 24, 3, 3], [0, 0, 0, 0]),
+        ([1, 10, 1, 2], [1, 1, 1, 1]),
+        ([2, 7, 37, 67], [2, 2, 0, 1]),
+        ([1, 2, 9, 133], [0, 2, 2, 0]),
+        ([1, 4, 104, 104], [1, 1, 1, 1]),
+        ([1, 2, 11, 16], [0, 0, 0, 0]),
+        ([2, 260, 13, 13], [1, 1, 1, 1]),
+    ];
+    for (i, &(xs, pads)) in cases.iter().enumerate() {
+        let [n, c, h, wd] = xs;
+        let mut x = noise(n * c * h * wd, 500 + i as u64);
+        for (k, v) in x.iter_mut().enumerate().step_by(7) {
+            *v = if k % 2 == 0 { 0.0 } else { -0.0 };
+        }
+        let f = WinogradFilter::new(&noise(5 * c * 9, 2), 5, c).unwrap();
+        let mut got = Vec::new();
+        let tb = winograd::transformed_input(&x, xs, &f, pads, &mut got).unwrap();
+        let want = transformed_input_reference(&x, xs, pads, tb);
+        assert_eq!(got.len(), want.len(), "case {i}");
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g.to_bits(), w.to_bits(), "case {i} {xs:?} pads {pads:?}: element {k}: {g} vs {w}");
+        }
+    }
+}
+
+/// The vector stores of phase 2 (8 whole tiles side by side stored as rows, other tiles with
+/// one 128-bit store per tile row) put the same bits in the same places as storing value by
+/// value: maps whose tile rows are shorter than 8 tiles, not multiples of 8, cut at the right
+/// and bottom edges, a batch, more than one tile block, bias and activation.
+#[test]
+fn winograd_vector_stores_equal_value_by_value_stores() {
+    if !sgemm::available() {
+        return;
+    }
+    let cases: [([usize; 4], usize, [usize; 4]); 9] = [
+        ([1, 8, 13, 13], 16, [1, 1, 1, 1]),
+        ([2, 13, 7, 9], 7, [0, 0, 0, 0]),
+        ([3, 5, 26, 26], 20, [1, 0, 2, 1]),
+        ([1, 9, 70, 45], 11, [1, 1, 1, 1]),
+        ([1, 10, 1, 2], 9, [1, 1, 1, 1]),
+        ([2, 6, 37, 67], 13, [2, 2, 0, 1]),
+        ([1, 4, 52, 52], 6, [1, 1, 1, 1]),
+        ([1, 16, 104, 104], 32, [1, 1, 1, 1]),
+        ([1, 300, 9, 11], 40, [1, 1, 1, 1]),
+    ];
+    for (i, &(xs, oc, pads)) in cases.iter().enumerate() {
+        let [n, c, h, wd] = xs;
+        let x = noise(n * c * h * wd, 700 + i as u64);
+        let f = WinogradFilter::new(&noise(oc * c * 9, 800 + i as u64), oc, c).unwrap();
+        let bias = noise(oc, 900 + i as u64);
+        for act in [None, Some(Act::Leaky(0.1))] {
+            let got = winograd::conv(&x, xs, &f, Some(&bias), pads, act).unwrap();
+            let want = winograd::conv_spill_store(&x, xs, &f, Some(&bias), pads, act).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            for (k, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "case {i} {xs:?} pads {pads:?}: element {k}");
+            }
+        }
+    }
+}
+
+/// CPU time of phase 1 alone on the tiny-yolov3 3x3 layer shapes, one thread (run by hand:
+/// `cargo test -p compiler --lib winograd_input_timing -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn winograd_input_timing() {
+    if !sgemm::available() {
+        return;
+    }
+    let layers: [(usize, usize, usize); 8] = [
+        (3, 16, 416),
+        (16, 32, 208),
+        (32, 64, 104),
+        (64, 128, 52),
+        (128, 256, 26),
+        (256, 512, 13),
+        (512, 1024, 13),
+        (384, 256, 26),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    pool.install(|| {
+        let mut total = 0.0;
+        for &(c, oc, hw) in &layers {
+            let xs = [1, c, hw, hw];
+            let x = noise(c * hw * hw, 1);
+            let f = WinogradFilter::new(&noise(oc * c * 9, 2), oc, c).unwrap();
+            let (mut best, mut v) = (f64::MAX, Vec::new());
+            for _ in 0..30 {
+                let t0 = std::time::Instant::now();
+                winograd::transformed_input(&x, xs, &f, [1; 4], &mut v).unwrap();
+                best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            total += best;
+            eprintln!("{c:>4} -> {oc:>4} @ {hw:>3}: phase 1 {best:7.3} ms");
+        }
+        eprintln!("total {total:.3} ms");
+    });
+}
