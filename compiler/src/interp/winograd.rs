@@ -26,8 +26,10 @@ const LANES: usize = 8;
 /// Floats in one cache line (the transformed input starts at a line boundary).
 const ALIGN_FLOATS: usize = 16;
 /// Floats of one point's GEMM operands per tile column (`(c + rows)·tb`) a block aims at: wide
-/// enough that each transformed filter element serves many tiles, small enough for L2.
-const BLOCK_FLOATS: usize = 32768;
+/// enough that each transformed filter element serves many tiles, small enough for L2 (256 KB,
+/// half of a Zen 3 core's; 128 KB streamed the deep layers' filters twice as often, which cost
+/// ~10% on their tuning and on whole F32 runs in alternating measurements).
+const BLOCK_FLOATS: usize = 65536;
 /// Most tiles in one block.
 const MAX_BLOCK_TILES: usize = 256;
 /// Output channels (rows of the GEMMs) one task computes at most: 16 register-tile panels.
