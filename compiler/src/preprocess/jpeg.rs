@@ -733,3 +733,153 @@ mod tests {
         assert!(out.iter().all(|&v| v == 138));
     }
 }
+
+/// The decoder before the fast paths, the reference of [`versus_old`].
+#[cfg(test)]
+#[path = "testdata/jpeg_old.rs"]
+mod old_decoder;
+
+/// Comparisons of this decoder with the one it replaced (kept in `testdata/jpeg_old.rs`): the same
+/// pixels on every bundled photo and the same `Result` on damaged streams.
+#[cfg(test)]
+mod versus_old {
+    use super::*;
+    use std::path::PathBuf;
+
+    use super::old_decoder as old;
+
+    /// The bundled photos (`assets/images`) and the small test files, as (name, bytes).
+    fn bundled_jpegs() -> Vec<(String, Vec<u8>)> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dirs = [
+            root.join("../assets/images/COCO2017"),
+            root.join("../assets/images/misc"),
+            root.join("src/preprocess/testdata"),
+        ];
+        let mut files = Vec::new();
+        for dir in dirs {
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "jpg")) {
+                files.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+        files
+    }
+
+    /// Panics with `what` unless the new and the old decoder agree on `data`: equal planes, RGB and
+    /// luma, or the same error.
+    fn assert_same(data: &[u8], what: &str) {
+        let new = decode_jpeg(data);
+        let old = old::decode_jpeg(data);
+        match (&new, &old) {
+            (Ok(n), Ok(o)) => {
+                assert_eq!(
+                    (n.width, n.height, format!("{:?}", n.color)),
+                    (o.width, o.height, format!("{:?}", o.color)),
+                    "{what}"
+                );
+                assert!(n.planes == o.planes, "{what}: planes differ");
+                assert!(n.to_rgb() == o.to_rgb(), "{what}: RGB differs");
+                assert_eq!(n.luma(), o.luma(), "{what}: luma differs");
+            }
+            (Err(n), Err(o)) => assert_eq!(format!("{n:?}"), format!("{o:?}"), "{what}"),
+            _ => panic!("{what}: new {:?} old {:?}", new.as_ref().err(), old.as_ref().err()),
+        }
+    }
+
+    #[test]
+    fn every_bundled_photo_decodes_as_before() {
+        let files = bundled_jpegs();
+        assert!(files.len() >= 3);
+        for (name, data) in &files {
+            assert_same(data, name);
+        }
+    }
+
+    /// A small deterministic generator (64-bit LCG) for the damage below.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 >> 17
+        }
+    }
+
+    /// `data` with `n` random bytes overwritten; half of the overwrites are 0xFF, 0x00 or a marker
+    /// code, which hit the byte-stuffing and marker paths of the bit reader.
+    fn damaged(data: &[u8], n: usize, rng: &mut Lcg) -> Vec<u8> {
+        let mut bad = data.to_vec();
+        for _ in 0..n {
+            let i = rng.next() as usize % bad.len();
+            let r = rng.next();
+            bad[i] = match r % 8 {
+                0 | 1 => 0xFF,
+                2 => 0x00,
+                3 => 0xD0 + (r >> 8) as u8 % 10,
+                _ => (r >> 8) as u8,
+            };
+        }
+        bad
+    }
+
+    #[test]
+    fn damaged_small_streams_give_the_same_result_as_before() {
+        let mut rng = Lcg(7);
+        for data in [
+            &include_bytes!("testdata/h2v1_restart.jpg")[..],
+            &include_bytes!("testdata/h2v2_odd.jpg")[..],
+            &include_bytes!("testdata/gray.jpg")[..],
+        ] {
+            for cut in 0..data.len() {
+                assert_same(&data[..cut], &format!("cut at {cut}"));
+            }
+            for round in 0..1500 {
+                let bad = damaged(data, 1 + round % 6, &mut rng);
+                assert_same(&bad, &format!("damage round {round}"));
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_photos_give_the_same_result_as_before() {
+        let files = bundled_jpegs();
+        let mut rng = Lcg(99);
+        for (name, data) in files.iter().filter(|(n, _)| !n.contains("testdata")).step_by(9) {
+            for k in 0..12 {
+                let cut = data.len() - 1 - (rng.next() as usize % (data.len() / 2));
+                let cut = if k < 3 { data.len() - 1 - k } else { cut };
+                assert_same(&data[..cut], &format!("{name} cut at {cut}"));
+                let bad = damaged(data, 1 + k % 4, &mut rng);
+                assert_same(&bad, &format!("{name} damage {k}"));
+            }
+        }
+    }
+
+    /// Decoding time of the bundled COCO photos (decode and RGB), old and new decoder alternating:
+    /// `cargo test -p compiler --lib jpeg_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn jpeg_speed_versus_old() {
+        let files: Vec<Vec<u8>> =
+            bundled_jpegs().into_iter().filter(|(n, _)| n.contains("COCO2017")).map(|(_, d)| d).collect();
+        let time = |f: &dyn Fn(&[u8]) -> usize| {
+            let t = std::time::Instant::now();
+            let n: usize = files.iter().map(|d| f(d)).sum();
+            assert!(n > 0);
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..9 {
+            a.push(time(&|d| old::decode_jpeg(d).unwrap().to_rgb().len()));
+            b.push(time(&|d| decode_jpeg(d).unwrap().to_rgb().len()));
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!("{} photos: old {:.1} ms, new {:.1} ms (medians of 9)", files.len(), median(&mut a), median(&mut b));
+    }
+}
