@@ -696,21 +696,31 @@ fn islow_pass32(s: [i32; 8]) -> [i32; 8] {
 fn idct_narrow(coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
     let mut ws = [0i32; 64];
     for col in 0..8 {
-        if (1..8).all(|r| coef[r * 8 + col] == 0) {
-            let v = (coef[col] * q[col] as i32) << 2;
-            (0..8).for_each(|r| ws[r * 8 + col] = v);
+        let mut s = [0i32; 8];
+        let mut ac = 0;
+        for (r, v) in s.iter_mut().enumerate() {
+            *v = coef[r * 8 + col] * q[r * 8 + col] as i32;
+            ac |= if r > 0 { *v } else { 0 };
+        }
+        if ac == 0 {
+            for r in 0..8 {
+                ws[r * 8 + col] = s[0] << 2;
+            }
             continue;
         }
-        let r = islow_pass32(std::array::from_fn(|r| coef[r * 8 + col] * q[r * 8 + col] as i32));
-        (0..8).for_each(|row| ws[row * 8 + col] = (r[row] + (1 << 10)) >> 11);
+        let r = islow_pass32(s);
+        for row in 0..8 {
+            ws[row * 8 + col] = (r[row] + (1 << 10)) >> 11;
+        }
     }
-    for (row, w) in ws.chunks_exact(8).enumerate() {
-        let line = &mut out[row * stride..row * stride + 8];
-        if w[1..].iter().all(|&v| v == 0) {
+    for (w, line) in ws.chunks_exact(8).zip(out.chunks_mut(stride)) {
+        let line = &mut line[..8];
+        let w: [i32; 8] = [w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]];
+        if w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7] == 0 {
             line.fill(RANGE_LIMIT[((w[0] + (1 << 4)) >> 5) as usize & 1023]);
             continue;
         }
-        let r = islow_pass32(std::array::from_fn(|c| w[c]));
+        let r = islow_pass32(w);
         for (o, v) in line.iter_mut().zip(r) {
             *o = RANGE_LIMIT[((v + (1 << 17)) >> 18) as usize & 1023];
         }
@@ -1176,6 +1186,51 @@ mod tests {
         idct_islow(&coef, &q, &mut out, 8);
         // 10 * 8 / 8 = 10 -> 128 + 10
         assert!(out.iter().all(|&v| v == 138));
+    }
+
+    /// The 32-bit IDCT and the flat-block shortcut against the 64-bit one, up to the largest
+    /// in-range coefficients (all +-NARROW_LIMIT in every sign pattern found by random draws, and
+    /// random blocks); overflow would panic in this (overflow-checked) test build.
+    #[test]
+    fn narrow_idct_equals_islow() {
+        let mut state = 777u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        let lim = NARROW_LIMIT as i32;
+        for round in 0..200_000 {
+            let mut coef = [0i32; 64];
+            let mut q = [1u16; 64];
+            for i in 0..64 {
+                match round % 4 {
+                    0 => {
+                        q[i] = NARROW_LIMIT as u16;
+                        coef[i] = if next() % 2 == 0 { 1 } else { -1 };
+                    }
+                    1 => {
+                        q[i] = 1 + (next() % 60) as u16;
+                        coef[i] = (next() % (2 * (lim / q[i] as i32) as u64 + 1)) as i32 - lim / q[i] as i32;
+                    }
+                    2 if next() % 8 == 0 => coef[i] = (next() % (2 * lim as u64 + 1)) as i32 - lim,
+                    _ if next() % 16 == 0 => coef[i] = (next() % 41) as i32 - 20,
+                    _ => {}
+                }
+            }
+            let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+            idct_islow(&coef, &q, &mut a, 8);
+            idct_narrow(&coef, &q, &mut b, 8);
+            assert_eq!(a, b, "round {round}");
+            if round % 4 == 0 {
+                // flat blocks, also with DC terms far outside the 32-bit range once dequantised
+                let mut flat = [0i32; 64];
+                flat[0] = (next() as i32 % 3000 - 1500) * if round % 8 == 0 { 1 << 16 } else { 1 };
+                q[0] = (next() % 65536) as u16;
+                idct_islow(&flat, &q, &mut a, 8);
+                idct_dc_only(flat[0], q[0], &mut b, 8);
+                assert_eq!(a, b, "dc round {round}");
+            }
+        }
     }
 }
 
