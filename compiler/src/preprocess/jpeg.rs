@@ -1343,6 +1343,23 @@ mod versus_old {
         }
     }
 
+    /// Inserted 0xFF bytes (fill bytes before markers, "FF FF 00", stray markers) and cuts
+    /// right after them: the cases where only the exact reader knows where a scan ends.
+    #[test]
+    fn inserted_fill_bytes_give_the_same_result_as_before() {
+        for data in [&include_bytes!("testdata/h2v1_restart.jpg")[..], &include_bytes!("testdata/h2v2_odd.jpg")[..]] {
+            for i in 2..data.len() {
+                for insert in [&[0xFF][..], &[0xFF, 0xFF], &[0xFF, 0xFF, 0x00], &[0xFF, 0xD0]] {
+                    let bad: Vec<u8> = [&data[..i], insert, &data[i..]].concat();
+                    assert_same(&bad, &format!("{insert:?} inserted at {i}"));
+                    for cut in [i + insert.len(), i + insert.len() + 1, i + insert.len() + 5] {
+                        assert_same(&bad[..cut.min(bad.len())], &format!("{insert:?} inserted at {i}, cut at {cut}"));
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn damaged_photos_give_the_same_result_as_before() {
         let files = bundled_jpegs();
