@@ -8,6 +8,13 @@
 //! subsampled width is <= 2 or for other ratios), edge rows and columns replicated, and
 //! YCbCr -> RGB with 16-bit fixed-point tables. Progressive, arithmetic-coded, 12-bit and CMYK
 //! files are reported as [`JpegError::Unsupported`] so that the caller can fall back.
+//!
+//! Speed without changing a bit: Huffman codes are decoded by 9-bit lookahead tables (AC run,
+//! size and value in one look-up) from a 64-bit accumulator ([`FastBits`]; the bit-by-bit
+//! [`Bits`] decodes again the rare scans whose end it cannot place the same way), blocks whose
+//! dequantised coefficients are small use a 32-bit IDCT that provably cannot overflow, flat
+//! blocks a single value. The tests compare all of it with the previous decoder
+//! (`testdata/jpeg_old.rs`) on the bundled photos and on damaged streams.
 
 use std::fmt;
 
@@ -201,6 +208,8 @@ struct Bits<'a> {
 }
 
 impl<'a> Bits<'a> {
+    /// Top up the accumulator to more than 56 bits: 0xFF00 is a 0xFF byte, 0xFF 0xFF a fill
+    /// byte; a marker (or 0xFF at the end) stops the data and zeros are fed after it.
     fn fill(&mut self) {
         while self.nbits <= 56 {
             let mut byte = 0u8;
@@ -227,6 +236,7 @@ impl<'a> Bits<'a> {
         }
     }
 
+    /// Read `n` (0..=16) bits as an unsigned number.
     fn bits(&mut self, n: u32) -> i32 {
         if n == 0 {
             return 0;
@@ -240,6 +250,7 @@ impl<'a> Bits<'a> {
         v
     }
 
+    /// Decode one Huffman symbol a bit at a time (libjpeg's `maxcode` walk).
     fn decode(&mut self, h: &Huffman) -> Result<u8, JpegError> {
         let mut code = self.bits(1);
         let mut len = 1;
@@ -542,6 +553,7 @@ impl<'a> EntropyReader<'a> for FastBits<'a> {
     }
 }
 
+/// JPEG's `EXTEND`: the signed value of an `s`-bit magnitude category code `v`.
 fn extend(v: i32, s: u32) -> i32 {
     if s == 0 {
         0
@@ -921,13 +933,21 @@ pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
 struct ScanSetup<'t> {
     /// (component index, DC table, AC table) per scan component
     scomp: &'t [(usize, usize, usize)],
+    /// quantisation tables (natural order)
     qt: &'t [[u16; 64]; 4],
+    /// DC Huffman tables
     dc: &'t [Option<Huffman>; 4],
+    /// AC Huffman tables
     ac: &'t [Option<Huffman>; 4],
+    /// MCUs between RSTn markers (0: none)
     restart_interval: usize,
+    /// image width
     width: usize,
+    /// image height
     height: usize,
+    /// largest horizontal sampling factor
     hmax: usize,
+    /// largest vertical sampling factor
     vmax: usize,
 }
 
