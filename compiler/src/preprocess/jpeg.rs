@@ -8,6 +8,13 @@
 //! subsampled width is <= 2 or for other ratios), edge rows and columns replicated, and
 //! YCbCr -> RGB with 16-bit fixed-point tables. Progressive, arithmetic-coded, 12-bit and CMYK
 //! files are reported as [`JpegError::Unsupported`] so that the caller can fall back.
+//!
+//! Speed without changing a bit: Huffman codes are decoded by 9-bit lookahead tables (AC run,
+//! size and value in one look-up) from a 64-bit accumulator ([`FastBits`]; the bit-by-bit
+//! [`Bits`] decodes again the rare scans whose end it cannot place the same way), blocks whose
+//! dequantised coefficients are small use a 32-bit IDCT that provably cannot overflow, flat
+//! blocks a single value. The tests compare all of it with the previous decoder
+//! (`testdata/jpeg_old.rs`) on the bundled photos and on damaged streams.
 
 use std::fmt;
 
@@ -63,17 +70,37 @@ fn corrupt(m: impl Into<String>) -> JpegError {
     JpegError::Corrupt(m.into())
 }
 
-/// A canonical Huffman table in libjpeg's `maxcode` / `valoffset` form.
-#[derive(Debug, Clone, Default)]
+/// Bits of Huffman lookahead: codes up to this long are decoded with one table look-up, longer
+/// ones by the canonical `maxcode` walk.
+const LOOKAHEAD: u32 = 9;
+
+/// Entries of the lookahead tables (one per `LOOKAHEAD`-bit window).
+const LOOKAHEAD_SIZE: usize = 1 << LOOKAHEAD;
+
+/// A canonical Huffman table in libjpeg's `maxcode` / `valoffset` form, with lookahead tables.
+#[derive(Debug, Clone)]
 struct Huffman {
     maxcode: [i32; 18],
     valoffset: [i32; 17],
     values: Vec<u8>,
+    /// per window of the next `LOOKAHEAD` bits: `(code length << 8) | symbol` when the code ends
+    /// within the window and names a symbol, else 0 (decoded by the walk, which also reports errors)
+    lookup: Box<[u16; LOOKAHEAD_SIZE]>,
+    /// per window, read as an AC table: `(coefficient << 16) | (run << 8) | (code + magnitude
+    /// length)` when both the code and its magnitude bits lie within the window, else 0
+    fast_ac: Box<[i32; LOOKAHEAD_SIZE]>,
 }
 
 impl Huffman {
+    /// The table of a DHT segment's 16 code counts and its symbols.
     fn new(counts: &[u8; 16], values: Vec<u8>) -> Result<Self, JpegError> {
-        let mut h = Huffman { maxcode: [-1; 18], valoffset: [0; 17], values };
+        let mut h = Huffman {
+            maxcode: [-1; 18],
+            valoffset: [0; 17],
+            values,
+            lookup: Box::new([0; LOOKAHEAD_SIZE]),
+            fast_ac: Box::new([0; LOOKAHEAD_SIZE]),
+        };
         let (mut code, mut p) = (0i32, 0i32);
         for len in 1..=16 {
             let n = counts[len - 1] as i32;
@@ -89,11 +116,89 @@ impl Huffman {
         if p as usize > h.values.len() {
             return Err(corrupt("Huffman table shorter than its counts"));
         }
+        h.build_lookahead();
         Ok(h)
+    }
+
+    /// What the bit-by-bit walk of [`Bits::decode`] finds for a code that starts with the top bits
+    /// of the `LOOKAHEAD`-bit `window`: `(length, symbol)` if it ends within the window and names
+    /// a symbol (`None` also when the walk would report a bad code: the slow path reports it).
+    fn walk(&self, window: u32) -> Option<(u32, u8)> {
+        for len in 1..=LOOKAHEAD {
+            let code = (window >> (LOOKAHEAD - len)) as i32;
+            if code <= self.maxcode[len as usize] {
+                return self.values.get((code + self.valoffset[len as usize]) as usize).map(|&s| (len, s));
+            }
+        }
+        None
+    }
+
+    /// Fill `lookup` and `fast_ac` from the walk of every window (so that odd tables, incomplete
+    /// or over-subscribed, decode exactly as the walk does).
+    fn build_lookahead(&mut self) {
+        for w in 0..LOOKAHEAD_SIZE as u32 {
+            let Some((len, sym)) = self.walk(w) else { continue };
+            self.lookup[w as usize] = (len as u16) << 8 | sym as u16;
+            let (run, s) = ((sym >> 4) as i32, (sym & 15) as u32);
+            if s != 0 && len + s <= LOOKAHEAD {
+                let v = ((w >> (LOOKAHEAD - len - s)) & ((1 << s) - 1)) as i32;
+                self.fast_ac[w as usize] = extend(v, s) << 16 | run << 8 | (len + s) as i32;
+            }
+        }
     }
 }
 
+/// Largest `|coefficient * quantiser|` of a block for which [`idct_narrow`] (32-bit) is exact:
+/// every intermediate of the two passes stays below 61214 * (29.9 * 1100 + 1) < 2^31 (the largest
+/// sum of absolute weights of one pass is 61214, pass 1 outputs are descaled by 2^11).
+const NARROW_LIMIT: u32 = 1100;
+
+/// How a decoded block is turned into samples (all three give the result of [`idct_islow`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    /// only the DC coefficient may be non-zero: a flat block
+    DcOnly,
+    /// every dequantised coefficient within `NARROW_LIMIT`: [`idct_narrow`]
+    Narrow,
+    /// anything else: [`idct_islow`] with 64-bit arithmetic
+    Wide,
+}
+
+/// A reader of entropy-coded data that decodes whole blocks, so that a scan can be decoded by
+/// the fast reader and, when it cannot vouch for its result, again by the exact one.
+trait EntropyReader<'a> {
+    /// A reader at the start of `data` (the bytes after an SOS header).
+    fn start(data: &'a [u8]) -> Self;
+    /// Decode one block's coefficients into `coef` (zeroed by the caller), updating the DC
+    /// predictor; `q` (the block's quantisation table) only chooses the [`BlockKind`].
+    fn block(
+        &mut self,
+        dc: &Huffman,
+        ac: &Huffman,
+        pred: &mut i32,
+        coef: &mut [i32; 64],
+        q: &[u16; 64],
+    ) -> Result<BlockKind, JpegError>;
+    /// Skip to after the next RSTn marker and reset the bit buffer.
+    fn restart(&mut self);
+    /// Bytes of `data` consumed by the scan, up to the marker that ends it.
+    fn consumed(&mut self) -> usize;
+}
+
+/// The end of a scan as the decoder always found it: from `pos`, the first marker that is not
+/// RSTn (or the end of the data); also whether it stopped at a run of 0xFF fill bytes or at the
+/// end, the two cases where the answer depends on how far the reader had read ahead.
+fn scan_end(data: &[u8], pos: usize) -> (usize, bool) {
+    let mut p = pos.min(data.len());
+    while p + 1 < data.len() && !(data[p] == 0xFF && data[p + 1] != 0 && !(0xD0..=0xD7).contains(&data[p + 1])) {
+        p += 1;
+    }
+    (p, p + 1 >= data.len() || data[p + 1] == 0xFF)
+}
+
 /// Entropy-coded segment reader: byte stuffing, markers end the data (zeros are fed after).
+/// Reads a Huffman code bit by bit: the exact reference for [`FastBits`], used where that one
+/// cannot vouch for its result (0xFF fill bytes, data ending without a marker).
 struct Bits<'a> {
     data: &'a [u8],
     pos: usize,
@@ -103,6 +208,8 @@ struct Bits<'a> {
 }
 
 impl<'a> Bits<'a> {
+    /// Top up the accumulator to more than 56 bits: 0xFF00 is a 0xFF byte, 0xFF 0xFF a fill
+    /// byte; a marker (or 0xFF at the end) stops the data and zeros are fed after it.
     fn fill(&mut self) {
         while self.nbits <= 56 {
             let mut byte = 0u8;
@@ -129,6 +236,7 @@ impl<'a> Bits<'a> {
         }
     }
 
+    /// Read `n` (0..=16) bits as an unsigned number.
     fn bits(&mut self, n: u32) -> i32 {
         if n == 0 {
             return 0;
@@ -142,6 +250,7 @@ impl<'a> Bits<'a> {
         v
     }
 
+    /// Decode one Huffman symbol a bit at a time (libjpeg's `maxcode` walk).
     fn decode(&mut self, h: &Huffman) -> Result<u8, JpegError> {
         let mut code = self.bits(1);
         let mut len = 1;
@@ -156,7 +265,7 @@ impl<'a> Bits<'a> {
     }
 
     /// Skip to after the next RSTn marker and reset the bit buffer.
-    fn restart(&mut self) {
+    fn resync(&mut self) {
         self.acc = 0;
         self.nbits = 0;
         self.hit_marker = false;
@@ -173,6 +282,278 @@ impl<'a> Bits<'a> {
     }
 }
 
+impl<'a> EntropyReader<'a> for Bits<'a> {
+    fn start(data: &'a [u8]) -> Self {
+        Bits { data, pos: 0, acc: 0, nbits: 0, hit_marker: false }
+    }
+
+    fn block(
+        &mut self,
+        dc: &Huffman,
+        ac: &Huffman,
+        pred: &mut i32,
+        coef: &mut [i32; 64],
+        _q: &[u16; 64],
+    ) -> Result<BlockKind, JpegError> {
+        let s = self.decode(dc)? as u32;
+        if s > 16 {
+            return Err(corrupt("bad DC magnitude"));
+        }
+        *pred += extend(self.bits(s), s);
+        coef[0] = *pred;
+        let mut k = 1;
+        while k < 64 {
+            let rs = self.decode(ac)?;
+            let (r, s) = ((rs >> 4) as usize, (rs & 15) as u32);
+            if s != 0 {
+                k += r;
+                if k > 63 {
+                    return Err(corrupt("AC coefficient index past 63"));
+                }
+                coef[ZIGZAG[k]] = extend(self.bits(s), s);
+                k += 1;
+            } else if r == 15 {
+                k += 16;
+            } else {
+                break;
+            }
+        }
+        Ok(BlockKind::Wide)
+    }
+
+    fn restart(&mut self) {
+        self.resync();
+    }
+
+    fn consumed(&mut self) -> usize {
+        scan_end(self.data, self.pos).0
+    }
+}
+
+/// The fast entropy reader: a 64-bit accumulator refilled 8 bytes at once where they hold no
+/// 0xFF, Huffman codes and small AC coefficients decoded by table look-up. It reads the same
+/// bits as [`Bits`]; only how far it reads ahead differs, which can change a scan's result where
+/// 0xFF fill bytes precede a marker or the data ends without one: it then sets `inexact` and the
+/// scan is decoded again with [`Bits`].
+struct FastBits<'a> {
+    data: &'a [u8],
+    pos: usize,
+    acc: u64,
+    nbits: u32,
+    hit_marker: bool,
+    /// the result may differ from [`Bits`]'s (see above)
+    inexact: bool,
+}
+
+/// Whether one of the 8 bytes of `w` is 0xFF (a zero byte of `!w`, by the carry trick).
+fn has_ff_byte(w: u64) -> bool {
+    let x = !w;
+    x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080 != 0
+}
+
+impl FastBits<'_> {
+    /// Make at least `n` (<= 32) bits available.
+    #[inline(always)]
+    fn ensure(&mut self, n: u32) {
+        if self.nbits < n {
+            self.refill();
+        }
+    }
+
+    /// Top up the accumulator to more than 56 bits: 8 bytes at once without 0xFF among them,
+    /// else a byte at a time as [`Bits::fill`].
+    fn refill(&mut self) {
+        if !self.hit_marker {
+            if let Some(chunk) = self.data.get(self.pos..self.pos + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+                let w = u64::from_be_bytes(chunk);
+                if !has_ff_byte(w) {
+                    let n = (64 - self.nbits) / 8;
+                    self.acc |= (w >> (64 - 8 * n)) << (64 - self.nbits - 8 * n);
+                    self.nbits += 8 * n;
+                    self.pos += n as usize;
+                    return;
+                }
+            }
+        }
+        self.refill_bytes();
+    }
+
+    /// [`Bits::fill`], noting the cases that make the result `inexact`.
+    fn refill_bytes(&mut self) {
+        while self.nbits <= 56 {
+            let mut byte = 0u8;
+            if !self.hit_marker {
+                match self.data.get(self.pos) {
+                    None => self.inexact = true,
+                    Some(&0xFF) => match self.data.get(self.pos + 1) {
+                        Some(0x00) => {
+                            self.pos += 2;
+                            byte = 0xFF;
+                        }
+                        Some(0xFF) => {
+                            self.inexact = true;
+                            self.pos += 1;
+                            continue;
+                        }
+                        Some(_) => self.hit_marker = true,
+                        None => {
+                            self.inexact = true;
+                            self.hit_marker = true;
+                        }
+                    },
+                    Some(&b) => {
+                        self.pos += 1;
+                        byte = b;
+                    }
+                }
+            }
+            self.acc |= (byte as u64) << (56 - self.nbits);
+            self.nbits += 8;
+        }
+    }
+
+    /// Drop `n` (<= `nbits`) bits.
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        self.acc <<= n;
+        self.nbits -= n;
+    }
+
+    /// The next `LOOKAHEAD` bits, as a lookahead table index.
+    #[inline(always)]
+    fn window(&self) -> usize {
+        (self.acc >> (64 - LOOKAHEAD)) as usize
+    }
+
+    /// Read `s` (1..=16, <= `nbits`) bits as an unsigned number.
+    #[inline(always)]
+    fn take(&mut self, s: u32) -> i32 {
+        let v = (self.acc >> (64 - s)) as i32;
+        self.consume(s);
+        v
+    }
+
+    /// Decode one Huffman symbol (needs 16 bits available).
+    #[inline(always)]
+    fn symbol(&mut self, h: &Huffman) -> Result<u8, JpegError> {
+        let e = h.lookup[self.window()];
+        if e != 0 {
+            self.consume((e >> 8) as u32);
+            return Ok(e as u8);
+        }
+        self.symbol_walk(h)
+    }
+
+    /// [`Bits::decode`]'s canonical walk on the available bits, for codes longer than the
+    /// lookahead and for bad codes.
+    #[cold]
+    fn symbol_walk(&mut self, h: &Huffman) -> Result<u8, JpegError> {
+        for len in 1..=16u32 {
+            let code = (self.acc >> (64 - len)) as i32;
+            if code <= h.maxcode[len as usize] {
+                self.consume(len);
+                return h
+                    .values
+                    .get((code + h.valoffset[len as usize]) as usize)
+                    .copied()
+                    .ok_or_else(|| corrupt("bad Huffman code"));
+            }
+        }
+        Err(corrupt("bad Huffman code"))
+    }
+}
+
+impl<'a> EntropyReader<'a> for FastBits<'a> {
+    fn start(data: &'a [u8]) -> Self {
+        FastBits { data, pos: 0, acc: 0, nbits: 0, hit_marker: false, inexact: false }
+    }
+
+    #[inline(always)]
+    fn block(
+        &mut self,
+        dc: &Huffman,
+        ac: &Huffman,
+        pred: &mut i32,
+        coef: &mut [i32; 64],
+        q: &[u16; 64],
+    ) -> Result<BlockKind, JpegError> {
+        self.ensure(32);
+        let s = self.symbol(dc)? as u32;
+        if s > 16 {
+            return Err(corrupt("bad DC magnitude"));
+        }
+        *pred += if s == 0 { 0 } else { extend(self.take(s), s) };
+        coef[0] = *pred;
+        let mut wide = pred.unsigned_abs() as u64 * q[0] as u64 > NARROW_LIMIT as u64;
+        let mut any_ac = false;
+        let mut k = 1;
+        while k < 64 {
+            self.ensure(32);
+            let f = ac.fast_ac[self.window()];
+            let (z, v) = if f != 0 {
+                self.consume((f & 0xFF) as u32);
+                k += ((f >> 8) & 0xFF) as usize;
+                if k > 63 {
+                    return Err(corrupt("AC coefficient index past 63"));
+                }
+                (ZIGZAG[k], f >> 16)
+            } else {
+                let rs = self.symbol(ac)?;
+                let (r, s) = ((rs >> 4) as usize, (rs & 15) as u32);
+                if s == 0 {
+                    if r == 15 {
+                        k += 16;
+                        continue;
+                    }
+                    break;
+                }
+                k += r;
+                if k > 63 {
+                    return Err(corrupt("AC coefficient index past 63"));
+                }
+                (ZIGZAG[k], extend(self.take(s), s))
+            };
+            coef[z] = v;
+            wide |= v.unsigned_abs() * q[z] as u32 > NARROW_LIMIT;
+            any_ac = true;
+            k += 1;
+        }
+        Ok(if !any_ac {
+            BlockKind::DcOnly
+        } else if wide {
+            BlockKind::Wide
+        } else {
+            BlockKind::Narrow
+        })
+    }
+
+    fn restart(&mut self) {
+        self.acc = 0;
+        self.nbits = 0;
+        self.hit_marker = false;
+        while self.pos + 1 < self.data.len() {
+            let next = self.data[self.pos + 1];
+            if self.data[self.pos] == 0xFF && (0xD0..=0xD7).contains(&next) {
+                self.pos += 2;
+                return;
+            }
+            if self.data[self.pos] == 0xFF && next != 0 && next != 0xFF {
+                return;
+            }
+            self.pos += 1;
+        }
+        // no marker up to the end: where Bits stops depends on how far it had read
+        self.inexact = true;
+    }
+
+    fn consumed(&mut self) -> usize {
+        let (p, unsure) = scan_end(self.data, self.pos);
+        self.inexact |= unsure;
+        p
+    }
+}
+
+/// JPEG's `EXTEND`: the signed value of an `s`-bit magnitude category code `v`.
 fn extend(v: i32, s: u32) -> i32 {
     if s == 0 {
         0
@@ -263,6 +644,97 @@ fn idct_islow(coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
         let r = core(s);
         for c in 0..8 {
             out[row * stride + c] = limit(descale(r[c], CB + P1 + 3));
+        }
+    }
+}
+
+/// libjpeg's post-IDCT range limit as a table: sample for the low 10 bits of a descaled value
+/// (the same as the `limit` closure of [`idct_islow`]).
+static RANGE_LIMIT: [u8; 1024] = {
+    let mut t = [0u8; 1024];
+    let mut m = 0;
+    while m < 1024 {
+        t[m] = if m < 128 {
+            (m + 128) as u8
+        } else if m < 512 {
+            255
+        } else if m < 896 {
+            0
+        } else {
+            (m - 896) as u8
+        };
+        m += 1;
+    }
+    t
+};
+
+/// [`idct_islow`] of a block whose AC coefficients are all zero: one flat value. Pass 1 gives
+/// `dc * 4` in column 0 and zeros elsewhere, pass 2 `(dc * 4) << 13` descaled by 18 bits, that
+/// is `(dc + 4) >> 3` (64-bit, as `dc` is unbounded in damaged streams).
+fn idct_dc_only(coef0: i32, q0: u16, out: &mut [u8], stride: usize) {
+    let v = RANGE_LIMIT[(((coef0 as i64 * q0 as i64) + 4) >> 3) as usize & 1023];
+    for row in out.chunks_mut(stride).take(8) {
+        row[..8].fill(v);
+    }
+}
+
+/// The butterflies of [`idct_islow`] (one 1-D pass, before descaling) in 32-bit arithmetic:
+/// exact while every input is within 61214 * |input| < 2^31 (see `NARROW_LIMIT`).
+#[inline(always)]
+fn islow_pass32(s: [i32; 8]) -> [i32; 8] {
+    let (z2, z3) = (s[2], s[6]);
+    let z1 = (z2 + z3) * 4433;
+    let tmp2 = z1 - z3 * 15137;
+    let tmp3 = z1 + z2 * 6270;
+    let tmp0 = (s[0] + s[4]) << 13;
+    let tmp1 = (s[0] - s[4]) << 13;
+    let (t10, t13, t11, t12) = (tmp0 + tmp3, tmp0 - tmp3, tmp1 + tmp2, tmp1 - tmp2);
+    let (o0, o1, o2, o3) = (s[7], s[5], s[3], s[1]);
+    let z5 = (o0 + o1 + o2 + o3) * 9633;
+    let z1 = -(o0 + o3) * 7373;
+    let z2 = -(o1 + o2) * 20995;
+    let z3 = -(o0 + o2) * 16069 + z5;
+    let z4 = -(o1 + o3) * 3196 + z5;
+    let a0 = o0 * 2446 + z1 + z3;
+    let a1 = o1 * 16819 + z2 + z4;
+    let a2 = o2 * 25172 + z2 + z3;
+    let a3 = o3 * 12299 + z1 + z4;
+    [t10 + a3, t11 + a2, t12 + a1, t13 + a0, t13 - a0, t12 - a1, t11 - a2, t10 - a3]
+}
+
+/// [`idct_islow`] in 32-bit arithmetic, with libjpeg's shortcuts for columns and rows whose AC
+/// terms are zero (exact: a lone DC term passes through the butterflies as `dc << 13`). Only
+/// for blocks whose dequantised coefficients are all within `NARROW_LIMIT`.
+fn idct_narrow(coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
+    let mut ws = [0i32; 64];
+    for col in 0..8 {
+        let mut s = [0i32; 8];
+        let mut ac = 0;
+        for (r, v) in s.iter_mut().enumerate() {
+            *v = coef[r * 8 + col] * q[r * 8 + col] as i32;
+            ac |= if r > 0 { *v } else { 0 };
+        }
+        if ac == 0 {
+            for r in 0..8 {
+                ws[r * 8 + col] = s[0] << 2;
+            }
+            continue;
+        }
+        let r = islow_pass32(s);
+        for row in 0..8 {
+            ws[row * 8 + col] = (r[row] + (1 << 10)) >> 11;
+        }
+    }
+    for (w, line) in ws.chunks_exact(8).zip(out.chunks_mut(stride)) {
+        let line = &mut line[..8];
+        let w: [i32; 8] = [w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]];
+        if w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7] == 0 {
+            line.fill(RANGE_LIMIT[((w[0] + (1 << 4)) >> 5) as usize & 1023]);
+            continue;
+        }
+        let r = islow_pass32(w);
+        for (o, v) in line.iter_mut().zip(r) {
+            *o = RANGE_LIMIT[((v + (1 << 17)) >> 18) as usize & 1023];
         }
     }
 }
@@ -411,19 +883,25 @@ pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
                         .ok_or_else(|| corrupt("scan names an unknown component"))?;
                     scomp.push((ci, (t >> 4) as usize & 3, (t & 15) as usize & 3));
                 }
-                let consumed = decode_scan(
-                    &data[pos..],
-                    &mut comps,
-                    &scomp,
-                    &qt,
-                    &dc_tabs,
-                    &ac_tabs,
+                let setup = ScanSetup {
+                    scomp: &scomp,
+                    qt: &qt,
+                    dc: &dc_tabs,
+                    ac: &ac_tabs,
                     restart_interval,
                     width,
                     height,
                     hmax,
                     vmax,
-                )?;
+                };
+                let mut fast = FastBits::start(&data[pos..]);
+                let result = decode_scan(&mut fast, &mut comps, &setup);
+                // rare streams where the fast reader cannot vouch for its result: read them again
+                let consumed = if fast.inexact {
+                    decode_scan(&mut Bits::start(&data[pos..]), &mut comps, &setup)?
+                } else {
+                    result?
+                };
                 pos += consumed;
             }
             _ => {}
@@ -451,22 +929,36 @@ pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
     Ok(DecodedJpeg { width, height, color, planes })
 }
 
-/// Decode one scan (all its MCUs) into the component planes; returns the bytes consumed.
-#[allow(clippy::too_many_arguments)]
-fn decode_scan(
-    data: &[u8],
-    comps: &mut [Component],
-    scomp: &[(usize, usize, usize)],
-    qt: &[[u16; 64]; 4],
-    dc: &[Option<Huffman>; 4],
-    ac: &[Option<Huffman>; 4],
+/// What a scan needs besides its data: its components and the tables and frame geometry.
+struct ScanSetup<'t> {
+    /// (component index, DC table, AC table) per scan component
+    scomp: &'t [(usize, usize, usize)],
+    /// quantisation tables (natural order)
+    qt: &'t [[u16; 64]; 4],
+    /// DC Huffman tables
+    dc: &'t [Option<Huffman>; 4],
+    /// AC Huffman tables
+    ac: &'t [Option<Huffman>; 4],
+    /// MCUs between RSTn markers (0: none)
     restart_interval: usize,
+    /// image width
     width: usize,
+    /// image height
     height: usize,
+    /// largest horizontal sampling factor
     hmax: usize,
+    /// largest vertical sampling factor
     vmax: usize,
+}
+
+/// Decode one scan (all its MCUs) into the component planes with `bits`; returns the bytes
+/// consumed.
+fn decode_scan<'a, R: EntropyReader<'a>>(
+    bits: &mut R,
+    comps: &mut [Component],
+    setup: &ScanSetup,
 ) -> Result<usize, JpegError> {
-    let mut bits = Bits { data, pos: 0, acc: 0, nbits: 0, hit_marker: false };
+    let ScanSetup { scomp, qt, dc, ac, restart_interval, width, height, hmax, vmax } = *setup;
     let mut pred = vec![0i32; scomp.len()];
     let (mcux, mcuy, single) = if scomp.len() == 1 {
         let c = &comps[scomp[0].0];
@@ -489,50 +981,28 @@ fn decode_scan(
                 let (bh, bv) = if single { (1, 1) } else { (comps[ci].h, comps[ci].v) };
                 let dct = dc[td].as_ref().ok_or_else(|| corrupt("missing DC Huffman table"))?;
                 let act = ac[ta].as_ref().ok_or_else(|| corrupt("missing AC Huffman table"))?;
+                let c = &mut comps[ci];
+                let q = &qt[c.tq];
                 for by in 0..bv {
                     for bx in 0..bh {
                         coef.fill(0);
-                        let s = bits.decode(dct)? as u32;
-                        if s > 16 {
-                            return Err(corrupt("bad DC magnitude"));
-                        }
-                        pred[si] += extend(bits.bits(s), s);
-                        coef[0] = pred[si];
-                        let mut k = 1;
-                        while k < 64 {
-                            let rs = bits.decode(act)?;
-                            let (r, s) = ((rs >> 4) as usize, (rs & 15) as u32);
-                            if s != 0 {
-                                k += r;
-                                if k > 63 {
-                                    return Err(corrupt("AC coefficient index past 63"));
-                                }
-                                coef[ZIGZAG[k]] = extend(bits.bits(s), s);
-                                k += 1;
-                            } else if r == 15 {
-                                k += 16;
-                            } else {
-                                break;
-                            }
-                        }
-                        let c = &mut comps[ci];
+                        let kind = bits.block(dct, act, &mut pred[si], &mut coef, q)?;
                         let (col, row) = if single { (mx, my) } else { (mx * c.h + bx, my * c.v + by) };
                         if col < c.bw && row < c.bh {
                             let stride = c.bw * 8;
-                            let off = row * 8 * stride + col * 8;
-                            idct_islow(&coef, &qt[c.tq], &mut c.plane[off..], stride);
+                            let out = &mut c.plane[row * 8 * stride + col * 8..];
+                            match kind {
+                                BlockKind::DcOnly => idct_dc_only(coef[0], q[0], out, stride),
+                                BlockKind::Narrow => idct_narrow(&coef, q, out, stride),
+                                BlockKind::Wide => idct_islow(&coef, q, out, stride),
+                            }
                         }
                     }
                 }
             }
         }
     }
-    // consumed bytes: up to the marker that ended the entropy-coded data
-    let mut p = bits.pos.min(data.len());
-    while p + 1 < data.len() && !(data[p] == 0xFF && data[p + 1] != 0 && !(0xD0..=0xD7).contains(&data[p + 1])) {
-        p += 1;
-    }
-    Ok(p)
+    Ok(bits.consumed())
 }
 
 /// Upsample one component plane to the image size as libjpeg-turbo's default (fancy) upsampler.
@@ -615,35 +1085,40 @@ fn upsample(c: &Component, width: usize, height: usize, hmax: usize, vmax: usize
     out
 }
 
+/// libjpeg's `ycc_rgb_convert` for one pixel: 16-bit fixed-point factors (1.40200, 0.34414,
+/// 0.71414, 1.77200 times 65536, rounded), products within 32 bits.
+#[inline(always)]
+fn ycc_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
+    const HALF: i32 = 1 << 15;
+    let (y, cb, cr) = (y as i32, cb as i32 - 128, cr as i32 - 128);
+    let r = y + ((91881 * cr + HALF) >> 16);
+    let g = y + ((-22554 * cb + HALF - 46802 * cr) >> 16);
+    let b = y + ((116130 * cb + HALF) >> 16);
+    [r.clamp(0, 255) as u8, g.clamp(0, 255) as u8, b.clamp(0, 255) as u8]
+}
+
 impl DecodedJpeg {
     /// Interleaved RGB samples (`width * height * 3`); gray is replicated, YCbCr converted with
     /// libjpeg's `ycc_rgb_convert` tables.
     pub fn to_rgb(&self) -> Vec<u8> {
         let n = self.width * self.height;
-        let mut out = Vec::with_capacity(n * 3);
+        let mut out = vec![0u8; n * 3];
         match self.color {
             JpegColor::Gray => {
-                for &g in &self.planes[0] {
-                    out.extend_from_slice(&[g, g, g]);
+                for (o, &g) in out.chunks_exact_mut(3).zip(&self.planes[0][..n]) {
+                    o.copy_from_slice(&[g, g, g]);
                 }
             }
             JpegColor::Rgb => {
-                for i in 0..n {
-                    out.extend_from_slice(&[self.planes[0][i], self.planes[1][i], self.planes[2][i]]);
+                let (r, g, b) = (&self.planes[0][..n], &self.planes[1][..n], &self.planes[2][..n]);
+                for (o, ((&r, &g), &b)) in out.chunks_exact_mut(3).zip(r.iter().zip(g).zip(b)) {
+                    o.copy_from_slice(&[r, g, b]);
                 }
             }
             JpegColor::YCbCr => {
-                const HALF: i64 = 1 << 15;
-                let fix = |x: f64| (x * 65536.0 + 0.5) as i64;
-                let clamp = |v: i64| v.clamp(0, 255) as u8;
-                for i in 0..n {
-                    let y = self.planes[0][i] as i64;
-                    let cb = self.planes[1][i] as i64 - 128;
-                    let cr = self.planes[2][i] as i64 - 128;
-                    let r = y + ((fix(1.40200) * cr + HALF) >> 16);
-                    let g = y + ((-fix(0.34414) * cb + HALF - fix(0.71414) * cr) >> 16);
-                    let b = y + ((fix(1.77200) * cb + HALF) >> 16);
-                    out.extend_from_slice(&[clamp(r), clamp(g), clamp(b)]);
+                let (y, cb, cr) = (&self.planes[0][..n], &self.planes[1][..n], &self.planes[2][..n]);
+                for (o, ((&y, &cb), &cr)) in out.chunks_exact_mut(3).zip(y.iter().zip(cb).zip(cr)) {
+                    o.copy_from_slice(&ycc_to_rgb(y, cb, cr));
                 }
             }
         }
@@ -731,5 +1206,217 @@ mod tests {
         idct_islow(&coef, &q, &mut out, 8);
         // 10 * 8 / 8 = 10 -> 128 + 10
         assert!(out.iter().all(|&v| v == 138));
+    }
+
+    /// The 32-bit IDCT and the flat-block shortcut against the 64-bit one, up to the largest
+    /// in-range coefficients (all +-NARROW_LIMIT in every sign pattern found by random draws, and
+    /// random blocks); overflow would panic in this (overflow-checked) test build.
+    #[test]
+    fn narrow_idct_equals_islow() {
+        let mut state = 777u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        let lim = NARROW_LIMIT as i32;
+        for round in 0..200_000 {
+            let mut coef = [0i32; 64];
+            let mut q = [1u16; 64];
+            for i in 0..64 {
+                match round % 4 {
+                    0 => {
+                        q[i] = NARROW_LIMIT as u16;
+                        coef[i] = if next() % 2 == 0 { 1 } else { -1 };
+                    }
+                    1 => {
+                        q[i] = 1 + (next() % 60) as u16;
+                        coef[i] = (next() % (2 * (lim / q[i] as i32) as u64 + 1)) as i32 - lim / q[i] as i32;
+                    }
+                    2 if next() % 8 == 0 => coef[i] = (next() % (2 * lim as u64 + 1)) as i32 - lim,
+                    _ if next() % 16 == 0 => coef[i] = (next() % 41) as i32 - 20,
+                    _ => {}
+                }
+            }
+            let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+            idct_islow(&coef, &q, &mut a, 8);
+            idct_narrow(&coef, &q, &mut b, 8);
+            assert_eq!(a, b, "round {round}");
+            if round % 4 == 0 {
+                // flat blocks, also with DC terms far outside the 32-bit range once dequantised
+                let mut flat = [0i32; 64];
+                flat[0] = (next() as i32 % 3000 - 1500) * if round % 8 == 0 { 1 << 16 } else { 1 };
+                q[0] = (next() % 65536) as u16;
+                idct_islow(&flat, &q, &mut a, 8);
+                idct_dc_only(flat[0], q[0], &mut b, 8);
+                assert_eq!(a, b, "dc round {round}");
+            }
+        }
+    }
+}
+
+/// The decoder before the fast paths, the reference of [`versus_old`].
+#[cfg(test)]
+#[path = "testdata/jpeg_old.rs"]
+mod old_decoder;
+
+/// Comparisons of this decoder with the one it replaced (kept in `testdata/jpeg_old.rs`): the same
+/// pixels on every bundled photo and the same `Result` on damaged streams.
+#[cfg(test)]
+mod versus_old {
+    use super::*;
+    use std::path::PathBuf;
+
+    use super::old_decoder as old;
+
+    /// The bundled photos (`assets/images`) and the small test files, as (name, bytes).
+    fn bundled_jpegs() -> Vec<(String, Vec<u8>)> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dirs = [
+            root.join("../assets/images/COCO2017"),
+            root.join("../assets/images/misc"),
+            root.join("src/preprocess/testdata"),
+        ];
+        let mut files = Vec::new();
+        for dir in dirs {
+            let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+            let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for p in paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "jpg")) {
+                files.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+        files
+    }
+
+    /// Panics with `what` unless the new and the old decoder agree on `data`: equal planes, RGB and
+    /// luma, or the same error.
+    fn assert_same(data: &[u8], what: &str) {
+        let new = decode_jpeg(data);
+        let old = old::decode_jpeg(data);
+        match (&new, &old) {
+            (Ok(n), Ok(o)) => {
+                assert_eq!(
+                    (n.width, n.height, format!("{:?}", n.color)),
+                    (o.width, o.height, format!("{:?}", o.color)),
+                    "{what}"
+                );
+                assert!(n.planes == o.planes, "{what}: planes differ");
+                assert!(n.to_rgb() == o.to_rgb(), "{what}: RGB differs");
+                assert_eq!(n.luma(), o.luma(), "{what}: luma differs");
+            }
+            (Err(n), Err(o)) => assert_eq!(format!("{n:?}"), format!("{o:?}"), "{what}"),
+            _ => panic!("{what}: new {:?} old {:?}", new.as_ref().err(), old.as_ref().err()),
+        }
+    }
+
+    #[test]
+    fn every_bundled_photo_decodes_as_before() {
+        let files = bundled_jpegs();
+        assert!(files.len() >= 3);
+        for (name, data) in &files {
+            assert_same(data, name);
+        }
+    }
+
+    /// A small deterministic generator (64-bit LCG) for the damage below.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 >> 17
+        }
+    }
+
+    /// `data` with `n` random bytes overwritten; half of the overwrites are 0xFF, 0x00 or a marker
+    /// code, which hit the byte-stuffing and marker paths of the bit reader.
+    fn damaged(data: &[u8], n: usize, rng: &mut Lcg) -> Vec<u8> {
+        let mut bad = data.to_vec();
+        for _ in 0..n {
+            let i = rng.next() as usize % bad.len();
+            let r = rng.next();
+            bad[i] = match r % 8 {
+                0 | 1 => 0xFF,
+                2 => 0x00,
+                3 => 0xD0 + (r >> 8) as u8 % 10,
+                _ => (r >> 8) as u8,
+            };
+        }
+        bad
+    }
+
+    #[test]
+    fn damaged_small_streams_give_the_same_result_as_before() {
+        let mut rng = Lcg(7);
+        for data in [
+            &include_bytes!("testdata/h2v1_restart.jpg")[..],
+            &include_bytes!("testdata/h2v2_odd.jpg")[..],
+            &include_bytes!("testdata/gray.jpg")[..],
+        ] {
+            for cut in 0..data.len() {
+                assert_same(&data[..cut], &format!("cut at {cut}"));
+            }
+            for round in 0..1500 {
+                let bad = damaged(data, 1 + round % 6, &mut rng);
+                assert_same(&bad, &format!("damage round {round}"));
+            }
+        }
+    }
+
+    /// Inserted 0xFF bytes (fill bytes before markers, "FF FF 00", stray markers) and cuts
+    /// right after them: the cases where only the exact reader knows where a scan ends.
+    #[test]
+    fn inserted_fill_bytes_give_the_same_result_as_before() {
+        for data in [&include_bytes!("testdata/h2v1_restart.jpg")[..], &include_bytes!("testdata/h2v2_odd.jpg")[..]] {
+            for i in 2..data.len() {
+                for insert in [&[0xFF][..], &[0xFF, 0xFF], &[0xFF, 0xFF, 0x00], &[0xFF, 0xD0]] {
+                    let bad: Vec<u8> = [&data[..i], insert, &data[i..]].concat();
+                    assert_same(&bad, &format!("{insert:?} inserted at {i}"));
+                    for cut in [i + insert.len(), i + insert.len() + 1, i + insert.len() + 5] {
+                        assert_same(&bad[..cut.min(bad.len())], &format!("{insert:?} inserted at {i}, cut at {cut}"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_photos_give_the_same_result_as_before() {
+        let files = bundled_jpegs();
+        let mut rng = Lcg(99);
+        for (name, data) in files.iter().filter(|(n, _)| !n.contains("testdata")).step_by(9) {
+            for k in 0..12 {
+                let cut = data.len() - 1 - (rng.next() as usize % (data.len() / 2));
+                let cut = if k < 3 { data.len() - 1 - k } else { cut };
+                assert_same(&data[..cut], &format!("{name} cut at {cut}"));
+                let bad = damaged(data, 1 + k % 4, &mut rng);
+                assert_same(&bad, &format!("{name} damage {k}"));
+            }
+        }
+    }
+
+    /// Decoding time of the bundled COCO photos (decode and RGB), old and new decoder alternating:
+    /// `cargo test -p compiler --lib jpeg_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn jpeg_speed_versus_old() {
+        let files: Vec<Vec<u8>> =
+            bundled_jpegs().into_iter().filter(|(n, _)| n.contains("COCO2017")).map(|(_, d)| d).collect();
+        let time = |f: &dyn Fn(&[u8]) -> usize| {
+            let t = std::time::Instant::now();
+            let n: usize = files.iter().map(|d| f(d)).sum();
+            assert!(n > 0);
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..9 {
+            a.push(time(&|d| old::decode_jpeg(d).unwrap().to_rgb().len()));
+            b.push(time(&|d| decode_jpeg(d).unwrap().to_rgb().len()));
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!("{} photos: old {:.1} ms, new {:.1} ms (medians of 9)", files.len(), median(&mut a), median(&mut b));
     }
 }
