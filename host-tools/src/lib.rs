@@ -2,3 +2,5 @@
 
 pub mod bench;
 pub mod yolo_model;
+
+pub mod memory;

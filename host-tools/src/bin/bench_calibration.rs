@@ -60,6 +60,7 @@ fn rel(a: f64, b: f64) -> f64 {
 }
 
 fn main() -> Result<()> {
+    host_tools::memory::keep_freed_memory();
     let args = Args::parse();
     let opts = walkthrough_import_options();
     let onnx = assets().join("models/tiny-yolov3-11.onnx");

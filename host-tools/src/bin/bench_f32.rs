@@ -101,6 +101,7 @@ fn ort_ms(args: &Args) -> Option<(f64, String)> {
 }
 
 fn main() -> Result<()> {
+    host_tools::memory::keep_freed_memory();
     let args = Args::parse();
     compiler::interp::init_thread_pool(args.threads);
     let root = PathBuf::from(ROOT);

@@ -85,6 +85,7 @@ fn digest(result: &compiler::search::SearchResult) -> u64 {
 }
 
 fn main() -> Result<()> {
+    host_tools::memory::keep_freed_memory();
     let args = Args::parse();
     let chip = Chip::parse(&args.chip).ok_or_else(|| anyhow!("--chip '{}': unknown chip", args.chip))?;
     let mode = if chip.is_cv18xx() { Mode::BF16 } else { Mode::F32 };

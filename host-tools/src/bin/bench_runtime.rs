@@ -51,6 +51,7 @@ fn whole_run(bmodel: &Path, input: &Path, out: &Path) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    host_tools::memory::keep_freed_memory();
     let a = Args::parse();
     let (dir, prefix) = match a.chip.as_str() {
         "bm1684x" => ("int8_bm1684x", "yolov3_tiny_bm1684x_int8_sym"),

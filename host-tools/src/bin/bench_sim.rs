@@ -101,6 +101,7 @@ fn faults_and_sys() -> (f64, f64) {
 }
 
 fn main() -> Result<()> {
+    host_tools::memory::keep_freed_memory();
     let args = Args::parse();
     let chip = Chip::parse(&args.chip).ok_or_else(|| anyhow!("--chip '{}': unknown chip", args.chip))?;
     let float_mode = if chip.is_cv18xx() { Mode::BF16 } else { Mode::F32 };

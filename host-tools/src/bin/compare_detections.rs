@@ -141,6 +141,7 @@ fn run(args: &Args) -> Result<()> {
 }
 
 fn main() {
+    host_tools::memory::keep_freed_memory();
     let args = Args::parse();
     if let Err(e) = run(&args) {
         eprintln!("compare_detections: error: {e:#}");

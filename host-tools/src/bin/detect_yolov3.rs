@@ -81,6 +81,7 @@ fn run(args: &Args) -> Result<()> {
 }
 
 fn main() {
+    host_tools::memory::keep_freed_memory();
     let args = Args::parse();
     if let Err(e) = run(&args) {
         eprintln!("detect_yolov3: error: {e:#}");

@@ -253,6 +253,7 @@ fn is_quantized(t: &compiler::ir::TensorType) -> bool {
 }
 
 fn main() {
+    host_tools::memory::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("Error: {e:#}");
         std::process::exit(1);

@@ -154,6 +154,7 @@ fn run_bmodel(args: &Args) -> Result<()> {
 }
 
 fn main() {
+    host_tools::memory::keep_freed_memory();
     let args = Args::parse();
     if let Err(e) = run(&args) {
         eprintln!("error: {e:#}");

@@ -156,6 +156,7 @@ fn real_main() -> Result<()> {
 }
 
 fn main() {
+    host_tools::memory::keep_freed_memory();
     if let Err(e) = real_main() {
         eprintln!("Error: {e:#}");
         std::process::exit(1);

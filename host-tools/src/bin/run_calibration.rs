@@ -94,6 +94,7 @@ fn load_module(path: &Path) -> Result<(Module, Weights)> {
 }
 
 fn main() {
+    host_tools::memory::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -225,6 +225,7 @@ fn estimated_size(
 }
 
 fn main() {
+    host_tools::memory::keep_freed_memory();
     if let Err(e) = run() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
