@@ -252,7 +252,10 @@ pub(super) fn eval_op(
         "Relu" => one(elementwise::unary(first_owned(operands, owned0)?, Unary::Relu(relu_limit(op)?))),
         "LeakyRelu" => {
             let a = op.attr_f64("alpha")? as f32;
-            one(elementwise::unary(first_owned(operands, owned0)?, Unary::LeakyRelu(a)))
+            match owned0 {
+                Some(x) => one(elementwise::unary(x, Unary::LeakyRelu(a))),
+                None => one(elementwise::leaky_copy(req(operands, 0)?, a)),
+            }
         }
         "Clip" => {
             let (lo, hi) = (op.attr_f64("min")? as f32, op.attr_f64("max")? as f32);

@@ -79,6 +79,53 @@ fn standard(x: Tensor) -> Tensor {
     }
 }
 
+/// LeakyRelu of an input that must stay (a result kept for observation): read `x` once and
+/// write a new tensor, instead of copying it and updating the copy (bit for bit the same values
+/// as [`unary`]).
+pub(super) fn leaky_copy(x: &Tensor, alpha: f32) -> Tensor {
+    let Some(src) = x.as_slice() else { return unary(x.clone(), Unary::LeakyRelu(alpha)) };
+    let mut out: Vec<f32> = Vec::with_capacity(src.len());
+    out.spare_capacity_mut()[..src.len()]
+        .par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(dst, from)| leaky_into(from, dst, alpha));
+    // SAFETY: every one of the src.len() elements was written just above.
+    unsafe { out.set_len(src.len()) };
+    Tensor::from_shape_vec(x.raw_dim(), out).unwrap_or_else(|_| unary(x.clone(), Unary::LeakyRelu(alpha)))
+}
+
+/// `dst[i] = leaky(src[i])` (same length).
+fn leaky_into(src: &[f32], dst: &mut [std::mem::MaybeUninit<f32>], alpha: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            return unsafe { leaky_into_avx2(src, dst, alpha) };
+        }
+    }
+    for (d, &v) in dst.iter_mut().zip(src) {
+        d.write(leaky_one(v, alpha));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn leaky_into_avx2(src: &[f32], dst: &mut [std::mem::MaybeUninit<f32>], alpha: f32) {
+    use std::arch::x86_64::*;
+    let n = src.len().min(dst.len());
+    let (zero, al) = (_mm256_setzero_ps(), _mm256_set1_ps(alpha));
+    let whole = n / 8 * 8;
+    for k in (0..whole).step_by(8) {
+        // SAFETY: k + 8 <= n for both slices.
+        let v = _mm256_loadu_ps(src.as_ptr().add(k));
+        let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(v, zero);
+        _mm256_storeu_ps(dst.as_mut_ptr().add(k) as *mut f32, _mm256_blendv_ps(_mm256_mul_ps(v, al), v, keep));
+    }
+    for k in whole..n {
+        dst[k].write(leaky_one(src[k], alpha));
+    }
+}
+
 /// Apply a unary function to `x` in place and return it.
 pub(super) fn unary(x: Tensor, u: Unary) -> Tensor {
     let mut x = standard(x);
@@ -202,6 +249,21 @@ mod tests {
 
     /// The vector LeakyRelu equals the scalar rule bit for bit (signed zeros, infinities, NaN,
     /// lengths around the vector width).
+    #[test]
+    fn leaky_copy_equals_the_in_place_update_bit_for_bit() {
+        let special = [-0.0f32, 0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN, 1e-40, -1e-40];
+        for n in [0usize, 1, 7, 8, 9, 31, 100, 40_001] {
+            let x: Vec<f32> =
+                (0..n).map(|i| if i % 5 == 0 { special[i % 8] } else { (i as f32 * 0.37).sin() * 3.0 }).collect();
+            let t = Tensor::from_shape_vec(IxDyn(&[n]), x).unwrap();
+            let got = leaky_copy(&t, 0.1);
+            let want = unary(t.clone(), Unary::LeakyRelu(0.1));
+            let bits = |t: &Tensor| t.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{n} values");
+            assert_eq!(got.shape(), t.shape());
+        }
+    }
+
     #[test]
     fn leaky_slice_equals_the_scalar_rule_bit_for_bit() {
         let special = [-0.0f32, 0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, -f32::NAN, 1e-40, -1e-40];
