@@ -134,6 +134,17 @@ fn band_rounds(bands: usize) -> (Vec<usize>, Vec<usize>) {
     (order, ends)
 }
 
+/// What the early exit found for one convolution.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EarlyExit {
+    /// Per candidate its distance, `None` when dropped.
+    pub distances: Vec<Option<f64>>,
+    /// Bands evaluated, over all candidates.
+    pub bands_done: usize,
+    /// Bands of evaluating every candidate whole.
+    pub bands_whole: usize,
+}
+
 /// Mean tuner distance of each candidate threshold of `ths` on a 3x3 stride-1 convolution, `None`
 /// for the candidates dropped on the way (each worse than a complete one); `Ok(None)` when the
 /// convolution does not suit the early exit (not 3x3 stride 1, or fewer than [`MIN_BANDS`]
@@ -144,7 +155,7 @@ pub(crate) fn candidate_distances(
     samples: &[SampleView<'_>],
     ths: &[f64],
     stack_bytes: usize,
-) -> Result<Option<Vec<Option<f64>>>, CalibError> {
+) -> Result<Option<EarlyExit>, CalibError> {
     let Some(g) = geometry(dq, op_index, samples) else { return Ok(None) };
     let inputs: Vec<std::borrow::Cow<'_, [f32]>> =
         samples.iter().map(|s| s.operands[0].map(super::tune::elements).unwrap_or_default()).collect();
@@ -202,13 +213,13 @@ pub(crate) fn candidate_distances(
             }
         }
     }
-    Ok(Some(
-        partial
-            .iter()
-            .zip(&dropped)
-            .map(|(p, &gone)| (!gone && p.bands_done == g.bands).then(|| p.distance(samples)))
-            .collect(),
-    ))
+    let distances = partial
+        .iter()
+        .zip(&dropped)
+        .map(|(p, &gone)| (!gone && p.bands_done == g.bands).then(|| p.distance(samples)))
+        .collect();
+    let bands_done = partial.iter().map(|p| p.bands_done).sum();
+    Ok(Some(EarlyExit { distances, bands_done, bands_whole: ths.len() * g.bands }))
 }
 
 /// Σ (out − ref)² of each entry's tile row: the strips fake-quantized with their candidate's

@@ -96,6 +96,11 @@ pub struct PhaseTimes {
     pub tune_run: Duration,
     /// Tuning: candidates evaluated through a shortcut (no op run).
     pub tune_shortcut: Duration,
+    /// Tuning's early exit: bands of output rows evaluated, over all its convolutions and
+    /// candidates (one band = every sample's rows of that band).
+    pub early_exit_bands: usize,
+    /// Bands evaluating every candidate whole would have taken on the same convolutions.
+    pub early_exit_bands_whole: usize,
 }
 
 /// Every op result of one model run, by value id.

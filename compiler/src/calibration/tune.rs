@@ -513,7 +513,11 @@ fn find_better_threshold(
         }
         None if op.kind == "top.Conv" => {
             match early_exit::candidate_distances(dq, op_index, &samples, &candidates, STACK_BYTES) {
-                Ok(Some(d)) => d.into_iter().map(Ok).collect(),
+                Ok(Some(found)) => {
+                    times.early_exit_bands += found.bands_done;
+                    times.early_exit_bands_whole += found.bands_whole;
+                    found.distances.into_iter().map(Ok).collect()
+                }
                 Ok(None) if dq.runs_winograd(op_index) => {
                     match stacked_conv_distances(dq, op_index, &samples, &candidates, STACK_BYTES) {
                         Ok(d) => d.into_iter().map(|d| Ok(Some(d))).collect(),
@@ -748,7 +752,8 @@ mod tests {
                 .iter()
                 .map(|&th| candidate_distance(&interp, conv, &samples, th, &mut Vec::new()).unwrap())
                 .collect();
-            let early = early_exit::candidate_distances(&interp, conv, &samples, &ths, 1 << 16).unwrap().unwrap();
+            let early =
+                early_exit::candidate_distances(&interp, conv, &samples, &ths, 1 << 16).unwrap().unwrap().distances;
             let min = whole.iter().copied().fold(f64::INFINITY, f64::min);
             for (k, (w, e)) in whole.iter().zip(&early).enumerate() {
                 match e {

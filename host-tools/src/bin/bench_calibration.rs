@@ -133,6 +133,14 @@ fn main() -> Result<()> {
         t.tune_run.as_secs_f64(),
         t.tune_shortcut.as_secs_f64()
     );
+    if t.early_exit_bands_whole > 0 {
+        println!(
+            "  tuning early exit: {} of {} candidate bands evaluated ({:.0} %)",
+            t.early_exit_bands,
+            t.early_exit_bands_whole,
+            100.0 * t.early_exit_bands as f64 / t.early_exit_bands_whole as f64
+        );
+    }
     if args.profile {
         tune_times.sort_by(|a, b| b.1.total_cmp(&a.1));
         let f = &module.func;
