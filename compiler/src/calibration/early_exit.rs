@@ -184,9 +184,8 @@ pub(crate) fn candidate_distances(
     // round one for every candidate; then the most promising one whole, as the first bound
     let all: Vec<usize> = (0..ths.len()).collect();
     run(&all, &order[..ends[0]], &mut partial)?;
-    let lead = (0..ths.len())
-        .min_by(|&a, &b| partial[a].distance(samples).total_cmp(&partial[b].distance(samples)))
-        .unwrap_or(0);
+    let bounds: Vec<f64> = partial.iter().map(|p| p.distance(samples)).collect();
+    let lead = (0..ths.len()).min_by(|&a, &b| bounds[a].total_cmp(&bounds[b])).unwrap_or(0);
     if ends[0] < g.bands {
         run(&[lead], &order[ends[0]..], &mut partial)?;
     }

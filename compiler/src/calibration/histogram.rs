@@ -436,7 +436,9 @@ mod tests {
         }
     }
 
-    /// One bin taking every value of whole chunks (the 16-bit counters' worst case).
+    /// One bin taking every value (the 16-bit counters' worst case): through the parallel
+    /// chunks, and one chunk straight at the 16-bit limit (u16::MAX per array) and just past it
+    /// (32-bit counters).
     #[test]
     fn counting_one_crowded_bin_does_not_overflow() {
         for len in [65_535usize, 65_536, 65_537, 300_001] {
@@ -444,6 +446,13 @@ mod tests {
             let (mm, got) = min_max_and_counts(&data, 0.05, 2048);
             assert_eq!(got[25], len as u64, "{len} values");
             assert_eq!(got.iter().sum::<u64>(), len as u64);
+            assert_eq!((mm.min, mm.max), (-1.25, -1.25));
+        }
+        for len in [NARROW_COUNT_MAX, NARROW_COUNT_MAX + 4] {
+            let data = vec![-1.25f32; len];
+            let mut counts = vec![0u32; 4 * 2049];
+            let mm = min_max_count_chunk(&data, 0.05, 2048, 4, &mut counts);
+            assert_eq!(fold_ways(&counts, 2048, 4)[25], len as u64, "{len} values in one chunk");
             assert_eq!((mm.min, mm.max), (-1.25, -1.25));
         }
     }

@@ -280,6 +280,25 @@ pub(super) struct SampleView<'s> {
     pub l1: f64,
 }
 
+impl<'s> SampleView<'s> {
+    /// Tune sample `inputs` of `op` with its live reference results `env` (by value id).
+    fn new(
+        op: &crate::ir::Op,
+        arg_index: &[Option<usize>],
+        inputs: &'s [Tensor],
+        env: &'s [Option<Tensor>],
+    ) -> Result<Self, CalibError> {
+        let result_v: ValueId = op.results[0];
+        let reference = env[result_v]
+            .as_ref()
+            .ok_or_else(|| CalibError::Model(format!("tuning: reference of value %{result_v} missing")))?;
+        let reference_shape = reference.shape().to_vec();
+        let reference = elements(reference);
+        let l1 = abs_sum(&reference);
+        Ok(SampleView { operands: sample_operands(op, arg_index, inputs, env), reference, reference_shape, l1 })
+    }
+}
+
 /// A tensor's elements as one slice (copied only when it is not in standard layout).
 pub(super) fn elements(t: &Tensor) -> Cow<'_, [f32]> {
     match t.as_slice() {
@@ -486,19 +505,11 @@ fn find_better_threshold(
         return Ok(th0);
     }
     let candidates: Vec<f64> = (0..=opts.steps).map(|k| th0 + step * k as f64).collect();
-    let result_v: ValueId = op.results[0];
-    let mut samples = Vec::with_capacity(tune_inputs.len());
-    for (s, inputs) in tune_inputs.iter().enumerate() {
-        let env = &store.env[s];
-        let operands = sample_operands(op, arg_index, inputs, env);
-        let reference = env[result_v]
-            .as_ref()
-            .ok_or_else(|| CalibError::Model(format!("tuning: reference of value %{result_v} missing")))?;
-        let reference_shape = reference.shape().to_vec();
-        let reference = elements(reference);
-        let l1 = abs_sum(&reference);
-        samples.push(SampleView { operands, reference, reference_shape, l1 });
-    }
+    let samples = tune_inputs
+        .iter()
+        .zip(&store.env)
+        .map(|(inputs, env)| SampleView::new(op, arg_index, inputs, env))
+        .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     let how = shortcut(op, &samples);
     // per candidate its distance, or `None` when the early exit dropped it (worse than another)
@@ -620,8 +631,6 @@ mod tests {
             .collect();
         let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
         let f = &m.func;
-        let mut arg_index = vec![None; f.values.len()];
-        arg_index[f.args[0]] = Some(0);
         let kinds: Vec<&str> = f.ops.iter().map(|o| o.kind.as_str()).collect();
         assert_eq!(kinds, ["top.Input", "top.LeakyRelu", "top.MaxPool", "top.Upsample", "top.Concat", "top.Relu"]);
         let want = [
@@ -633,17 +642,7 @@ mod tests {
             Some(Shortcut::QuantizedReference),
         ];
         for (i, op) in f.ops.iter().enumerate().skip(1) {
-            let samples: Vec<SampleView<'_>> = inputs
-                .iter()
-                .zip(&envs)
-                .map(|(inp, env)| {
-                    let r = env[op.results[0]].as_ref().unwrap();
-                    let reference_shape = r.shape().to_vec();
-                    let reference = elements(r);
-                    let l1 = abs_sum(&reference);
-                    SampleView { operands: sample_operands(op, &arg_index, inp, env), reference, reference_shape, l1 }
-                })
-                .collect();
+            let samples = op_samples(&m, i, &inputs, &envs);
             let how = shortcut(op, &samples);
             assert_eq!(how, want[i], "{}", op.kind);
             let ths = [0.3, 1.1, 2.05, 7.0];
@@ -688,28 +687,18 @@ mod tests {
         (Module { name: "m".into(), attrs: Attrs::new(), func: f }, ws)
     }
 
-    /// The tune samples of op `conv` of `m` for these inputs, with their reference runs.
-    fn conv_samples<'s>(
+    /// The tune samples of op number `op` of `m` (one argument) for these inputs, with their
+    /// reference runs.
+    fn op_samples<'s>(
         m: &Module,
-        conv: usize,
+        op: usize,
         inputs: &'s [Vec<Tensor>],
         envs: &'s [Vec<Option<Tensor>>],
     ) -> Vec<SampleView<'s>> {
         let f = &m.func;
         let mut arg_index = vec![None; f.values.len()];
         arg_index[f.args[0]] = Some(0);
-        let op = &f.ops[conv];
-        inputs
-            .iter()
-            .zip(envs)
-            .map(|(inp, env)| {
-                let r = env[op.results[0]].as_ref().unwrap();
-                let reference_shape = r.shape().to_vec();
-                let reference = elements(r);
-                let l1 = abs_sum(&reference);
-                SampleView { operands: sample_operands(op, &arg_index, inp, env), reference, reference_shape, l1 }
-            })
-            .collect()
+        inputs.iter().zip(envs).map(|(inp, env)| SampleView::new(&f.ops[op], &arg_index, inp, env).unwrap()).collect()
     }
 
     /// The early exit keeps the pick of evaluating every candidate whole: the candidates it
@@ -746,7 +735,7 @@ mod tests {
                 })
                 .collect();
             let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
-            let samples = conv_samples(&m, conv, &inputs, &envs);
+            let samples = op_samples(&m, conv, &inputs, &envs);
             let ths: Vec<f64> = (0..=21).map(|k| 2.0 + 1.5 * k as f64).collect();
             let whole: Vec<f64> = ths
                 .iter()
@@ -776,7 +765,7 @@ mod tests {
         let conv = m.func.ops.iter().position(|o| o.kind == "top.Conv").unwrap();
         let inputs = vec![vec![Tensor::from_elem(IxDyn(&[1, 8, 9, 11]), 0.5f32)]];
         let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
-        let samples = conv_samples(&m, conv, &inputs, &envs);
+        let samples = op_samples(&m, conv, &inputs, &envs);
         assert!(early_exit::candidate_distances(&interp, conv, &samples, &[1.0, 2.0], STACK_BYTES).unwrap().is_none());
     }
 
@@ -796,7 +785,7 @@ mod tests {
             })
             .collect();
         let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
-        let samples = conv_samples(&m, conv, &inputs, &envs);
+        let samples = op_samples(&m, conv, &inputs, &envs);
         let ths = [0.3, 1.1, 2.05, 2.5, 7.0];
         let alone: Vec<f64> =
             ths.iter().map(|&th| candidate_distance(&interp, conv, &samples, th, &mut Vec::new()).unwrap()).collect();
