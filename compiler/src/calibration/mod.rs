@@ -11,6 +11,7 @@ mod kernels;
 pub mod kl;
 pub mod run;
 pub mod stack;
+mod statistics;
 pub mod table;
 pub mod tune;
 

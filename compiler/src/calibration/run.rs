@@ -5,10 +5,11 @@ use super::collect::{CaliMethod, Collector, TensorResult};
 use super::dataset::Dataset;
 use super::inputs::InputLoader;
 use super::stack;
+use super::statistics::{gather, Gathered, Samples};
 use super::table::{now_string, CalibEntry, CalibrationTable, TableHeader};
 use super::tune::{tune_thresholds_timed, TuneArgs, TuneOptions};
 use super::CalibError;
-use crate::interp::{Interpreter, Tensor};
+use crate::interp::Interpreter;
 use crate::ir::weights::Weights;
 use crate::ir::Module;
 use std::path::{Path, PathBuf};
@@ -32,10 +33,10 @@ pub struct CalibOptions {
     pub skip_bad: bool,
     /// The MLIR file name written into the header.
     pub mlir_name: String,
-    /// Samples run through the model at once in the statistics pass, when every op of the
-    /// model computes each sample from that sample alone (1: one by one). Same table either
-    /// way; 2 streams the deep layers' filters once for two samples but was not measurably
-    /// faster on a busy machine and takes about 200 MiB more, so it is not the default.
+    /// Samples the deep ops of the model run on at once in the statistics pass (1: every op one
+    /// sample at a time). The deep ops are the run of ops at the end of the function whose
+    /// results are small and which compute each sample from that sample alone (see
+    /// `stack::split`); their filters are then streamed once per group. Same table either way.
     pub stack_samples: usize,
 }
 
@@ -48,7 +49,7 @@ impl Default for CalibOptions {
             tune: TuneOptions::default(),
             skip_bad: false,
             mlir_name: String::new(),
-            stack_samples: 1,
+            stack_samples: 4,
         }
     }
 }
@@ -103,9 +104,6 @@ pub struct PhaseTimes {
     pub early_exit_bands_whole: usize,
 }
 
-/// Every op result of one model run, by value id.
-type Results = Vec<Option<Tensor>>;
-
 /// A float printed and parsed back like the `.1` table tpu-mlir's tuner reads.
 fn through_text(v: f64) -> f64 {
     format!("{v:.7}").parse().unwrap_or(v)
@@ -138,124 +136,31 @@ pub fn run_calibration(
         list.iter().map(|s| vec![*s]).collect()
     };
     let total = groups.len();
-    // several samples per model run when the model allows it (see `stack`)
-    let stacked_module = match opts.stack_samples.min(total) {
-        n if n > 1 => stack::rebatch(module, n).ok().map(|m| (m, n)),
-        _ => None,
-    };
-    let (run_module, per_run) = match &stacked_module {
-        Some((m, n)) => (m, *n),
-        None => (module, 1),
-    };
-    let mut interp = Interpreter::new(run_module, weights).map_err(|e| CalibError::Model(e.to_string()))?;
+    let mut interp = Interpreter::new(module, weights).map_err(|e| CalibError::Model(e.to_string()))?;
     interp.set_fast_conv(opts.tune.fast_conv);
     let mut collector = Collector::new(module, opts.method, opts.histogram_bin_num, total);
     let tune = opts.method == CaliMethod::Kl && opts.tune_num > 0;
-    let mut tune_inputs: Vec<Vec<Tensor>> = Vec::new();
-    // the tune samples' op results, kept from their statistics run as the tuner's references
-    let mut tune_references: Vec<Vec<Option<Tensor>>> = Vec::new();
-    let mut skipped = Vec::new();
-    let mut used = 0usize;
-
+    let split = stack::split(module, opts.stack_samples.min(total));
     let mut times = PhaseTimes::default();
     let statistics = Instant::now();
-    let runs: Vec<std::ops::Range<usize>> = (0..total).step_by(per_run).map(|s| s..(s + per_run).min(total)).collect();
-    let load = |r: &std::ops::Range<usize>| -> Vec<Result<Vec<Tensor>, CalibError>> {
-        use rayon::prelude::*;
-        groups[r.clone()].par_iter().map(|g| loader.load_batched(dataset.kind, g)).collect()
-    };
-    // The model runs on one group of samples while the previous group's results are folded
-    // into the statistics and the next group is decoded.
-    let mut pending: Option<(Results, usize)> = None;
-    let mut next = runs.first().map(load);
-    for (k, range) in runs.iter().enumerate() {
-        let loaded = next.take().unwrap_or_else(|| load(range));
-        let mut good: Vec<Vec<Tensor>> = Vec::with_capacity(loaded.len());
-        for (j, sample) in loaded.into_iter().enumerate() {
-            match sample {
-                Ok(inputs) => good.push(inputs),
-                Err(e @ CalibError::Sample { .. }) if opts.skip_bad => {
-                    let path = groups[range.start + j][0][0].clone();
-                    on_event(CalibEvent::Skipped { path: &path, error: &e });
-                    skipped.push((path, e.to_string()));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let joined = Instant::now();
-        let ((ran, folded), prefetched) = rayon::join(
-            || {
-                rayon::join(
-                    || -> Result<(Option<Results>, Duration), CalibError> {
-                        let started = Instant::now();
-                        if good.is_empty() {
-                            return Ok((None, started.elapsed()));
-                        }
-                        // a short group is padded with its last sample (whose extra results are
-                        // not folded)
-                        let mut refs: Vec<&[Tensor]> = good.iter().map(Vec::as_slice).collect();
-                        while refs.len() < per_run {
-                            refs.push(refs[refs.len() - 1]);
-                        }
-                        let stacked;
-                        let inputs: &[Tensor] = if per_run == 1 {
-                            refs[0]
-                        } else {
-                            stacked = stack::stack_inputs(&refs)
-                                .ok_or_else(|| CalibError::Model("samples of different shapes".into()))?;
-                            &stacked
-                        };
-                        let results = interp.run_all(inputs).map_err(|e| CalibError::Model(e.to_string()))?;
-                        Ok((Some(results), started.elapsed()))
-                    },
-                    || -> Result<Duration, CalibError> {
-                        let started = Instant::now();
-                        if let Some((results, images)) = pending.take() {
-                            collector.observe_stacked(&results, per_run, images)?;
-                        }
-                        Ok(started.elapsed())
-                    },
-                )
-            },
-            || runs.get(k + 1).map(load),
-        );
-        next = prefetched;
-        let (results, ran) = ran?;
-        let folded = folded?;
-        times.observe += folded;
-        times.load_wait += joined.elapsed().saturating_sub(ran.max(folded));
-        if let Some(results) = results {
-            let images = good.len();
-            used += images;
-            for (j, inputs) in good.into_iter().enumerate() {
-                if tune && tune_inputs.len() < opts.tune_num {
-                    let refs =
-                        results.iter().map(|r| r.as_ref().and_then(|t| stack::image_tensor(t, per_run, j))).collect();
-                    tune_inputs.push(inputs);
-                    tune_references.push(refs);
-                }
-            }
-            pending = Some((results, images));
-        }
-        on_event(CalibEvent::Sample { done: range.end, total });
-    }
-    if let Some((results, images)) = pending.take() {
-        let started = Instant::now();
-        collector.observe_stacked(&results, per_run, images)?;
-        times.observe += started.elapsed();
-    }
+    let samples = Samples { loader: &loader, kind: dataset.kind, groups: &groups };
+    let gathered = gather(
+        &interp,
+        &split,
+        &mut collector,
+        &samples,
+        if tune { opts.tune_num } else { 0 },
+        opts.skip_bad,
+        on_event,
+        &mut times,
+    )?;
+    let Gathered { used, skipped, tune_inputs, tune_references } = gathered;
     if used == 0 {
         return Err(CalibError::Dataset("no sample could be used".into()));
     }
     times.statistics = statistics.elapsed();
-    // the tuner evaluates single ops with this interpreter when it ran the model itself (one
-    // sample per run); a stacked one is freed (with its packed and transformed filters) here
-    let prepared = if stacked_module.is_none() {
-        Some(interp)
-    } else {
-        drop(interp);
-        None
-    };
+    // the tuner evaluates single ops with the same interpreter (filters packed once)
+    let prepared = Some(interp);
     let thresholds_started = Instant::now();
     let results = collector.finish();
     times.thresholds = thresholds_started.elapsed();

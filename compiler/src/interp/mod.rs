@@ -76,6 +76,15 @@ enum Mode<'o> {
     KeepAll,
 }
 
+/// What [`Interpreter::run_span`] keeps and shows.
+pub enum SpanMode<'o> {
+    /// Every op result shown to the callback as it is computed; operands freed after their last
+    /// reader in the function (and updated in place when that reader allows).
+    Observe(&'o mut dyn FnMut(ValueId, &Tensor)),
+    /// Every op result kept in the environment (nothing freed or updated in place).
+    KeepAll,
+}
+
 /// Fewest input channels for which [`Interpreter::set_fast_conv`] uses the Winograd
 /// convolution (thinner layers, like a first RGB layer, gain nothing from it).
 pub const FAST_CONV_MIN_CHANNELS: usize = 8;
@@ -168,12 +177,47 @@ impl<'a> Interpreter<'a> {
         let keep_all = matches!(mode, Mode::KeepAll);
         env.clear();
         env.resize_with(func.values.len(), || None);
+        self.run_ops(0..func.ops.len(), 1, inputs, &mut mode, env)?;
+        let mut outputs = Vec::with_capacity(func.returns.len());
+        for (k, &v) in func.returns.iter().enumerate() {
+            let last = !keep_all && func.returns[k + 1..].iter().all(|&w| w != v);
+            let t = if last { env[v].take() } else { env[v].clone() };
+            let t = match t {
+                Some(t) => t,
+                None => self.lookup(env, inputs, v).cloned().ok_or_else(|| InterpError::Op {
+                    name: func.values.get(v).map(|x| x.name.clone()).unwrap_or_default(),
+                    kind: "return".into(),
+                    msg: format!("output {k} (value %{v}) was not computed"),
+                })?,
+            };
+            outputs.push(t);
+        }
+        Ok(outputs)
+    }
+
+    /// The op loop of a run over ops `ops` (weights and `none` skipped) on `stacked` samples
+    /// stacked along the batch axis: operands from `env` (or `inputs` for function arguments),
+    /// results into `env` as `mode` says, operands freed after their last reader unless every
+    /// result is kept.
+    fn run_ops(
+        &self,
+        ops: std::ops::Range<usize>,
+        stacked: usize,
+        inputs: &[Tensor],
+        mode: &mut Mode<'_>,
+        env: &mut [Option<Tensor>],
+    ) -> Result<(), InterpError> {
+        let func = &self.module.func;
+        let keep_all = matches!(mode, Mode::KeepAll);
         let mut skip = None;
-        for (i, op) in func.ops.iter().enumerate() {
+        for (i, op) in func.ops.iter().enumerate().take(ops.end).skip(ops.start) {
             if op.is_weight() || op.is_none() || skip == Some(i) {
                 continue;
             }
-            let fused = if matches!(mode, Mode::Outputs) { self.fusable_after(i) } else { None };
+            let fused = match mode {
+                Mode::Outputs => self.fusable_after(i).filter(|&(j, _)| j < ops.end),
+                _ => None,
+            };
             // The first operand may be handed over for in-place update when this op is its last
             // reader and does not read it twice (never when every result is kept).
             let mut owned0 = None;
@@ -199,13 +243,13 @@ impl<'a> Interpreter<'a> {
             let (results, result_ids) = match fused {
                 Some((j, act)) => {
                     skip = Some(j);
-                    (self.eval(op, &refs, owned0, Some(act))?, &func.ops[j].results)
+                    (self.eval(op, &refs, owned0, Some(act), stacked)?, &func.ops[j].results)
                 }
-                None => (self.eval(op, &refs, owned0, None)?, &op.results),
+                None => (self.eval(op, &refs, owned0, None, stacked)?, &op.results),
             };
             drop(refs);
             for (&r, t) in result_ids.iter().zip(results) {
-                if let Mode::Observe(obs) = &mut mode {
+                if let Mode::Observe(obs) = mode {
                     obs(r, &t);
                 }
                 if keep_all || self.last_use[r] != UNUSED {
@@ -220,21 +264,48 @@ impl<'a> Interpreter<'a> {
                 }
             }
         }
-        let mut outputs = Vec::with_capacity(func.returns.len());
-        for (k, &v) in func.returns.iter().enumerate() {
-            let last = !keep_all && func.returns[k + 1..].iter().all(|&w| w != v);
-            let t = if last { env[v].take() } else { env[v].clone() };
-            let t = match t {
-                Some(t) => t,
-                None => self.lookup(env, inputs, v).cloned().ok_or_else(|| InterpError::Op {
-                    name: func.values.get(v).map(|x| x.name.clone()).unwrap_or_default(),
-                    kind: "return".into(),
-                    msg: format!("output {k} (value %{v}) was not computed"),
-                })?,
-            };
-            outputs.push(t);
+        Ok(())
+    }
+
+    /// Run ops `ops` of the function (program order; weight and `none` ops skipped) on
+    /// `stacked` samples stacked along the batch axis, with `env` (by value id, grown to the
+    /// function's values) carrying values between spans: what the span reads and no op of it
+    /// computes must be in `env` already (function arguments come from `inputs`), and what a
+    /// later op or the function's return still needs is left there. Lets a caller run the
+    /// first ops one sample at a time and the rest on several samples at once. With several
+    /// samples stacked, the caller makes sure every op of the span computes each sample from
+    /// that sample alone (each result then stacks the results of the samples alone, bit for
+    /// bit).
+    pub fn run_span(
+        &self,
+        ops: std::ops::Range<usize>,
+        stacked: usize,
+        inputs: &[Tensor],
+        env: &mut Vec<Option<Tensor>>,
+        mode: SpanMode<'_>,
+    ) -> Result<(), InterpError> {
+        let func = &self.module.func;
+        if env.len() < func.values.len() {
+            env.resize_with(func.values.len(), || None);
         }
-        Ok(outputs)
+        if ops.start == 0 && stacked <= 1 {
+            self.check_inputs(inputs)?;
+        }
+        let mut mode = match mode {
+            SpanMode::Observe(obs) => Mode::Observe(obs),
+            SpanMode::KeepAll => Mode::KeepAll,
+        };
+        self.run_ops(ops.start..ops.end.min(func.ops.len()), stacked.max(1), inputs, &mut mode, env)
+    }
+
+    /// Ops of the function (weights and `none` included): the end of a whole [`Interpreter::run_span`].
+    pub fn op_count(&self) -> usize {
+        self.module.func.ops.len()
+    }
+
+    /// Values of the function: the length of a run's environment, indexed by value id.
+    pub fn value_count(&self) -> usize {
+        self.module.func.values.len()
     }
 
     /// Run and return the function outputs only (convolution + activation pairs fused).
@@ -305,7 +376,7 @@ impl<'a> Interpreter<'a> {
             }
             refs.push(t);
         }
-        self.eval(op, &refs, None, None)
+        self.eval(op, &refs, None, None, 1)
     }
 
     /// As [`Interpreter::eval_op`] with the first operand handed over: ops that update their
@@ -341,7 +412,7 @@ impl<'a> Interpreter<'a> {
             }
             refs.push(t);
         }
-        self.eval(op, &refs, Some(first), None)
+        self.eval(op, &refs, Some(first), None, 1)
     }
 
     /// True when `top.Conv` number `op_index` runs as a Winograd convolution (fast convolution
@@ -534,17 +605,29 @@ impl<'a> Interpreter<'a> {
         Ok(())
     }
 
-    /// Evaluate one op and fit its results to the declared result types.
+    /// Evaluate one op and fit its results to the declared result types (their batch axis
+    /// times `stacked`: the operands stack that many samples).
     fn eval(
         &self,
         op: &Op,
         operands: &[Option<&Tensor>],
         owned0: Option<Tensor>,
         act: Option<sgemm::Act>,
+        stacked: usize,
     ) -> Result<Vec<Tensor>, InterpError> {
         let func = &self.module.func;
-        let out_shapes: Vec<&[usize]> =
-            op.results.iter().map(|&r| func.values.get(r).map(|v| v.ty.shape()).unwrap_or(&[])).collect();
+        let stacked_shapes: Vec<Vec<usize>> = op
+            .results
+            .iter()
+            .map(|&r| {
+                let mut s = func.values.get(r).map(|v| v.ty.shape().to_vec()).unwrap_or_default();
+                if let Some(d) = s.first_mut() {
+                    *d *= stacked;
+                }
+                s
+            })
+            .collect();
+        let out_shapes: Vec<&[usize]> = stacked_shapes.iter().map(Vec::as_slice).collect();
         // the prepacked filter applies only when the filter operand is the stored constant
         let op_index = func.ops.iter().position(|o| std::ptr::eq(o, op));
         let packed = op_index.and_then(|i| self.packed.get(i)).and_then(|p| p.as_ref()).filter(|_| {

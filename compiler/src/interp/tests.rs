@@ -610,6 +610,72 @@ fn run_observe_sees_every_op_result_once_in_order() {
     assert_eq!(interp.run(std::slice::from_ref(&x)).unwrap(), outs);
 }
 
+/// Bits of a tensor's elements, for exact comparisons.
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn spans_give_the_whole_run_and_a_stacked_tail_gives_each_sample_bit_for_bit() {
+    let (m, w) = small_net();
+    let mut interp = Interpreter::new(&m, &w).unwrap();
+    for fast in [false, true] {
+        interp.set_fast_conv(fast);
+        let xs = [noise(&[1, 2, 4, 4], 11), noise(&[1, 2, 4, 4], 12), noise(&[1, 2, 4, 4], 13)];
+        let alone: Vec<Vec<Option<Tensor>>> =
+            xs.iter().map(|x| interp.run_all(std::slice::from_ref(x)).unwrap()).collect();
+        // ops: Input, Weight, Weight, Conv, LeakyRelu | MaxPool, Add
+        let (cut, leaky) = (5, m.func.value_by_name("leaky").unwrap());
+        let mut envs = Vec::new();
+        for (x, all) in xs.iter().zip(&alone) {
+            let mut env = Vec::new();
+            let mut seen = Vec::new();
+            interp
+                .run_span(
+                    0..cut,
+                    1,
+                    std::slice::from_ref(x),
+                    &mut env,
+                    SpanMode::Observe(&mut |v, t| seen.push((v, bits(t)))),
+                )
+                .unwrap();
+            let want: Vec<(ValueId, Vec<u32>)> = ["data", "conv", "leaky"]
+                .iter()
+                .map(|n| m.func.value_by_name(n).unwrap())
+                .map(|v| (v, bits(all[v].as_ref().unwrap())))
+                .collect();
+            assert_eq!(seen, want, "fast {fast}");
+            // only what the tail reads is left
+            let left: Vec<ValueId> = (0..env.len()).filter(|&v| env[v].is_some()).collect();
+            assert_eq!(left, [leaky]);
+            envs.push(env);
+        }
+        let parts: Vec<ndarray::ArrayViewD<'_, f32>> = envs.iter().map(|e| e[leaky].as_ref().unwrap().view()).collect();
+        let mut tail = vec![None; m.func.values.len()];
+        tail[leaky] = Some(ndarray::concatenate(ndarray::Axis(0), &parts).unwrap());
+        interp.run_span(cut..interp.op_count(), 3, &[], &mut tail, SpanMode::KeepAll).unwrap();
+        for name in ["pool", "sum"] {
+            let v = m.func.value_by_name(name).unwrap();
+            let stacked = tail[v].as_ref().unwrap();
+            assert_eq!(stacked.shape()[0], 3, "{name}");
+            for (k, all) in alone.iter().enumerate() {
+                let one = all[v].as_ref().unwrap();
+                let slice = stacked.index_axis(ndarray::Axis(0), k);
+                assert_eq!(
+                    slice.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    bits(one),
+                    "{name} sample {k} fast {fast}"
+                );
+            }
+        }
+        // a stacked span whose results do not stack the declared type is an error naming the op
+        let mut bad = vec![None; m.func.values.len()];
+        bad[leaky] = Some(noise(&[2, 3, 4, 4], 5));
+        let err = interp.run_span(cut..interp.op_count(), 3, &[], &mut bad, SpanMode::KeepAll).unwrap_err();
+        assert!(err.to_string().starts_with("op 'pool' (top.MaxPool): computed shape [2, 3, 2, 2] differs"), "{err}");
+    }
+}
+
 #[test]
 fn errors_name_the_op() {
     let (m, w) = small_net();

@@ -36,7 +36,7 @@ struct Args {
     /// Run the dense 3x3 convolutions as Winograd F(4x4, 3x3) (`Interpreter::set_fast_conv`)
     #[arg(long)]
     fast_conv: bool,
-    /// Images per run (the model rebatched as `run_calibration --stack_samples N` does); times
+    /// Images per run (the whole model rebatched with `calibration::stack::rebatch`); times
     /// are reported per image
     #[arg(long, default_value_t = 1)]
     batch: usize,
