@@ -66,6 +66,18 @@ impl PackedA {
         PackedA { m, k, data }
     }
 
+    /// A matrix [m, k] whose data is already in the packed layout (`m.div_ceil(MR)` panels of
+    /// `k · MR` floats, rows past `m` zero); `None` when the length does not fit.
+    pub(super) fn from_packed(m: usize, k: usize, data: Vec<f32>) -> Option<Self> {
+        (data.len() == m.div_ceil(MR) * k * MR).then_some(PackedA { m, k, data })
+    }
+
+    /// The packed floats (tests compare layouts).
+    #[cfg(test)]
+    pub(super) fn packed_data(&self) -> &[f32] {
+        &self.data
+    }
+
     fn panel(&self, p: usize) -> &[f32] {
         &self.data[p * self.k * MR..(p + 1) * self.k * MR]
     }

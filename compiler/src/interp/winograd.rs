@@ -60,22 +60,53 @@ impl WinogradFilter {
         if w.len() != oc * c * 9 {
             return Err(format!("filter of {} elements is not [{oc}, {c}, 3, 3]", w.len()));
         }
-        // per output channel (in parallel): its filters' 36 transformed values, scattered into
-        // the 36 [oc, c] matrices; then each matrix packed
-        let mut mats = vec![vec![0f32; oc * c]; POINTS];
-        let ptrs: Vec<SendPtr> = mats.iter_mut().map(|m| SendPtr(m.as_mut_ptr())).collect();
-        w.par_chunks_exact(9 * c).enumerate().for_each(|(o, filters)| {
+        // the 36 transformed values of each filter written straight into the packed layout of
+        // the 36 [oc, c] matrices: panel p (rows p·MR ..) holds column ci of row p·MR + r at
+        // ci·MR + r; one task per panel writes that panel of every matrix
+        let panels = oc.div_ceil(MR);
+        let panel_len = c * MR;
+        let mut mats: Vec<Vec<f32>> = (0..POINTS).map(|_| vec![0f32; panels * panel_len]).collect();
+        let mut columns: Vec<_> = mats.iter_mut().map(|m| m.chunks_mut(panel_len.max(1))).collect();
+        let tasks: Vec<Vec<&mut [f32]>> =
+            (0..panels).map(|_| columns.iter_mut().filter_map(Iterator::next).collect()).collect();
+        tasks.into_par_iter().enumerate().for_each(|(p, mut dst)| {
             let mut u = [0f32; POINTS];
-            for (ci, g) in filters.chunks_exact(9).enumerate() {
-                transform_filter(g, &mut u);
-                for (p, &val) in ptrs.iter().zip(&u) {
-                    // SAFETY: element (o, ci) of each [oc, c] matrix; only this task writes row o.
-                    unsafe { *p.0.add(o * c + ci) = val };
+            for r in 0..MR.min(oc - p * MR) {
+                let o = p * MR + r;
+                for (ci, g) in w[o * c * 9..(o + 1) * c * 9].chunks_exact(9).enumerate() {
+                    transform_filter(g, &mut u);
+                    for (m, &val) in dst.iter_mut().zip(&u) {
+                        m[ci * MR + r] = val;
+                    }
                 }
             }
         });
-        let u = mats.par_iter().map(|m| PackedA::new(m, oc, c)).collect();
+        let u = mats
+            .into_iter()
+            .map(|m| PackedA::from_packed(oc, c, m).ok_or_else(|| format!("packing a [{oc}, {c}] matrix")))
+            .collect::<Result<_, _>>()?;
         Ok(WinogradFilter { oc, c, u })
+    }
+
+    /// The filter transformed into 36 [oc, c] matrices and packed one by one (tests: the layout
+    /// [`WinogradFilter::new`] writes directly).
+    #[cfg(test)]
+    pub(super) fn packed_one_by_one(w: &[f32], oc: usize, c: usize) -> Vec<PackedA> {
+        let mut mats = vec![vec![0f32; oc * c]; POINTS];
+        let mut u = [0f32; POINTS];
+        for (f, g) in w.chunks_exact(9).enumerate() {
+            transform_filter(g, &mut u);
+            for (m, &val) in mats.iter_mut().zip(&u) {
+                m[f] = val;
+            }
+        }
+        mats.iter().map(|m| PackedA::new(m, oc, c)).collect()
+    }
+
+    /// The 36 packed matrices (tests).
+    #[cfg(test)]
+    pub(super) fn packed(&self) -> &[PackedA] {
+        &self.u
     }
 
     /// Output channels.

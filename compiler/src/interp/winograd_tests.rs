@@ -492,3 +492,22 @@ fn winograd_input_timing() {
         eprintln!("total {total:.3} ms");
     });
 }
+
+/// The filter transform written straight into the packed layout equals transforming into 36
+/// plain matrices and packing each, bit for bit (output channels not a multiple of the panel
+/// height, one channel, many).
+#[test]
+fn filter_packed_directly_equals_packed_one_by_one() {
+    for (oc, c) in [(1, 1), (5, 3), (6, 8), (13, 16), (64, 7), (130, 33)] {
+        let w = noise(oc * c * 9, (oc * 31 + c) as u64);
+        let direct = WinogradFilter::new(&w, oc, c).unwrap();
+        let one_by_one = WinogradFilter::packed_one_by_one(&w, oc, c);
+        assert_eq!(direct.packed().len(), one_by_one.len());
+        for (a, b) in direct.packed().iter().zip(&one_by_one) {
+            let bits = |p: &sgemm::PackedA| p.packed_data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!((a.m, a.k), (b.m, b.k));
+            assert_eq!(bits(a), bits(b), "oc {oc} c {c}");
+        }
+    }
+    assert!(WinogradFilter::new(&[0.0; 10], 1, 1).is_err());
+}
