@@ -42,7 +42,8 @@ struct Args {
     /// Accepted for older scripts: the Winograd convolution is the default now
     #[arg(long, hide = true, conflicts_with = "exact_conv")]
     fast_conv: bool,
-    /// Samples run through the model at once in the statistics pass
+    /// Samples the deep, small-map ops of the model run on at once in the statistics pass (1:
+    /// every op one sample at a time; the table is the same either way)
     #[arg(long, default_value_t = CalibOptions::default().stack_samples)]
     stack_samples: usize,
     /// Count the entries whose threshold / min / max differ from this table (e.g. the
