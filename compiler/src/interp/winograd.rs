@@ -262,7 +262,9 @@ fn tiling(x: &[f32], x_shape: [usize; 4], f: &WinogradFilter, pads: [usize; 4]) 
 
 /// How the two phases are scheduled. Every plan gives the same bits: each output is the same
 /// input transform, FMA chain over the channels and output transform wherever its tile lies.
+/// [`conv`] takes `Auto`; the tests force the others.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub(super) enum Plan {
     /// Chosen from the shape ([`fused_blocks`]).
     Auto,
@@ -277,7 +279,7 @@ pub(super) enum Plan {
 
 /// Most floats of the 36 transformed filters for the fused plan: each task reads all of them
 /// for every block, so they must stay in the core's L2 beside the block's data. (32→64 channels
-/// at 104x104, 76k floats, and the deeper layers measured faster with the whole-input plan.)
+/// at 104x104, 76k floats, and the deeper layers measured no faster, or slower, fused.)
 const FUSED_MAX_FILTER_FLOATS: usize = 32768;
 /// Tiles a block of the fused plan aims at (a multiple of NR): on the 3→16, 16→32 and 32→64
 /// channel layers at 416..104 pixels, 208 (2..8 tile rows) took less time than 52, 104, 312,
@@ -822,7 +824,7 @@ fn locate_tiles(t: &Tiling, blk: usize, spots: &mut [TileSpot]) {
 /// Floats from one point's products to the next for `rows` rows of `ld` floats: at least
 /// `rows·ld`, a whole number of cache lines, and an odd one, so that the 36 loads of one output
 /// transform (one per point) fall in 36 different sets of the L1 cache (a stride of a multiple
-/// of 4 KB put them all in one set; measured: 16→32 channels at 208x208 ~10% less time).
+/// of 4 KB would put them all in one 8-way set; not timed on its own).
 fn point_stride(rows: usize, ld: usize) -> usize {
     let lines = (rows * ld).div_ceil(ALIGN_FLOATS);
     (lines | 1) * ALIGN_FLOATS
@@ -933,9 +935,9 @@ unsafe fn output_transform(
     y
 }
 
-/// Prefetch the output lines of the first and last tile of a group (`out` at the channel's
-/// corner; a group's tiles lie between them, at most two tile rows): each tile row's 4..32
-/// floats touch its first line and the line 60 bytes on. A hint only: it never faults.
+/// Prefetch the output lines of a group of tiles (`out` at the channel's corner): per output
+/// row of its first and of its last tile, the line of the row's start and the line 60 bytes on
+/// (the tiles between them lie in those lines). A hint only: it never faults.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn prefetch_outputs(out: *mut f32, spots: [TileSpot; 2], ow: usize) {
