@@ -590,8 +590,9 @@ const EARLIER_HASHES: [u64; 12] = [
 ];
 
 /// Wall time of the schedules ([`winograd::Plan`]) on the large tiny-yolov3 maps, alternating
-/// the plans run by run, medians (run by hand: `WINO_PLANS="0:0 256:32"` for the whole-input
-/// plan and fused (tb, sub) plans, `WINO_THREADS`, `WINO_BATCH`;
+/// the plans run by run, medians (run by hand: `WINO_PLANS="-1:0 0:0 208:0"` for the automatic
+/// plan, the whole-input plan and fused (tiles, sub) plans; `WINO_THREADS` (2), `WINO_BATCH`,
+/// `WINO_RUNS`, `WINO_LAYER` (index), `WINO_CPU=1` (the worker's CPU time), `WINO_FLUSH=1`;
 /// `cargo test --release -p compiler --lib winograd_plan_timing -- --ignored --nocapture`).
 #[test]
 #[ignore]
@@ -620,6 +621,9 @@ fn winograd_plan_timing() {
     // spent descheduled on a busy machine does not inflate
     let cpu = env("WINO_CPU").is_some_and(|v| v == "1");
     keep_freed_memory();
+    // WINO_FLUSH=1: write 64 MB before every call (the caches hold none of its data)
+    let flush = env("WINO_FLUSH").is_some_and(|v| v == "1");
+    let mut junk = vec![0f32; if flush { 16 << 20 } else { 0 }];
     let layers: [(usize, usize, usize); 5] =
         [(3, 16, 416), (16, 32, 208), (32, 64, 104), (64, 128, 52), (128, 256, 26)];
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
@@ -637,6 +641,11 @@ fn winograd_plan_timing() {
             let mut times = vec![Vec::new(); plans.len()];
             for _ in 0..runs {
                 for (pi, &plan) in plans.iter().enumerate() {
+                    if flush {
+                        // a cold output buffer and input, as in a model run
+                        junk.iter_mut().for_each(|v| *v += 1.0);
+                        std::hint::black_box(&junk);
+                    }
                     let (t0, c0) = (std::time::Instant::now(), thread_cpu_ms());
                     let r = winograd::conv_planned(&x, xs, &f, Some(&bias), [1; 4], act, plan);
                     let ms = if cpu { thread_cpu_ms() - c0 } else { t0.elapsed().as_secs_f64() * 1e3 };
