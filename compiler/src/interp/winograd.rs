@@ -174,12 +174,18 @@ struct Tiling {
     th: usize,
     tw: usize,
     nt: usize,
-    /// Tiles per block (a multiple of NR) and blocks.
+    /// Packed width of a block (a multiple of NR) and blocks.
     tb: usize,
+    /// Tiles per block (`tb` in the whole-input plan; at most `tb` in the fused plan, whose
+    /// blocks may be whole tile rows).
+    bt: usize,
     nblocks: usize,
     /// Store every output of phase 2 value by value through a spill array (the plain form the
     /// tests compare the vector stores with); false in [`conv`].
     spill_store: bool,
+    /// Fused schedule ([`Plan::Fused`]): tiles per GEMM sub-block (a multiple of NR); 0 for the
+    /// whole-input schedule.
+    sub: usize,
 }
 
 impl Tiling {
@@ -205,6 +211,25 @@ pub(super) fn conv(
     }
     if !sgemm::available() {
         return Err("the Winograd convolution needs AVX2 and FMA".into());
+    }
+    let t = planned(t, Plan::Auto)?;
+    run_phases(x, f, &t, bias, act)
+}
+
+/// [`conv`] with the phases scheduled by `plan` (tests: every plan gives the same bits).
+#[cfg(test)]
+pub(super) fn conv_planned(
+    x: &[f32],
+    x_shape: [usize; 4],
+    f: &WinogradFilter,
+    bias: Option<&[f32]>,
+    pads: [usize; 4],
+    act: Option<Act>,
+    plan: Plan,
+) -> Result<Tensor, String> {
+    let t = planned(tiling(x, x_shape, f, pads)?, plan)?;
+    if bias.is_some_and(|b| b.len() != f.oc) || !sgemm::available() {
+        return Err("bias length or CPU".into());
     }
     run_phases(x, f, &t, bias, act)
 }
@@ -245,7 +270,92 @@ fn tiling(x: &[f32], x_shape: [usize; 4], f: &WinogradFilter, pads: [usize; 4]) 
     let nblocks = nt.div_ceil(tb_max).max(1);
     let tb = nt.div_ceil(nblocks).div_ceil(NR) * NR;
     let nblocks = nt.div_ceil(tb).max(1);
-    Ok(Tiling { n, c, h, w, oc, oh, ow, pt: pads[0], pl: pads[1], th, tw, nt, tb, nblocks, spill_store: false })
+    Ok(Tiling {
+        n,
+        c,
+        h,
+        w,
+        oc,
+        oh,
+        ow,
+        pt: pads[0],
+        pl: pads[1],
+        th,
+        tw,
+        nt,
+        tb,
+        bt: tb,
+        nblocks,
+        spill_store: false,
+        sub: 0,
+    })
+}
+
+/// How the two phases are scheduled. Every plan gives the same bits: each output is the same
+/// input transform, FMA chain over the channels and output transform wherever its tile lies.
+/// [`conv`] takes `Auto`; the tests force the others.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(super) enum Plan {
+    /// Chosen from the shape ([`fused_blocks`]).
+    Auto,
+    /// Phase 1 of the whole input into one buffer, then phase 2 per (tile block, channel chunk):
+    /// the layers with large filters, whose transformed filters should be read once per block.
+    Whole,
+    /// One task per block of `tiles` tiles: it transforms its block's input into its own
+    /// buffer, which stays in the core's cache, and multiplies it `sub` tiles at a time (a
+    /// multiple of NR; 0: the whole block) by all output channels (only for C <= KC).
+    Fused { tiles: usize, sub: usize },
+}
+
+/// Most floats of the 36 transformed filters for the fused plan: each task reads all of them
+/// for every block, so they must stay in the core's L2 beside the block's data. (32→64 channels
+/// at 104x104, 76k floats, and the deeper layers measured no faster, or slower, fused.)
+const FUSED_MAX_FILTER_FLOATS: usize = 32768;
+/// Tiles a block of the fused plan aims at (a multiple of NR): on the 3→16, 16→32 and 32→64
+/// channel layers at 416..104 pixels, 208 (2..8 tile rows) took less time than 52, 104, 312,
+/// 416 or 624 (one thread, CPU time), though its products (up to 36·32·208 floats) overflow L2.
+const FUSED_BLOCK_TILES: usize = 208;
+
+/// Tiles per block of the fused plan for this tiling when it applies (input channels within one
+/// depth block, a small filter, at least 4 blocks per thread to share out): whole tile rows, up
+/// to [`FUSED_BLOCK_TILES`], so that each vertical pass serves a whole row, with the fewest
+/// padded GEMM columns; maps wider than that take blocks of exactly that many tiles.
+fn fused_blocks(t: &Tiling) -> Option<usize> {
+    let oc_pad = t.oc.div_ceil(MR) * MR;
+    if t.c > sgemm::KC || POINTS * t.c * oc_pad > FUSED_MAX_FILTER_FLOATS {
+        return None;
+    }
+    let least_blocks = 4 * rayon::current_num_threads().max(1);
+    if t.nt < least_blocks * FUSED_BLOCK_TILES / 2 {
+        return None;
+    }
+    if t.tw >= FUSED_BLOCK_TILES {
+        return Some(FUSED_BLOCK_TILES);
+    }
+    let most = (FUSED_BLOCK_TILES / t.tw).min(t.n * t.th / least_blocks).max(1);
+    // padded lanes per tile with r rows per block
+    let waste = |r: usize| (r * t.tw).div_ceil(NR) * NR * 1000 / (r * t.tw);
+    let rows = (most.div_ceil(2)..=most).rev().fold(most, |b, r| if waste(r) < waste(b) { r } else { b });
+    Some(rows * t.tw)
+}
+
+/// `t` re-laid out for `plan` (checked: the fused plan needs C <= KC and NR-multiple sizes).
+fn planned(t: Tiling, plan: Plan) -> Result<Tiling, String> {
+    let fused = match plan {
+        Plan::Whole => None,
+        Plan::Auto => fused_blocks(&t).map(|bt| (bt, 0)),
+        Plan::Fused { tiles, sub } => Some((tiles, sub)),
+    };
+    let Some((bt, sub)) = fused else {
+        return Ok(t);
+    };
+    let tb = bt.div_ceil(NR) * NR;
+    let sub = if sub == 0 { tb } else { sub.min(tb) };
+    if t.c > sgemm::KC || bt == 0 || !sub.is_multiple_of(NR) {
+        return Err(format!("fused plan ({bt} tiles, sub {sub}) does not fit {} input channels", t.c));
+    }
+    Ok(Tiling { tb, bt, nblocks: t.nt.div_ceil(bt), sub, ..t })
 }
 
 /// Phase 1 alone (tests): the transformed input of `x` into `v` as [`conv`] packs it (reusing
@@ -283,6 +393,16 @@ fn run_phases(
     act: Option<Act>,
 ) -> Result<Tensor, String> {
     let (n, oc, oh, ow) = (t.n, t.oc, t.oh, t.ow);
+    if t.sub != 0 {
+        let mut out: Vec<f32> = Vec::with_capacity(n * oc * oh * ow);
+        // SAFETY: AVX2 and FMA are present; every task writes its own tiles' outputs only, and
+        // every output belongs to exactly one (tile, channel), all of which the tasks wrote.
+        unsafe {
+            run_fused(x, f, t, bias, act, out.as_mut_ptr());
+            out.set_len(n * oc * oh * ow);
+        }
+        return Tensor::from_shape_vec(IxDyn(&[n, oc, oh, ow]), out).map_err(|e| e.to_string());
+    }
     // every block but the last is written whole by phase 1; the last one's unused tile lanes
     // stay zero
     let len = t.nblocks * t.block_len();
@@ -355,22 +475,30 @@ unsafe fn transform_input(x: &[f32], t: &Tiling, v: *mut f32) {
         |scratch, ch| {
             let vq = vp;
             // SAFETY: avx2/fma checked by `conv`; channels are disjoint between tasks.
-            unsafe { input_channel(x, t, ch, scratch, vq.0) };
+            unsafe { input_channel(x, t, ch, (0, t.nt), scratch, vq.0) };
         },
     );
 }
 
-/// Phase 1 for input channel `ch`: all tile rows of all images. Per tile row, `Bᵀ` down the
-/// columns of the six input rows ([`vertical`]), then `Bᵀ` along each tile's six columns for 8
-/// tiles at a time, stored straight into the packed layout ([`horizontal`]).
+/// Phase 1 for input channel `ch`, tiles `tiles.0 .. tiles.1` (over the batch; `tiles.0` the
+/// first tile of a block, `v` where that block starts). Per tile row, `Bᵀ` down the columns of
+/// the six input rows ([`vertical`]), then `Bᵀ` along each tile's six columns for 8 tiles at a
+/// time, stored straight into the packed layout ([`horizontal`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScratch, v: *mut f32) {
+unsafe fn input_channel(
+    x: &[f32],
+    t: &Tiling,
+    ch: usize,
+    tiles: (usize, usize),
+    scratch: &mut InputScratch,
+    v: *mut f32,
+) {
     let k0 = ch / sgemm::KC * sgemm::KC;
     let kc = sgemm::KC.min(t.c - k0);
     let ch_off = k0 * t.tb + (ch - k0) * NR;
     let plane = |row_index: usize| &x[(row_index / t.th * t.c + ch) * t.h * t.w..][..t.h * t.w];
-    if t.tw == TILE {
+    if t.tw == TILE && tiles == (0, t.nt) {
         // maps 4 tiles wide: two tile rows per 8 lanes (tiles tt .. tt + 8, tt a multiple of 8,
         // lie in one panel)
         for pair in (0..t.n * t.th).step_by(2) {
@@ -387,14 +515,16 @@ unsafe fn input_channel(x: &[f32], t: &Tiling, ch: usize, scratch: &mut InputScr
         }
         return;
     }
-    for row_index in 0..t.n * t.th {
+    for row_index in tiles.0 / t.tw..tiles.1.div_ceil(t.tw) {
         vertical(plane(row_index), t, row_index % t.th, 0, scratch);
         // runs of tiles inside one NR-wide panel are contiguous in `v`
-        let mut tx = 0;
-        while tx < t.tw {
-            let tt = row_index * t.tw + tx;
+        let row_start = row_index * t.tw;
+        let mut tx = tiles.0.max(row_start) - row_start;
+        let tx_end = tiles.1.min(row_start + t.tw) - row_start;
+        while tx < tx_end {
+            let tt = row_start + tx - tiles.0;
             let (blk, tl) = (tt / t.tb, tt % t.tb);
-            let run = (NR - tl % NR).min(t.tw - tx);
+            let run = (NR - tl % NR).min(tx_end - tx);
             let off = blk * t.block_len() + (tl / NR) * kc * NR + tl % NR + ch_off;
             for g in (0..run).step_by(LANES) {
                 // SAFETY: elements (ξ, ch, tiles tt + g .. tt + g + lanes) of block `blk` are
@@ -583,6 +713,75 @@ unsafe fn multiply_and_transform_output(
     );
 }
 
+/// The fused plan: one task per tile block (see [`Plan::Fused`]).
+/// Safety: AVX2/FMA present; `t.c <= KC`; `out` valid for `n · oc · oh · ow` writes.
+#[cfg(target_arch = "x86_64")]
+unsafe fn run_fused(x: &[f32], f: &WinogradFilter, t: &Tiling, bias: Option<&[f32]>, act: Option<Act>, out: *mut f32) {
+    let op = SendPtr(out);
+    (0..t.nblocks).into_par_iter().for_each_init(
+        || (InputScratch::new(t), vec![TileSpot::default(); t.tb]),
+        |(scratch, tiles), blk| {
+            let oq = op;
+            let mut v = INPUT_SCRATCH.with(|c| c.take());
+            let mut m = PRODUCT_SCRATCH.with(|c| c.take());
+            // SAFETY: avx2/fma checked by `conv`; the task writes only its tile block's outputs.
+            unsafe { fused_block(x, f, t, (bias, act), blk, (scratch, tiles), (&mut v, &mut m), oq.0) };
+            PRODUCT_SCRATCH.with(|c| c.replace(m));
+            INPUT_SCRATCH.with(|c| c.replace(v));
+        },
+    );
+}
+
+/// One task of the fused plan: phase 1 of tile block `blk` into `bufs.0`, then per sub-block of
+/// `t.sub` tiles the 36 GEMMs into `bufs.1` and the output transform.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fused_block(
+    x: &[f32],
+    f: &WinogradFilter,
+    t: &Tiling,
+    epilogue: (Option<&[f32]>, Option<Act>),
+    blk: usize,
+    work: (&mut InputScratch, &mut [TileSpot]),
+    bufs: (&mut Vec<f32>, &mut Vec<f32>),
+    out: *mut f32,
+) {
+    let (scratch, tiles) = work;
+    let tt0 = blk * t.bt;
+    let ntiles = t.bt.min(t.nt - tt0);
+    let vb = line_aligned(bufs.0, t.block_len());
+    if ntiles < t.tb {
+        // the unused tile lanes of a partial block are zero, as in the whole-input plan
+        vb.fill(0.0);
+    }
+    for ch in 0..t.c {
+        // SAFETY: the block's elements of channel ch are inside `vb` (one block).
+        input_channel(x, t, ch, (tt0, tt0 + ntiles), scratch, vb.as_mut_ptr());
+    }
+    locate_tiles(t, blk, &mut tiles[..ntiles]);
+    let m_panels = t.oc.div_ceil(MR);
+    let m = line_aligned(bufs.1, POINTS * point_stride(t.oc, t.sub));
+    let point = t.c * t.tb;
+    for s0 in (0..ntiles).step_by(t.sub) {
+        let nsub = t.sub.min(ntiles - s0);
+        let ld = nsub.div_ceil(NR) * NR;
+        let ps = point_stride(t.oc, ld);
+        for (xi, u) in f.u.iter().enumerate() {
+            // tile panel s0 / NR of point ξ starts s0·c floats into the point (one depth block)
+            let b = &vb[xi * point + s0 * t.c..(xi + 1) * point];
+            sgemm::gemm_prepacked(u, (0, m_panels), b, ld, &mut m[xi * ps..xi * ps + t.oc * ld], ld);
+        }
+        let (bias, act) = epilogue;
+        let rows_out = RowsOut { r0: 0, rows: t.oc, bias, act, tiles: &tiles[s0..s0 + nsub], out };
+        transform_rows(m, ld, nsub, t, &rows_out);
+    }
+}
+
+/// Other targets have no micro-kernel (`applies` is false there).
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn run_fused(_: &[f32], _: &WinogradFilter, _: &Tiling, _: Option<&[f32]>, _: Option<Act>, _: *mut f32) {}
+
 /// Where one tile's outputs go: offset of its corner in channel 0 of its image, valid rows and
 /// columns, and which tile row (over the batch) it is in.
 #[derive(Clone, Copy, Default)]
@@ -611,15 +810,16 @@ unsafe fn block_task(
     let (blk, (p0, p1)) = part;
     let (r0, r1) = (p0 * MR, (p1 * MR).min(t.oc));
     let rows = r1 - r0;
-    let ntiles = t.tb.min(t.nt - blk * t.tb);
+    let ntiles = t.bt.min(t.nt - blk * t.bt);
     locate_tiles(t, blk, &mut tiles[..ntiles]);
     let vb = &v[blk * t.block_len()..(blk + 1) * t.block_len()];
     let rows_out = RowsOut { r0, rows, bias, act, tiles: &tiles[..ntiles], out };
     let ld = t.tb;
-    let m = line_aligned(m, POINTS * rows * ld);
+    let ps = point_stride(rows, ld);
+    let m = line_aligned(m, POINTS * ps);
     for (xi, u) in f.u.iter().enumerate() {
         let b = &vb[xi * t.c * ld..(xi + 1) * t.c * ld];
-        sgemm::gemm_prepacked(u, (p0, p1), b, ld, &mut m[xi * rows * ld..(xi + 1) * rows * ld], ld);
+        sgemm::gemm_prepacked(u, (p0, p1), b, ld, &mut m[xi * ps..xi * ps + rows * ld], ld);
     }
     transform_rows(m, ld, ntiles, t, &rows_out);
 }
@@ -639,7 +839,7 @@ struct RowsOut<'a> {
 fn locate_tiles(t: &Tiling, blk: usize, spots: &mut [TileSpot]) {
     let plane = t.oh * t.ow;
     for (tl, e) in spots.iter_mut().enumerate() {
-        let tt = blk * t.tb + tl;
+        let tt = blk * t.bt + tl;
         let (b, rest) = (tt / (t.th * t.tw), tt % (t.th * t.tw));
         let (ty, tx) = (rest / t.tw, rest % t.tw);
         let (oy, ox) = (ty * TILE, tx * TILE);
@@ -652,9 +852,21 @@ fn locate_tiles(t: &Tiling, blk: usize, spots: &mut [TileSpot]) {
     }
 }
 
+/// Floats from one point's products to the next for `rows` rows of `ld` floats: at least
+/// `rows·ld`, a whole number of cache lines, and an odd one, so that the 36 loads of one output
+/// transform (one per point) fall in 36 different sets of the L1 cache (a stride of a multiple
+/// of 4 KB would put them all in one 8-way set; not timed on its own).
+fn point_stride(rows: usize, ld: usize) -> usize {
+    let lines = (rows * ld).div_ceil(ALIGN_FLOATS);
+    (lines | 1) * ALIGN_FLOATS
+}
+
 /// Output transform, bias, activation and store of the first `ntiles` tiles of every row: the
-/// products of row o, point ξ, tile g at `m[(ξ·rows + o)·ld + g]`.
-/// Safety: AVX2/FMA present; `ld` (= tb) >= `ntiles` rounded up to LANES; `out` as in
+/// products of row o, point ξ, tile g at `m[ξ·point_stride(rows, ld) + o·ld + g]`. While one
+/// output channel is stored, the lines of the next one's outputs are prefetched: the stores
+/// miss the caches (a new output map of megabytes), and the prefetches let the misses overlap
+/// (measured: 3→16 channels at 416x416 ~30% less time).
+/// Safety: AVX2/FMA present; `ld` >= `ntiles` rounded up to LANES; `out` as in
 /// [`block_task`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -662,17 +874,20 @@ unsafe fn transform_rows(m: &[f32], ld: usize, ntiles: usize, t: &Tiling, dst: &
     use std::arch::x86_64::*;
     let RowsOut { r0, rows, bias, act, tiles, out } = *dst;
     let plane = t.oh * t.ow;
-    let stride = rows * ld;
+    let stride = point_stride(rows, ld);
     let mut spill = [[0f32; LANES]; TILE * TILE];
     for o in 0..rows {
         let bv = _mm256_set1_ps(bias.map_or(0.0, |bb| bb[r0 + o]));
         for g0 in (0..ntiles).step_by(LANES) {
-            // SAFETY: g0 + LANES <= tb = ld (tb is a multiple of NR = 2·LANES), so all 36 loads
-            // stay inside row o of each point's [rows, ld] product.
+            // SAFETY: g0 + LANES <= ld (a multiple of NR = 2·LANES), so all 36 loads stay
+            // inside row o of each point's [rows, ld] product.
             let y = output_transform(m.as_ptr().add(o * ld + g0), stride, bv, act);
             let group = &tiles[g0..ntiles.min(g0 + LANES)];
             let (first, last) = (group[0], group[group.len() - 1]);
             let dst = (r0 + o) * plane;
+            if o + 1 < rows {
+                prefetch_outputs(out.wrapping_add(dst + plane), [first, last], t.ow);
+            }
             if group.len() == LANES && first.row_id == last.row_id && last.cols == TILE && !t.spill_store {
                 // 8 whole-width tiles side by side: each output row is 32 contiguous floats
                 for (i, yi) in y.iter().enumerate().take(first.rows) {
@@ -749,6 +964,22 @@ unsafe fn output_transform(
         };
     }
     y
+}
+
+/// Prefetch the output lines of a group of tiles (`out` at the channel's corner): per output
+/// row of its first and of its last tile, the line of the row's start and the line 60 bytes on
+/// (the tiles between them lie in those lines). A hint only: it never faults.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn prefetch_outputs(out: *mut f32, spots: [TileSpot; 2], ow: usize) {
+    use std::arch::x86_64::*;
+    for spot in spots {
+        for i in 0..spot.rows {
+            let p = out.wrapping_add(spot.base + i * ow) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(p);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(60));
+        }
+    }
 }
 
 /// Store one output row of 8 tiles: `y[j]` holds column j of tiles 0..8; memory gets tile 0's

@@ -511,3 +511,217 @@ fn filter_packed_directly_equals_packed_one_by_one() {
     }
     assert!(WinogradFilter::new(&[0.0; 10], 1, 1).is_err());
 }
+
+/// Shapes of the schedule tests: the large tiny-yolov3 maps (C = 3, 16), odd sizes, pads 0/1/
+/// asymmetric, batches of 2 and 3, output channels not multiples of 6 or 16, maps 4 tiles wide,
+/// a map wider than one fused block, and C > KC (the whole-input plan only).
+const PLAN_CASES: [([usize; 4], usize, [usize; 4]); 12] = [
+    ([1, 3, 416, 416], 16, [1, 1, 1, 1]),
+    ([1, 16, 208, 208], 32, [1, 1, 1, 1]),
+    ([2, 3, 37, 45], 13, [1, 1, 1, 1]),
+    ([3, 16, 29, 31], 19, [0, 0, 0, 0]),
+    ([1, 16, 52, 52], 32, [1, 0, 2, 1]),
+    ([2, 5, 9, 70], 7, [1, 1, 1, 1]),
+    ([1, 7, 6, 6], 5, [0, 0, 0, 0]),
+    ([1, 2, 9, 840], 6, [1, 1, 1, 1]),
+    ([2, 16, 13, 13], 12, [1, 1, 1, 1]),
+    ([1, 40, 26, 26], 33, [1, 1, 1, 1]),
+    ([4, 3, 104, 104], 16, [1, 1, 1, 1]),
+    ([1, 300, 9, 11], 40, [1, 1, 1, 1]),
+];
+
+/// Every schedule of the two phases gives the same bits as the whole-input plan (the one the
+/// earlier versions had): the automatic choice and fused blocks of whole rows, parts of rows,
+/// one panel, more tiles than the map and sub-blocks of one and two panels, with and without
+/// bias and activation.
+#[test]
+fn winograd_plans_give_identical_bits() {
+    if !sgemm::available() {
+        return;
+    }
+    let fused = [(208, 0), (50, 16), (16, 16), (100_000, 32), (7, 0), (104, 0)];
+    for (i, &(xs, oc, pads)) in PLAN_CASES.iter().enumerate() {
+        let [n, c, h, wd] = xs;
+        let x = noise(n * c * h * wd, 1100 + i as u64);
+        let f = WinogradFilter::new(&noise(oc * c * 9, 1200 + i as u64), oc, c).unwrap();
+        let bias = noise(oc, 1300 + i as u64);
+        for (bias, act) in [(None, None), (Some(&bias[..]), Some(Act::Leaky(0.1)))] {
+            let want = winograd::conv_planned(&x, xs, &f, bias, pads, act, winograd::Plan::Whole).unwrap();
+            let mut plans = vec![winograd::Plan::Auto];
+            if c <= sgemm::KC {
+                plans.extend(fused.iter().map(|&(tiles, sub)| winograd::Plan::Fused { tiles, sub }));
+            }
+            for plan in plans {
+                let got = winograd::conv_planned(&x, xs, &f, bias, pads, act, plan).unwrap();
+                assert_eq!(got.shape(), want.shape());
+                for (k, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                    assert_eq!(g.to_bits(), w.to_bits(), "case {i} {xs:?} {plan:?}: element {k}");
+                }
+            }
+        }
+    }
+}
+
+/// FNV-1a hash of the bits of `v`.
+fn bits_hash(v: impl Iterator<Item = f32>) -> u64 {
+    v.fold(0xcbf2_9ce4_8422_2325, |h, x| (h ^ x.to_bits() as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The outputs of [`winograd::conv`] (the automatic plan) hash to the values that the
+/// implementation before the fused plan (commit 4614357) gave on the same inputs, bias and
+/// activation: the calibration tables built on it do not move.
+#[test]
+fn winograd_outputs_equal_the_earlier_implementation() {
+    if !sgemm::available() {
+        return;
+    }
+    let mut got_hashes = [0u64; 12];
+    for (i, &(xs, oc, pads)) in PLAN_CASES.iter().enumerate() {
+        let [n, c, h, wd] = xs;
+        let x = noise(n * c * h * wd, 1100 + i as u64);
+        let f = WinogradFilter::new(&noise(oc * c * 9, 1200 + i as u64), oc, c).unwrap();
+        let bias = noise(oc, 1300 + i as u64);
+        let got = winograd::conv(&x, xs, &f, Some(&bias), pads, Some(Act::Leaky(0.1))).unwrap();
+        let hash = bits_hash(got.iter().copied());
+        got_hashes[i] = hash;
+    }
+    if std::env::var("WINO_PRINT_HASHES").is_ok() {
+        eprintln!("{got_hashes:#018x?}");
+    }
+    assert_eq!(got_hashes, EARLIER_HASHES);
+}
+
+/// [`winograd_outputs_equal_the_earlier_implementation`]'s hashes, printed by that test
+/// (`WINO_PRINT_HASHES=1`) on the code of commit 4614357.
+const EARLIER_HASHES: [u64; 12] = [
+    0xccfe_18ff_774f_dd02,
+    0x778c_1afb_7a78_ddbd,
+    0x6f0c_fee1_4d20_1f5a,
+    0x9a56_742a_950f_b3b3,
+    0x2d7c_acd4_f7be_dc02,
+    0x8703_e3b0_14df_ad2d,
+    0xb40c_b370_8cff_5090,
+    0x1447_1825_9c34_d4cd,
+    0x7ac2_fcd8_acff_fee0,
+    0x597e_504e_ae3e_536c,
+    0x3740_e6f9_7d11_f326,
+    0x18e2_8b67_136e_92a4,
+];
+
+/// Wall time of the schedules ([`winograd::Plan`]) on the large tiny-yolov3 maps, alternating
+/// the plans run by run, medians (run by hand: `WINO_PLANS="-1:0 0:0 208:0"` for the automatic
+/// plan, the whole-input plan and fused (tiles, sub) plans; `WINO_THREADS` (2), `WINO_BATCH`,
+/// `WINO_RUNS`, `WINO_LAYER` (index), `WINO_CPU=1` (the worker's CPU time), `WINO_FLUSH=1`;
+/// `cargo test --release -p compiler --lib winograd_plan_timing -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn winograd_plan_timing() {
+    if !sgemm::available() {
+        return;
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let plans: Vec<winograd::Plan> = env("WINO_PLANS")
+        .unwrap_or_else(|| "-1:0 0:0".into())
+        .split_whitespace()
+        .filter_map(|p| {
+            let (a, b) = p.split_once(':')?;
+            let (tb, sub): (i64, usize) = (a.parse().ok()?, b.parse().ok()?);
+            Some(match tb {
+                -1 => winograd::Plan::Auto,
+                0 => winograd::Plan::Whole,
+                _ => winograd::Plan::Fused { tiles: tb as usize, sub },
+            })
+        })
+        .collect();
+    let nb: usize = env("WINO_BATCH").and_then(|v| v.parse().ok()).unwrap_or(1);
+    let threads = env("WINO_THREADS").and_then(|v| v.parse().ok()).unwrap_or(2);
+    let runs = env("WINO_RUNS").and_then(|v| v.parse().ok()).unwrap_or(41);
+    // WINO_CPU=1: CPU time of the pool's worker (meaningful with WINO_THREADS=1), which time
+    // spent descheduled on a busy machine does not inflate
+    let cpu = env("WINO_CPU").is_some_and(|v| v == "1");
+    keep_freed_memory();
+    // WINO_FLUSH=1: write 64 MB before every call (the caches hold none of its data)
+    let flush = env("WINO_FLUSH").is_some_and(|v| v == "1");
+    let mut junk = vec![0f32; if flush { 16 << 20 } else { 0 }];
+    let layers: [(usize, usize, usize); 5] =
+        [(3, 16, 416), (16, 32, 208), (32, 64, 104), (64, 128, 52), (128, 256, 26)];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| {
+        let only: Option<usize> = env("WINO_LAYER").and_then(|v| v.parse().ok());
+        for (li, &(c, oc, hw)) in layers.iter().enumerate() {
+            if only.is_some_and(|o| o != li) {
+                continue;
+            }
+            let xs = [nb, c, hw, hw];
+            let x = noise(nb * c * hw * hw, 1);
+            let f = WinogradFilter::new(&noise(oc * c * 9, 2), oc, c).unwrap();
+            let bias = noise(oc, 3);
+            let act = Some(Act::Leaky(0.1));
+            let mut times = vec![Vec::new(); plans.len()];
+            for _ in 0..runs {
+                for (pi, &plan) in plans.iter().enumerate() {
+                    if flush {
+                        // a cold output buffer and input, as in a model run
+                        junk.iter_mut().for_each(|v| *v += 1.0);
+                        std::hint::black_box(&junk);
+                    }
+                    let (t0, c0) = (std::time::Instant::now(), thread_cpu_ms());
+                    let r = winograd::conv_planned(&x, xs, &f, Some(&bias), [1; 4], act, plan);
+                    let ms = if cpu { thread_cpu_ms() - c0 } else { t0.elapsed().as_secs_f64() * 1e3 };
+                    times[pi].push(ms / nb as f64);
+                    if r.is_err() {
+                        times[pi].clear();
+                        break;
+                    }
+                }
+            }
+            let line: Vec<String> = times
+                .iter_mut()
+                .zip(&plans)
+                .map(|(t, p)| {
+                    t.sort_by(f64::total_cmp);
+                    format!("{p:?} {:.3}", t.get(t.len() / 2).copied().unwrap_or(f64::NAN))
+                })
+                .collect();
+            eprintln!("{c:>4} -> {oc:>4} @ {hw:>3}: {}", line.join("  "));
+        }
+    });
+}
+
+/// CPU time this thread has run, in ms (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`, Linux).
+fn thread_cpu_ms() -> f64 {
+    /// `struct timespec` of 64-bit Linux.
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, ts: *mut Timespec) -> i32;
+    }
+    /// `CLOCK_THREAD_CPUTIME_ID`.
+    const THREAD_CPUTIME: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for the call to fill in.
+    let rc = unsafe { clock_gettime(THREAD_CPUTIME, &mut ts) };
+    if rc != 0 {
+        return 0.0;
+    }
+    ts.sec as f64 * 1e3 + ts.nsec as f64 * 1e-6
+}
+
+/// glibc: keep freed blocks below 32 MiB in the heap (as the benchmark tools do), so that each
+/// run's output does not come from fresh zeroed pages.
+fn keep_freed_memory() {
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    /// glibc's `M_TRIM_THRESHOLD` and `M_MMAP_THRESHOLD`.
+    const TRIM: i32 = -1;
+    const MMAP: i32 = -3;
+    // SAFETY: mallopt only changes allocator parameters.
+    unsafe {
+        mallopt(MMAP, 32 << 20);
+        mallopt(TRIM, 1 << 30);
+    }
+}
