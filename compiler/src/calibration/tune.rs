@@ -405,7 +405,8 @@ fn stacked_conv_distances(
         let groups = ths.len().div_ceil(per);
         let per = ths.len().div_ceil(groups.max(1)).max(1);
         for (g, group) in ths.chunks(per).enumerate() {
-            buf.clear();
+            // every element is written by `quantize_slice`: only grown, never cleared
+            buf.truncate(group.len() * src.len());
             buf.resize(group.len() * src.len(), 0.0);
             buf.par_chunks_mut(src.len().max(1))
                 .zip(group.par_iter())
@@ -505,8 +506,9 @@ fn find_better_threshold(
         return Ok(th0);
     }
     let candidates: Vec<f64> = (0..=opts.steps).map(|k| th0 + step * k as f64).collect();
+    // in parallel: the serial L1 sums would otherwise leave the other cores idle
     let samples = tune_inputs
-        .iter()
+        .par_iter()
         .zip(&store.env)
         .map(|(inputs, env)| SampleView::new(op, arg_index, inputs, env))
         .collect::<Result<Vec<_>, _>>()?;
