@@ -525,7 +525,7 @@ fn find_better_threshold(
                 .collect()
         }
         None if op.kind == "top.Conv" => {
-            match early_exit::candidate_distances(dq, op_index, &samples, &candidates, STACK_BYTES) {
+            match early_exit::candidate_distances(dq, op_index, &samples, &candidates, early_exit::MAX_STACK_BYTES) {
                 Ok(Some(found)) => {
                     times.early_exit_bands += found.bands_done;
                     times.early_exit_bands_whole += found.bands_whole;
