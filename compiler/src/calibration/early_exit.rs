@@ -33,10 +33,9 @@ const TARGET_BANDS: usize = 16;
 const LATER_ROUNDS: usize = 24;
 /// The smallest stacked call of the early exit, in bytes of strips ([`group_bytes`]).
 const MIN_STACK_BYTES: usize = 2 << 20;
-/// The largest one the tuner allows: tiny-yolov3's 512 -> 1024 convolution at 13x13 (a 75 MB
-/// transformed filter) then runs its first round in one call instead of two, and tuned about a
-/// fifth faster than with 16 MB in alternating runs.
-pub(crate) const MAX_STACK_BYTES: usize = 32 << 20;
+/// The largest one the tuner allows (tiny-yolov3's 512 -> 1024 convolution at 13x13, a 75 MB
+/// transformed filter, tuned no faster with 32 MB on a quiet machine).
+pub(crate) const MAX_STACK_BYTES: usize = 16 << 20;
 /// Relative slack of the drop test, far above the rounding of sums taken in another order.
 const SLACK: f64 = 1e-9;
 
@@ -228,9 +227,8 @@ pub(crate) fn candidate_distances(
 /// filter, which every call streams once per block of tiles (a large filter wants many strips
 /// per call), but at least [`MIN_STACK_BYTES`] and at most `max` (a small filter gains from
 /// groups whose input, transformed input and result stay in the caches between the phases:
-/// tiny-yolov3's 3 -> 16 convolution at 416x416 tuned 2.5x faster, its 16 -> 32 one at 208x208
-/// 1.7x faster with 2 MB than with 16 MB groups, its 512 -> 1024 one at 13x13 a quarter
-/// slower).
+/// tiny-yolov3's 3 -> 16 convolution at 416x416 and its 16 -> 32 one at 208x208 tuned 1.3x and
+/// 2x faster with 2 MB than with 16 MB groups, its 512 -> 1024 one at 13x13 slower).
 fn group_bytes(g: &Geometry, max: usize) -> usize {
     let filter = 4 * 36 * g.c * g.oc; // 6x6 transformed points per channel pair, in f32
     filter.clamp(MIN_STACK_BYTES.min(max), max)

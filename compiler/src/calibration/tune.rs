@@ -513,8 +513,10 @@ fn shortcut_early_exit(how: Shortcut, samples: &[SampleView<'_>], ths: &[f64]) -
     if inputs.iter().zip(samples).any(|(x, s)| matches!(how, Shortcut::Leaky(_)) && x.len() != s.reference.len()) {
         return vec![Some(f64::NAN); ths.len()]; // as running the op without its input: no pick
     }
-    let small = samples.iter().any(|s| s.reference.len() < SHORTCUT_MIN_ELEMENTS);
-    let ranges = if small { 1 } else { SHORTCUT_RANGES };
+    // one range (every candidate whole) for small samples, and for a sample whose distances
+    // are not finite (no bound is then sound)
+    let whole = samples.iter().any(|s| s.reference.len() < SHORTCUT_MIN_ELEMENTS || !(s.l1.is_finite() && s.l1 > 0.0));
+    let ranges = if whole { 1 } else { SHORTCUT_RANGES };
     // element `j`/ranges of a sample: a multiple of the lanes, the last one its length
     let cut = |n: usize, j: usize| if j >= ranges { n } else { n * j / ranges / 8 * 8 };
     let mut sums = vec![vec![LaneSums::default(); samples.len()]; ths.len()];
