@@ -1,6 +1,9 @@
 //! The threshold tuner's early exit for 3x3 convolutions: every candidate threshold is
 //! evaluated a band of output rows at a time, and a candidate is dropped as soon as a lower
-//! bound of its distance exceeds the distance of a candidate already evaluated whole.
+//! bound of its distance exceeds the distance of a candidate already evaluated whole. The first
+//! round takes an eighth of the bands of every sample for every candidate, the most promising
+//! one is then completed, and every later round advances the others by a few bands of single
+//! samples ([`unit_schedule`]), so that each is dropped soon after its bound passes the best.
 //!
 //! A candidate's distance is the mean over the samples of `sqrt(Σ (out − ref)²) / l1`; with
 //! only some rows computed the sum is smaller, so the same formula over the rows done so far is
@@ -25,6 +28,14 @@ pub(crate) const MIN_BANDS: usize = 4;
 /// About this many bands a convolution is cut into (fewer, larger strips on tall maps: fewer
 /// calls and less overlap between the strips).
 const TARGET_BANDS: usize = 16;
+/// About this many rounds follow the first one (each advances every remaining candidate by
+/// 1/`LATER_ROUNDS` of its units, at least one).
+const LATER_ROUNDS: usize = 24;
+/// The smallest stacked call of the early exit, in bytes of strips ([`group_bytes`]).
+const MIN_STACK_BYTES: usize = 2 << 20;
+/// The largest one the tuner allows (tiny-yolov3's 512 -> 1024 convolution at 13x13, a 75 MB
+/// transformed filter, tuned no faster with 32 MB on a quiet machine).
+pub(crate) const MAX_STACK_BYTES: usize = 16 << 20;
 /// Relative slack of the drop test, far above the rounding of sums taken in another order.
 const SLACK: f64 = 1e-9;
 
@@ -73,7 +84,8 @@ struct Entry {
 #[derive(Debug, Clone)]
 struct Partial {
     d2: Vec<Vec<f64>>,
-    bands_done: usize,
+    /// Units ([`Unit`]) evaluated so far.
+    units_done: usize,
 }
 
 impl Partial {
@@ -117,22 +129,13 @@ fn geometry(dq: &Interpreter<'_>, op_index: usize, samples: &[SampleView<'_>]) -
     (same && g.bands >= MIN_BANDS && g.h + pads[0] + pads[2] == g.oh + 2).then_some(g)
 }
 
-/// The bands in the order they are evaluated (spread over the image: 0, 1/2, 1/4, 3/4, ... of
-/// the height) and the ends of the rounds in that order (after each eighth of the bands: a
-/// candidate whose bound passes the best is dropped at the next eighth).
-fn band_rounds(bands: usize) -> (Vec<usize>, Vec<usize>) {
+/// The bands in the order they are evaluated: spread over the image (0, 1/2, 1/4, 3/4, ... of
+/// the height, the bit-reversed order), so that the first ones already sample every part of it.
+fn band_order(bands: usize) -> Vec<usize> {
     let span = bands.next_power_of_two();
     let bits = span.trailing_zeros();
     let reversed = |i: usize| if bits == 0 { 0 } else { i.reverse_bits() >> (usize::BITS - bits) };
-    let order: Vec<usize> = (0..span).map(reversed).filter(|&r| r < bands).collect();
-    let mut ends: Vec<usize> = Vec::new();
-    for eighths in 1..=8 {
-        let end = (bands * eighths).div_ceil(8).max(1);
-        if ends.last().is_none_or(|&e| end > e) {
-            ends.push(end);
-        }
-    }
-    (order, ends)
+    (0..span).map(reversed).filter(|&r| r < bands).collect()
 }
 
 /// What the early exit found for one convolution.
@@ -149,52 +152,46 @@ pub(crate) struct EarlyExit {
 /// Mean tuner distance of each candidate threshold of `ths` on a 3x3 stride-1 convolution, `None`
 /// for the candidates dropped on the way (each worse than a complete one); `Ok(None)` when the
 /// convolution does not suit the early exit (not 3x3 stride 1, or fewer than [`MIN_BANDS`]
-/// bands) and the caller evaluates the candidates whole.
+/// bands) and the caller evaluates the candidates whole. `max_stack_bytes` caps the strips of
+/// one stacked call ([`group_bytes`]).
 pub(crate) fn candidate_distances(
     dq: &Interpreter<'_>,
     op_index: usize,
     samples: &[SampleView<'_>],
     ths: &[f64],
-    stack_bytes: usize,
+    max_stack_bytes: usize,
 ) -> Result<Option<EarlyExit>, CalibError> {
     let Some(g) = geometry(dq, op_index, samples) else { return Ok(None) };
+    let stack_bytes = group_bytes(&g, max_stack_bytes);
     let inputs: Vec<std::borrow::Cow<'_, [f32]>> =
         samples.iter().map(|s| s.operands[0].map(super::tune::elements).unwrap_or_default()).collect();
     let slots = g.n * g.bands;
-    let mut partial = vec![Partial { d2: vec![vec![0.0; slots]; samples.len()], bands_done: 0 }; ths.len()];
-    let (order, ends) = band_rounds(g.bands);
-    let run = |cands: &[usize], rows: &[usize], partial: &mut [Partial]| -> Result<(), CalibError> {
-        let entries: Vec<Entry> = cands
-            .iter()
-            .flat_map(|&cand| {
-                (0..samples.len()).flat_map(move |sample| {
-                    (0..g.n).flat_map(move |image| rows.iter().map(move |&band| Entry { cand, sample, image, band }))
-                })
-            })
-            .collect();
+    let mut partial = vec![Partial { d2: vec![vec![0.0; slots]; samples.len()], units_done: 0 }; ths.len()];
+    let (units, first, step) = unit_schedule(g.bands, samples.len());
+    let run = |cands: &[usize], round: &[Unit], partial: &mut [Partial]| -> Result<(), CalibError> {
+        let entries = round_entries(cands, g.n, round);
         let d2 = strip_distances(dq, op_index, &g, samples, &inputs, ths, &entries, stack_bytes)?;
         for (e, d) in entries.iter().zip(d2) {
             partial[e.cand].d2[e.sample][e.image * g.bands + e.band] = d;
         }
         for &c in cands {
-            partial[c].bands_done += rows.len();
+            partial[c].units_done += round.len();
         }
         Ok(())
     };
     // round one for every candidate; then the most promising one whole, as the first bound
     let all: Vec<usize> = (0..ths.len()).collect();
-    run(&all, &order[..ends[0]], &mut partial)?;
+    run(&all, &units[..first], &mut partial)?;
     let bounds: Vec<f64> = partial.iter().map(|p| p.distance(samples)).collect();
     let lead = (0..ths.len()).min_by(|&a, &b| bounds[a].total_cmp(&bounds[b])).unwrap_or(0);
-    if ends[0] < g.bands {
-        run(&[lead], &order[ends[0]..], &mut partial)?;
-    }
+    run(&[lead], &units[first..], &mut partial)?;
     let mut best = partial[lead].distance(samples);
     let mut dropped = vec![false; ths.len()];
-    for w in ends.windows(2) {
+    let mut at = first;
+    while at < units.len() {
         let mut alive = Vec::new();
         for c in 0..ths.len() {
-            if dropped[c] || partial[c].bands_done == g.bands {
+            if dropped[c] || partial[c].units_done == units.len() {
                 continue;
             }
             if partial[c].distance(samples) > best * (1.0 + SLACK) {
@@ -206,9 +203,11 @@ pub(crate) fn candidate_distances(
         if alive.is_empty() {
             break;
         }
-        run(&alive, &order[w[0]..w[1]], &mut partial)?;
+        let end = (at + step).min(units.len());
+        run(&alive, &units[at..end], &mut partial)?;
+        at = end;
         for &c in &alive {
-            if partial[c].bands_done == g.bands {
+            if partial[c].units_done == units.len() {
                 best = best.min(partial[c].distance(samples));
             }
         }
@@ -216,10 +215,57 @@ pub(crate) fn candidate_distances(
     let distances = partial
         .iter()
         .zip(&dropped)
-        .map(|(p, &gone)| (!gone && p.bands_done == g.bands).then(|| p.distance(samples)))
+        .map(|(p, &gone)| (!gone && p.units_done == units.len()).then(|| p.distance(samples)))
         .collect();
-    let bands_done = partial.iter().map(|p| p.bands_done).sum();
+    // counted in bands of every sample, as the statistics report them
+    let units_done: usize = partial.iter().map(|p| p.units_done).sum();
+    let bands_done = (units_done + samples.len() / 2) / samples.len().max(1);
     Ok(Some(EarlyExit { distances, bands_done, bands_whole: ths.len() * g.bands }))
+}
+
+/// Bytes of the strips of one stacked call: about the size of the convolution's transformed
+/// filter, which every call streams once per block of tiles (a large filter wants many strips
+/// per call), but at least [`MIN_STACK_BYTES`] and at most `max` (a small filter gains from
+/// groups whose input, transformed input and result stay in the caches between the phases:
+/// tiny-yolov3's 3 -> 16 convolution at 416x416 and its 16 -> 32 one at 208x208 tuned 1.3x and
+/// 2x faster with 2 MB than with 16 MB groups, its 512 -> 1024 one at 13x13 slower).
+fn group_bytes(g: &Geometry, max: usize) -> usize {
+    let filter = 4 * 36 * g.c * g.oc; // 6x6 transformed points per channel pair, in f32
+    filter.clamp(MIN_STACK_BYTES.min(max), max)
+}
+
+/// One band of one sample (every image of it): what the rounds after the first advance each
+/// remaining candidate by, so that a candidate is dropped as soon as a few more of its rows
+/// lift its bound past the best, not only after every sample's rows of a band.
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    sample: usize,
+    band: usize,
+}
+
+/// The units of a convolution of `bands` bands on `samples` samples in evaluation order (bands
+/// spread over the image as [`band_order`] gives them, each band for every sample in turn), the
+/// units of the first round (the first eighth of the bands for every sample) and the units of
+/// each later round (about 1/[`LATER_ROUNDS`] of them).
+fn unit_schedule(bands: usize, samples: usize) -> (Vec<Unit>, usize, usize) {
+    let units: Vec<Unit> =
+        band_order(bands).into_iter().flat_map(|band| (0..samples).map(move |sample| Unit { sample, band })).collect();
+    let first = bands.div_ceil(8).max(1) * samples;
+    let step = (units.len() / LATER_ROUNDS).max(1);
+    (units, first, step)
+}
+
+/// The strips of one round: every candidate of `cands` on every image of every unit of `round`, the candidates innermost, so that the strips next to each other in a
+/// stacked call read the same input rows and compare with the same reference rows (which then
+/// stay in cache) instead of every candidate sweeping all samples in turn.
+fn round_entries(cands: &[usize], images: usize, round: &[Unit]) -> Vec<Entry> {
+    let mut entries = Vec::with_capacity(cands.len() * images * round.len());
+    for u in round {
+        for image in 0..images {
+            entries.extend(cands.iter().map(|&cand| Entry { cand, sample: u.sample, image, band: u.band }));
+        }
+    }
+    entries
 }
 
 /// Σ (out − ref)² of each entry's tile row: the strips fake-quantized with their candidate's
@@ -243,7 +289,8 @@ fn strip_distances(
     let mut out = Vec::with_capacity(entries.len());
     let mut buf: Vec<f32> = Vec::new();
     for group in entries.chunks(per) {
-        buf.clear();
+        // every element is written by `fill_strip`: only grown, never cleared
+        buf.truncate(group.len() * in_len);
         buf.resize(group.len() * in_len, 0.0);
         buf.par_chunks_mut(in_len).zip(group.par_iter()).for_each(|(dst, e)| {
             let s = (127.0 / ths[e.cand]) as f32;
@@ -301,4 +348,44 @@ fn band_distance(reference: &[f32], o: &[f32], g: &Geometry, e: &Entry) -> f64 {
         sum += squared_distance(r, got);
     }
     sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every band of every sample is scheduled exactly once; the first round is the first
+    /// eighth of the bands (spread over the image) for every sample; later rounds are not empty.
+    #[test]
+    fn unit_schedule_covers_every_band_of_every_sample_once() {
+        for (bands, samples) in [(4, 5), (7, 3), (13, 1), (18, 5), (26, 5), (104, 2)] {
+            let order = band_order(bands);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, (0..bands).collect::<Vec<_>>(), "{bands} bands");
+            let (units, first, step) = unit_schedule(bands, samples);
+            let mut seen = vec![vec![0; bands]; samples];
+            for u in &units {
+                seen[u.sample][u.band] += 1;
+            }
+            assert!(seen.iter().flatten().all(|&k| k == 1), "{bands} bands, {samples} samples");
+            let first_bands = bands.div_ceil(8);
+            assert_eq!(first, first_bands * samples);
+            assert!(units[..first].iter().all(|u| order[..first_bands].contains(&u.band)));
+            assert!(step >= 1 && step <= units.len().div_ceil(LATER_ROUNDS).max(1));
+        }
+        assert_eq!(band_order(4), [0, 2, 1, 3]);
+    }
+
+    /// Small filters get small stacked calls, large ones large calls, within the caller's cap.
+    #[test]
+    fn group_bytes_follow_the_filter_within_the_bounds() {
+        let g =
+            |c: usize, oc: usize| Geometry { n: 1, c, h: 13, w: 13, oc, oh: 13, ow: 13, pad_top: 1, band: 1, bands: 4 };
+        assert_eq!(group_bytes(&g(3, 16), MAX_STACK_BYTES), MIN_STACK_BYTES);
+        assert_eq!(group_bytes(&g(128, 256), MAX_STACK_BYTES), 4 * 36 * 128 * 256);
+        assert_eq!(group_bytes(&g(512, 1024), MAX_STACK_BYTES), MAX_STACK_BYTES);
+        assert_eq!(group_bytes(&g(512, 1024), 1 << 16), 1 << 16);
+        assert_eq!(group_bytes(&g(3, 16), 1 << 16), 1 << 16);
+    }
 }

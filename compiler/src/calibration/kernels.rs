@@ -180,51 +180,106 @@ fn leaky_sq_dist_generic(reference: &[f32], x: &[f32], s: f32, alpha: f32) -> f6
 /// the reference and input stays in cache while every candidate reads it).
 const MULTI_BLOCK: usize = 2048;
 
-/// For every scale `s` of `scales`: Σ (a − f(s, x))², each equal bit for bit to the
-/// one-candidate distance (same lanes, order and tail), but `a` and `x` are read once, block
-/// by block, for all candidates (the one-candidate passes are memory bound).
-#[inline(always)]
-fn sq_dist_multi_generic(a: &[f32], x: &[f32], scales: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f64> {
-    let n = a.len().min(x.len());
+/// One candidate's Σ (a − f(x))² part way through the elements: the eight lane accumulators
+/// and the tail sum of [`sq_dist_generic`], kept between calls so that the elements can be
+/// taken range by range (in order) and still give the one-pass sum bit for bit.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct LaneSums {
+    lanes: [f64; LANES],
+    tail: f64,
+}
+
+impl LaneSums {
+    /// Sums that are NaN (an evaluation that could not be made).
+    #[cfg(test)]
+    pub(crate) fn nan() -> Self {
+        LaneSums { lanes: [f64::NAN; LANES], tail: f64::NAN }
+    }
+
+    /// The sum over the elements taken so far, combined as [`sq_dist_generic`] combines it: the
+    /// final sum once every element is taken, a lower bound of it before (every term is ≥ 0,
+    /// and rounding a sum of non-negative terms never makes it smaller than a partial sum).
+    pub(crate) fn value(&self) -> f64 {
+        let a = &self.lanes;
+        let pairs = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+        ((pairs[0] + pairs[2]) + (pairs[1] + pairs[3])) + self.tail
+    }
+}
+
+/// Where elements `range` of `n` fall: the part in whole groups of [`LANES`] and whether the
+/// range reaches `n` from before it (then the tail past the last whole group is taken too,
+/// once). `range.start` is a
+/// multiple of [`LANES`] (or `n`).
+fn lane_range(n: usize, range: std::ops::Range<usize>) -> (std::ops::Range<usize>, bool) {
     let whole = n / LANES * LANES;
-    let mut acc = vec![[0f64; LANES]; scales.len()];
-    for start in (0..whole).step_by(MULTI_BLOCK) {
-        let end = (start + MULTI_BLOCK).min(whole);
+    debug_assert!(range.start.is_multiple_of(LANES) || range.start == n);
+    (range.start.min(whole)..range.end.min(whole), range.end >= n && range.start < n)
+}
+
+/// For every scale `s` of `scales`, continue `sums` (one per scale) over elements `range` of
+/// Σ (a − f(s, x))²: each equal bit for bit to the one-candidate distance once every range is
+/// taken in order (same lanes, order and tail), but `a` and `x` are read once, block by block,
+/// for all candidates (the one-candidate passes are memory bound).
+#[inline(always)]
+fn sq_dist_multi_generic(
+    a: &[f32],
+    x: &[f32],
+    scales: &[f32],
+    sums: &mut [LaneSums],
+    range: std::ops::Range<usize>,
+    f: impl Fn(f32, f32) -> f32,
+) {
+    let n = a.len().min(x.len());
+    let (body, last) = lane_range(n, range);
+    for start in body.clone().step_by(MULTI_BLOCK) {
+        let end = (start + MULTI_BLOCK).min(body.end);
         let (ab, xb) = (&a[start..end], &x[start..end]);
-        for (accs, &s) in acc.iter_mut().zip(scales) {
+        for (acc, &s) in sums.iter_mut().zip(scales) {
             for (p, q) in ab.chunks_exact(LANES).zip(xb.chunks_exact(LANES)) {
                 for k in 0..LANES {
                     let d = p[k] as f64 - f(s, q[k]) as f64;
-                    accs[k] += d * d;
+                    acc.lanes[k] += d * d;
                 }
             }
         }
     }
-    acc.iter()
-        .zip(scales)
-        .map(|(accs, &s)| {
-            let mut tail = 0f64;
-            for (&p, &q) in a[whole..n].iter().zip(&x[whole..n]) {
-                let d = p as f64 - f(s, q) as f64;
-                tail += d * d;
-            }
-            let pairs = [accs[0] + accs[4], accs[1] + accs[5], accs[2] + accs[6], accs[3] + accs[7]];
-            ((pairs[0] + pairs[2]) + (pairs[1] + pairs[3])) + tail
-        })
-        .collect()
+    if last {
+        multi_tail(a, x, scales, sums, n, f);
+    }
+}
+
+/// The elements past the last whole group of [`LANES`], summed in order into each tail.
+#[inline(always)]
+fn multi_tail(a: &[f32], x: &[f32], scales: &[f32], sums: &mut [LaneSums], n: usize, f: impl Fn(f32, f32) -> f32) {
+    let whole = n / LANES * LANES;
+    for (acc, &s) in sums.iter_mut().zip(scales) {
+        for (&p, &q) in a[whole..n].iter().zip(&x[whole..n]) {
+            let d = p as f64 - f(s, q) as f64;
+            acc.tail += d * d;
+        }
+    }
 }
 
 /// [`sq_dist_multi_generic`] with AVX2 (the mapped block in a stack buffer, f64 lanes in
 /// vectors); same results bit for bit.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn sq_dist_multi_avx2(a: &[f32], x: &[f32], scales: &[f32], f: impl Fn(f32, f32) -> f32) -> Vec<f64> {
+unsafe fn sq_dist_multi_avx2(
+    a: &[f32],
+    x: &[f32],
+    scales: &[f32],
+    sums: &mut [LaneSums],
+    range: std::ops::Range<usize>,
+    f: impl Fn(f32, f32) -> f32,
+) {
+    use std::arch::x86_64::*;
     let n = a.len().min(x.len());
-    let whole = n / LANES * LANES;
-    let mut acc: Vec<Lanes> = vec![[std::arch::x86_64::_mm256_setzero_pd(); 2]; scales.len()];
+    let (body, last) = lane_range(n, range);
+    let mut acc: Vec<Lanes> =
+        sums.iter().map(|s| [_mm256_loadu_pd(s.lanes.as_ptr()), _mm256_loadu_pd(s.lanes.as_ptr().add(4))]).collect();
     let mut buf = [0f32; MULTI_BLOCK];
-    for start in (0..whole).step_by(MULTI_BLOCK) {
-        let end = (start + MULTI_BLOCK).min(whole);
+    for start in body.clone().step_by(MULTI_BLOCK) {
+        let end = (start + MULTI_BLOCK).min(body.end);
         let (ab, xb) = (&a[start..end], &x[start..end]);
         for (lanes, &s) in acc.iter_mut().zip(scales) {
             for (o, &v) in buf.iter_mut().zip(xb) {
@@ -233,57 +288,94 @@ unsafe fn sq_dist_multi_avx2(a: &[f32], x: &[f32], scales: &[f32], f: impl Fn(f3
             accumulate_lanes(lanes, ab, &buf[..ab.len()]);
         }
     }
-    let mut out = Vec::with_capacity(scales.len());
-    for (lanes, &s) in acc.iter().zip(scales) {
-        let mut tail = 0f64;
-        for (&p, &q) in a[whole..n].iter().zip(&x[whole..n]) {
-            let d = p as f64 - f(s, q) as f64;
-            tail += d * d;
-        }
-        out.push(finish_lanes(lanes, tail));
+    for (s, lanes) in sums.iter_mut().zip(&acc) {
+        _mm256_storeu_pd(s.lanes.as_mut_ptr(), lanes[0]);
+        _mm256_storeu_pd(s.lanes.as_mut_ptr().add(4), lanes[1]);
     }
-    out
+    if last {
+        multi_tail(a, x, scales, sums, n, f);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn quant_multi_avx2(reference: &[f32], scales: &[f32]) -> Vec<f64> {
-    sq_dist_multi_avx2(reference, reference, scales, |s, v| quant_one(v, s))
+unsafe fn quant_multi_avx2(reference: &[f32], scales: &[f32], sums: &mut [LaneSums], range: std::ops::Range<usize>) {
+    sq_dist_multi_avx2(reference, reference, scales, sums, range, |s, v| quant_one(v, s))
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn leaky_multi_avx2(reference: &[f32], x: &[f32], scales: &[f32], alpha: f32) -> Vec<f64> {
-    sq_dist_multi_avx2(reference, x, scales, |s, v| leaky(quant_one(v, s), alpha))
+unsafe fn leaky_multi_avx2(
+    reference: &[f32],
+    x: &[f32],
+    scales: &[f32],
+    alpha: f32,
+    sums: &mut [LaneSums],
+    range: std::ops::Range<usize>,
+) {
+    sq_dist_multi_avx2(reference, x, scales, sums, range, |s, v| leaky(quant_one(v, s), alpha))
 }
 
-/// For every scale `s` of `scales`, the tuner distance of an op whose output on quantized
-/// inputs is the quantized reference (see [`quant_sq_dist_generic`]): Σ (r − q(r))², equal bit
-/// for bit to quantizing `r` and calling [`squared_distance`]; the reference is read once.
-pub(crate) fn quantized_reference_distances(reference: &[f32], scales: &[f32]) -> Vec<f64> {
+/// Continue `sums` (one per scale of `scales`) over elements `range` of the reference (in
+/// order; `range.start` a multiple of 8 or the length): the tuner distance of an op whose
+/// output on quantized inputs is the quantized reference (see [`quant_sq_dist_generic`]),
+/// Σ (r − q(r))². Over all elements, equal bit for bit to quantizing `r` and calling
+/// [`squared_distance`]; the reference is read once for all scales.
+pub(crate) fn quantized_reference_sums(
+    reference: &[f32],
+    scales: &[f32],
+    sums: &mut [LaneSums],
+    range: std::ops::Range<usize>,
+) {
+    debug_assert_eq!(scales.len(), sums.len());
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { quant_multi_avx2(reference, scales) };
+            return unsafe { quant_multi_avx2(reference, scales, sums, range) };
         }
     }
-    sq_dist_multi_generic(reference, reference, scales, |s, v| quant_one(v, s))
+    sq_dist_multi_generic(reference, reference, scales, sums, range, |s, v| quant_one(v, s))
 }
 
-/// For every scale `s` of `scales`: Σ (r − leaky(q(x)))², a LeakyRelu candidate evaluated and
-/// compared in one pass, equal bit for bit to quantizing `x`, applying the interpreter's
-/// LeakyRelu and calling [`squared_distance`]; the reference and input are read once.
-pub(crate) fn leaky_distances(reference: &[f32], x: &[f32], scales: &[f32], alpha: f32) -> Vec<f64> {
+/// Continue `sums` (one per scale of `scales`) over elements `range` (as in
+/// [`quantized_reference_sums`]) of Σ (r − leaky(q(x)))²: a LeakyRelu candidate evaluated and
+/// compared in one pass, over all elements equal bit for bit to quantizing `x`, applying the
+/// interpreter's LeakyRelu and calling [`squared_distance`]; `r` and `x` are read once.
+pub(crate) fn leaky_sums(
+    reference: &[f32],
+    x: &[f32],
+    scales: &[f32],
+    alpha: f32,
+    sums: &mut [LaneSums],
+    range: std::ops::Range<usize>,
+) {
     debug_assert_eq!(reference.len(), x.len());
+    debug_assert_eq!(scales.len(), sums.len());
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { leaky_multi_avx2(reference, x, scales, alpha) };
+            return unsafe { leaky_multi_avx2(reference, x, scales, alpha, sums, range) };
         }
     }
-    sq_dist_multi_generic(reference, x, scales, |s, v| leaky(quant_one(v, s), alpha))
+    sq_dist_multi_generic(reference, x, scales, sums, range, |s, v| leaky(quant_one(v, s), alpha))
+}
+
+/// For every scale of `scales`: [`quantized_reference_sums`] over all of `reference`.
+#[cfg(test)]
+pub(crate) fn quantized_reference_distances(reference: &[f32], scales: &[f32]) -> Vec<f64> {
+    let mut sums = vec![LaneSums::default(); scales.len()];
+    quantized_reference_sums(reference, scales, &mut sums, 0..reference.len());
+    sums.iter().map(LaneSums::value).collect()
+}
+
+/// For every scale of `scales`: [`leaky_sums`] over all elements.
+#[cfg(test)]
+pub(crate) fn leaky_distances(reference: &[f32], x: &[f32], scales: &[f32], alpha: f32) -> Vec<f64> {
+    let mut sums = vec![LaneSums::default(); scales.len()];
+    leaky_sums(reference, x, scales, alpha, &mut sums, 0..reference.len());
+    sums.iter().map(LaneSums::value).collect()
 }
 
 /// Σ |a| in f64, summed in element order (the tuner's per-sample normaliser).
@@ -359,13 +451,47 @@ mod tests {
             let r: Vec<f32> = x.iter().map(|&v| if v >= 0.0 { v } else { v * 0.1 } + 1e-3).collect();
             let q = quantized_reference_distances(&r, &scales);
             let l = leaky_distances(&r, &x, &scales, 0.1);
-            let qg = sq_dist_multi_generic(&r, &r, &scales, |s, v| quant_one(v, s));
-            let lg = sq_dist_multi_generic(&r, &x, &scales, |s, v| leaky(quant_one(v, s), 0.1));
+            let generic = |x: &[f32], f: &dyn Fn(f32, f32) -> f32| {
+                let mut sums = vec![LaneSums::default(); scales.len()];
+                sq_dist_multi_generic(&r, x, &scales, &mut sums, 0..n, f);
+                sums.iter().map(LaneSums::value).collect::<Vec<_>>()
+            };
+            let qg = generic(&r, &|s, v| quant_one(v, s));
+            let lg = generic(&x, &|s, v| leaky(quant_one(v, s), 0.1));
             for (k, &s) in scales.iter().enumerate() {
                 let one_q = quant_sq_dist_generic(&r, s).to_bits();
                 let one_l = leaky_sq_dist_generic(&r, &x, s, 0.1).to_bits();
                 assert_eq!((q[k].to_bits(), qg[k].to_bits()), (one_q, one_q), "n {n} candidate {k}");
                 assert_eq!((l[k].to_bits(), lg[k].to_bits()), (one_l, one_l), "n {n} candidate {k}");
+            }
+        }
+    }
+
+    /// Taking the elements range by range (uneven ranges, across the blocks, a tail) gives the
+    /// one-pass sums bit for bit, and the sums so far never decrease (they bound the final one).
+    #[test]
+    fn sums_taken_in_ranges_equal_one_pass_and_only_grow() {
+        let scales: Vec<f32> = (0..3).map(|k| (127.0 / (1.1 + 0.7 * k as f64)) as f32).collect();
+        let n = 3 * MULTI_BLOCK + 13;
+        let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % 2003) as f32 * 2.9e-3 - 2.9).collect();
+        let r: Vec<f32> = x.iter().map(|&v| if v >= 0.0 { v } else { v * 0.1 } + 1e-3).collect();
+        let whole_q = quantized_reference_distances(&r, &scales);
+        let whole_l = leaky_distances(&r, &x, &scales, 0.1);
+        for cuts in [vec![0, n], vec![0, 8, 2056, 2056, 6000, n], vec![0, 4096, n - 13, n, n]] {
+            let mut q = vec![LaneSums::default(); scales.len()];
+            let mut l = vec![LaneSums::default(); scales.len()];
+            let mut last = vec![0f64; scales.len()];
+            for w in cuts.windows(2) {
+                quantized_reference_sums(&r, &scales, &mut q, w[0]..w[1]);
+                leaky_sums(&r, &x, &scales, 0.1, &mut l, w[0]..w[1]);
+                for (k, s) in l.iter().enumerate() {
+                    assert!(s.value() >= last[k], "{cuts:?}");
+                    last[k] = s.value();
+                }
+            }
+            for k in 0..scales.len() {
+                assert_eq!(q[k].value().to_bits(), whole_q[k].to_bits(), "{cuts:?} candidate {k}");
+                assert_eq!(l[k].value().to_bits(), whole_l[k].to_bits(), "{cuts:?} candidate {k}");
             }
         }
     }

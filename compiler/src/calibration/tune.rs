@@ -4,7 +4,7 @@
 
 use super::collect::CalibTensor;
 use super::early_exit;
-use super::kernels::{abs_sum, leaky_distances, quantize_slice, quantized_reference_distances, squared_distance};
+use super::kernels::{abs_sum, leaky_sums, quantize_slice, quantized_reference_sums, squared_distance, LaneSums};
 use super::run::PhaseTimes;
 use super::CalibError;
 use crate::interp::{Interpreter, Tensor};
@@ -405,7 +405,8 @@ fn stacked_conv_distances(
         let groups = ths.len().div_ceil(per);
         let per = ths.len().div_ceil(groups.max(1)).max(1);
         for (g, group) in ths.chunks(per).enumerate() {
-            buf.clear();
+            // every element is written by `quantize_slice`: only grown, never cleared
+            buf.truncate(group.len() * src.len());
             buf.resize(group.len() * src.len(), 0.0);
             buf.par_chunks_mut(src.len().max(1))
                 .zip(group.par_iter())
@@ -465,24 +466,125 @@ fn shortcut(op: &crate::ir::Op, samples: &[SampleView<'_>]) -> Option<Shortcut> 
 }
 
 /// Mean tuner distance of each candidate threshold of `ths` through a [`Shortcut`] (per
-/// candidate the same sums, in the same order, as evaluating it alone).
+/// candidate the same sums, in the same order, as evaluating it alone), every candidate whole:
+/// the tests' reference for [`shortcut_early_exit`].
+#[cfg(test)]
 fn shortcut_distances(how: Shortcut, samples: &[SampleView<'_>], ths: &[f64]) -> Vec<f64> {
     let scales: Vec<f32> = ths.iter().map(|&th| (127.0 / th) as f32).collect();
     let mut total = vec![0f64; ths.len()];
     for sample in samples {
-        let d2 = match how {
-            Shortcut::QuantizedReference => quantized_reference_distances(&sample.reference, &scales),
+        let mut sums = vec![LaneSums::default(); ths.len()];
+        let n = sample.reference.len();
+        match how {
+            Shortcut::QuantizedReference => quantized_reference_sums(&sample.reference, &scales, &mut sums, 0..n),
             Shortcut::Leaky(alpha) => match sample.operands[0] {
-                Some(x) => leaky_distances(&sample.reference, &elements(x), &scales, alpha),
-                None => vec![f64::NAN; ths.len()],
+                Some(x) => leaky_sums(&sample.reference, &elements(x), &scales, alpha, &mut sums, 0..n),
+                None => sums.iter_mut().for_each(|s| *s = LaneSums::nan()),
             },
-        };
-        for (t, d) in total.iter_mut().zip(d2) {
-            *t += d.sqrt() / sample.l1;
+        }
+        for (t, d) in total.iter_mut().zip(&sums) {
+            *t += d.value().sqrt() / sample.l1;
         }
     }
     total.iter().map(|t| t / samples.len().max(1) as f64).collect()
 }
+
+/// Consecutive element ranges each sample is cut into by [`shortcut_early_exit`].
+const SHORTCUT_RANGES: usize = 16;
+/// Samples smaller than this (elements) are not cut: the rounds would cost more than they save.
+const SHORTCUT_MIN_ELEMENTS: usize = 1 << 16;
+
+/// The [`Shortcut`] distances with an early exit, as [`early_exit`] does for convolutions:
+/// every sample's elements are taken in [`SHORTCUT_RANGES`] consecutive ranges (in order, so a
+/// complete candidate's sums are bit for bit the one-pass ones); the first eighth for every
+/// candidate, then the candidate with the smallest bound whole, then the others a range at a
+/// time, each dropped (`None`) as soon as its distance over the elements taken so far (a lower
+/// bound: [`LaneSums::value`]) exceeds a complete candidate's distance. A dropped candidate is
+/// worse than a complete one, so the pick is the one of evaluating every candidate whole.
+fn shortcut_early_exit(how: Shortcut, samples: &[SampleView<'_>], ths: &[f64]) -> Vec<Option<f64>> {
+    let scales: Vec<f32> = ths.iter().map(|&th| (127.0 / th) as f32).collect();
+    let inputs: Vec<Cow<'_, [f32]>> = samples
+        .iter()
+        .map(|s| match how {
+            Shortcut::Leaky(_) => s.operands[0].map(elements).unwrap_or_default(),
+            Shortcut::QuantizedReference => Cow::Borrowed(&[][..]),
+        })
+        .collect();
+    if inputs.iter().zip(samples).any(|(x, s)| matches!(how, Shortcut::Leaky(_)) && x.len() != s.reference.len()) {
+        return vec![Some(f64::NAN); ths.len()]; // as running the op without its input: no pick
+    }
+    // one range (every candidate whole) for small samples, and for a sample whose distances
+    // are not finite (no bound is then sound)
+    let whole = samples.iter().any(|s| s.reference.len() < SHORTCUT_MIN_ELEMENTS || !(s.l1.is_finite() && s.l1 > 0.0));
+    let ranges = if whole { 1 } else { SHORTCUT_RANGES };
+    // element `j`/ranges of a sample: a multiple of the lanes, the last one its length
+    let cut = |n: usize, j: usize| if j >= ranges { n } else { n * j / ranges / 8 * 8 };
+    let mut sums = vec![vec![LaneSums::default(); samples.len()]; ths.len()];
+    let mut taken = vec![0usize; ths.len()];
+    let advance = |cands: &[usize], to: usize, sums: &mut [Vec<LaneSums>], taken: &mut [usize]| {
+        let per = cands.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+        let tasks: Vec<(usize, &[usize])> =
+            (0..samples.len()).flat_map(|s| cands.chunks(per).map(move |chunk| (s, chunk))).collect();
+        let from = cands.first().map_or(to, |&c| taken[c]);
+        if from >= to {
+            return;
+        }
+        let done: Vec<Vec<LaneSums>> = tasks
+            .par_iter()
+            .map(|&(s, chunk)| {
+                let sample = &samples[s];
+                let n = sample.reference.len();
+                let sc: Vec<f32> = chunk.iter().map(|&c| scales[c]).collect();
+                let mut part: Vec<LaneSums> = chunk.iter().map(|&c| sums[c][s]).collect();
+                let range = cut(n, from)..cut(n, to);
+                match how {
+                    Shortcut::QuantizedReference => quantized_reference_sums(&sample.reference, &sc, &mut part, range),
+                    Shortcut::Leaky(alpha) => leaky_sums(&sample.reference, &inputs[s], &sc, alpha, &mut part, range),
+                }
+                part
+            })
+            .collect();
+        for ((s, chunk), part) in tasks.iter().zip(done) {
+            for (&c, v) in chunk.iter().zip(part) {
+                sums[c][*s] = v;
+            }
+        }
+        for &c in cands {
+            taken[c] = to;
+        }
+    };
+    let distance = |sums: &[LaneSums]| -> f64 {
+        let total: f64 = sums.iter().zip(samples).map(|(d, s)| d.value().sqrt() / s.l1).sum();
+        total / samples.len().max(1) as f64
+    };
+    let all: Vec<usize> = (0..ths.len()).collect();
+    let first = ranges.div_ceil(8);
+    advance(&all, first, &mut sums, &mut taken);
+    let lead = (0..ths.len()).min_by(|&a, &b| distance(&sums[a]).total_cmp(&distance(&sums[b]))).unwrap_or(0);
+    advance(&[lead], ranges, &mut sums, &mut taken);
+    let mut best = distance(&sums[lead]);
+    let mut dropped = vec![false; ths.len()];
+    for to in first + 1..=ranges {
+        let alive: Vec<usize> = (0..ths.len()).filter(|&c| !dropped[c] && taken[c] < ranges).collect();
+        for &c in &alive {
+            dropped[c] = distance(&sums[c]) > best * (1.0 + SHORTCUT_SLACK);
+        }
+        let alive: Vec<usize> = alive.into_iter().filter(|&c| !dropped[c]).collect();
+        if alive.is_empty() {
+            break;
+        }
+        advance(&alive, to, &mut sums, &mut taken);
+        if to == ranges {
+            for &c in &alive {
+                best = best.min(distance(&sums[c]));
+            }
+        }
+    }
+    (0..ths.len()).map(|c| (!dropped[c] && taken[c] == ranges).then(|| distance(&sums[c]))).collect()
+}
+
+/// Relative slack of the shortcut early exit's drop test (the bound is exact; kept as margin).
+const SHORTCUT_SLACK: f64 = 1e-9;
 
 /// Candidates `th0 + step*k`, k = 0..=steps; the first initialises, a later one wins only with a
 /// strictly smaller mean distance.
@@ -505,8 +607,9 @@ fn find_better_threshold(
         return Ok(th0);
     }
     let candidates: Vec<f64> = (0..=opts.steps).map(|k| th0 + step * k as f64).collect();
+    // in parallel: the serial L1 sums would otherwise leave the other cores idle
     let samples = tune_inputs
-        .iter()
+        .par_iter()
         .zip(&store.env)
         .map(|(inputs, env)| SampleView::new(op, arg_index, inputs, env))
         .collect::<Result<Vec<_>, _>>()?;
@@ -514,16 +617,9 @@ fn find_better_threshold(
     let how = shortcut(op, &samples);
     // per candidate its distance, or `None` when the early exit dropped it (worse than another)
     let dists: Vec<Result<Option<f64>, CalibError>> = match how {
-        Some(how) => {
-            // one group of candidates per thread: each reads the samples once for its group
-            let per = candidates.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
-            candidates
-                .par_chunks(per)
-                .flat_map_iter(|group| shortcut_distances(how, &samples, group).into_iter().map(|d| Ok(Some(d))))
-                .collect()
-        }
+        Some(how) => shortcut_early_exit(how, &samples, &candidates).into_iter().map(Ok).collect(),
         None if op.kind == "top.Conv" => {
-            match early_exit::candidate_distances(dq, op_index, &samples, &candidates, STACK_BYTES) {
+            match early_exit::candidate_distances(dq, op_index, &samples, &candidates, early_exit::MAX_STACK_BYTES) {
                 Ok(Some(found)) => {
                     times.early_exit_bands += found.bands_done;
                     times.early_exit_bands_whole += found.bands_whole;
@@ -652,6 +748,56 @@ mod tests {
                 assert!(run > 0.0, "{} th {th}", op.kind);
                 assert_eq!(fast.to_bits(), run.to_bits(), "{} th {th}: {fast} vs {run}", op.kind);
             }
+        }
+    }
+
+    /// The shortcut early exit keeps the pick of evaluating every candidate whole: complete
+    /// candidates get the one-pass distances bit for bit, dropped ones are worse than the best,
+    /// and some are dropped (LeakyRelu and MaxPool on maps large enough to be cut in ranges).
+    #[test]
+    fn shortcut_early_exit_picks_what_the_whole_evaluation_picks() {
+        use crate::ir::{attr, Attrs, Func};
+        let shape = vec![1, 4, 123, 135];
+        let mut f = Func::default();
+        let x = f.add_value("", TensorType::f32(shape.clone()));
+        f.args.push(x);
+        let inp = f.push_op("top.Input", vec![x], Attrs::new(), "in", TensorType::f32(shape.clone()));
+        let alpha: Attrs = [("alpha".to_string(), attr::f64(0.1))].into_iter().collect();
+        let l = f.push_op("top.LeakyRelu", vec![inp], alpha, "leaky", TensorType::f32(shape.clone()));
+        let r = f.push_op("top.Relu", vec![l], Attrs::new(), "relu", TensorType::f32(shape.clone()));
+        f.returns.push(r);
+        let m = Module { name: "m".into(), attrs: Attrs::new(), func: f };
+        let ws = Weights::default();
+        let interp = Interpreter::new(&m, &ws).unwrap();
+        let len: usize = shape.iter().product();
+        let inputs: Vec<Vec<Tensor>> = (0..3)
+            .map(|k| {
+                let data = (0..len)
+                    .map(|i| {
+                        let bright = if (i / 135) % 37 < 4 { 6.0 } else { 0.0 };
+                        ((i * 37 + k * 11) % 29) as f32 * 0.173 - 2.4 + bright
+                    })
+                    .collect();
+                vec![Tensor::from_shape_vec(IxDyn(&shape), data).unwrap()]
+            })
+            .collect();
+        let envs: Vec<Vec<Option<Tensor>>> = inputs.iter().map(|i| interp.run_all(i).unwrap()).collect();
+        for op in [1, 2] {
+            let samples = op_samples(&m, op, &inputs, &envs);
+            let how = shortcut(&m.func.ops[op], &samples).unwrap();
+            let ths: Vec<f64> = (0..=21).map(|k| 1.0 + 0.4 * k as f64).collect();
+            let whole = shortcut_distances(how, &samples, &ths);
+            let early = shortcut_early_exit(how, &samples, &ths);
+            let min = whole.iter().copied().fold(f64::INFINITY, f64::min);
+            for (k, (w, e)) in whole.iter().zip(&early).enumerate() {
+                match e {
+                    Some(e) => assert_eq!(e.to_bits(), w.to_bits(), "op {op} candidate {k}"),
+                    None => assert!(*w > min, "op {op}: candidate {k} ({w}) dropped but the best is {min}"),
+                }
+            }
+            assert!(early.iter().any(Option::is_none), "op {op}: nothing dropped: {whole:?}");
+            let pick = |d: Vec<Option<f64>>| pick_candidate(&ths, d.into_iter().map(Ok).collect()).unwrap();
+            assert_eq!(pick(early), pick(whole.into_iter().map(Some).collect()), "op {op}");
         }
     }
 
