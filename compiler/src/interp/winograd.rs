@@ -205,19 +205,11 @@ pub(super) fn conv(
     pads: [usize; 4],
     act: Option<Act>,
 ) -> Result<Tensor, String> {
-    let t = tiling(x, x_shape, f, pads)?;
-    if bias.is_some_and(|b| b.len() != f.oc) {
-        return Err(format!("bias has {} elements, expected {}", bias.map_or(0, <[f32]>::len), f.oc));
-    }
-    if !sgemm::available() {
-        return Err("the Winograd convolution needs AVX2 and FMA".into());
-    }
-    let t = planned(t, Plan::Auto)?;
-    run_phases(x, f, &t, bias, act)
+    conv_planned(x, x_shape, f, bias, pads, act, Plan::Auto)
 }
 
-/// [`conv`] with the phases scheduled by `plan` (tests: every plan gives the same bits).
-#[cfg(test)]
+/// [`conv`] with the phases scheduled by `plan` (the tests check that every plan gives the same
+/// bits).
 pub(super) fn conv_planned(
     x: &[f32],
     x_shape: [usize; 4],
@@ -227,10 +219,14 @@ pub(super) fn conv_planned(
     act: Option<Act>,
     plan: Plan,
 ) -> Result<Tensor, String> {
-    let t = planned(tiling(x, x_shape, f, pads)?, plan)?;
-    if bias.is_some_and(|b| b.len() != f.oc) || !sgemm::available() {
-        return Err("bias length or CPU".into());
+    let t = tiling(x, x_shape, f, pads)?;
+    if bias.is_some_and(|b| b.len() != f.oc) {
+        return Err(format!("bias has {} elements, expected {}", bias.map_or(0, <[f32]>::len), f.oc));
     }
+    if !sgemm::available() {
+        return Err("the Winograd convolution needs AVX2 and FMA".into());
+    }
+    let t = planned(t, plan)?;
     run_phases(x, f, &t, bias, act)
 }
 
