@@ -151,6 +151,41 @@ fn stacking_samples_does_not_change_the_table() {
     }
 }
 
+/// Unreadable samples skipped (`skip_bad`) inside and at the end of the groups the deep ops run
+/// on give the table of the dataset without them, whatever the group size.
+#[test]
+fn skipped_samples_inside_groups_leave_the_table_of_the_rest() {
+    let (module, weights) = yolo();
+    let good = select_dataset(&coco(), 6).unwrap();
+    let dir = tmpdir("skip_groups");
+    let bad = dir.join("broken.jpg");
+    std::fs::write(&bad, b"\xFF\xD8 not a jpeg").unwrap();
+    let mut with_bad = good.samples.clone();
+    with_bad.insert(3, vec![bad.clone()]);
+    with_bad.insert(1, vec![bad.clone()]);
+    with_bad.push(vec![bad.clone()]);
+    let bad_ds = Dataset { samples: with_bad, kind: good.kind };
+    let run = |ds: &Dataset, stack_samples: usize| {
+        let opts = CalibOptions {
+            tune_num: 2,
+            stack_samples,
+            skip_bad: true,
+            mlir_name: "m.mlir".into(),
+            ..Default::default()
+        };
+        let out = run_calibration(module, weights, ds, &opts, &mut |_| {}).unwrap();
+        assert_eq!(out.samples_used, 6);
+        (out.table.entries, out.untuned, out.skipped.len())
+    };
+    let (entries, untuned, skipped) = run(&good, 1);
+    assert_eq!(skipped, 0);
+    for n in [1, 2, 4] {
+        let (e, u, s) = run(&bad_ds, n);
+        assert_eq!(s, 3, "{n} samples per group");
+        assert!(e == entries && u == untuned, "{n} samples per group");
+    }
+}
+
 #[test]
 fn kl_with_tuning_never_lowers_thresholds_and_writes_the_tuned_header() {
     let (module, weights) = yolo();

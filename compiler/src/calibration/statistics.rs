@@ -66,6 +66,9 @@ pub(crate) fn gather(
     let load = |i: usize| samples.loader.load_batched(samples.kind, &samples.groups[i]);
     let mut out = Gathered::default();
     let mut pending: Vec<Pending> = Vec::with_capacity(split.group);
+    // a complete group whose tail runs alongside the next sample's first part (the two share
+    // the cores; the tail's results are folded right after)
+    let mut ready: Vec<Pending> = Vec::new();
     let mut next = (total > 0).then(|| load(0));
     for i in 0..total {
         let loaded = next.take().unwrap_or_else(|| load(i));
@@ -82,14 +85,28 @@ pub(crate) fn gather(
         if let Some(inputs) = inputs {
             let keep = out.tune_inputs.len() < tune_num;
             let joined = Instant::now();
-            let (ran, prefetched) = rayon::join(
+            let (ran, (prefetched, tail)) = rayon::join(
                 || run_first_part(interp, split, &inputs, collector, keep),
-                || (i + 1 < total).then(|| load(i + 1)),
+                || {
+                    rayon::join(
+                        || (i + 1 < total).then(|| load(i + 1)),
+                        || {
+                            let started = Instant::now();
+                            (!ready.is_empty()).then(|| (run_tail(interp, split, &ready), started.elapsed()))
+                        },
+                    )
+                },
             );
             next = prefetched;
+            let mut tail_for = Duration::ZERO;
+            if let Some((results, took)) = tail {
+                tail_for = took;
+                times.observe += fold_tail(collector, results?, &ready, &mut out.tune_references)?;
+                ready.clear();
+            }
             let (crossing, references, folding, ran_for) = ran?;
             times.observe += folding;
-            times.load_wait += joined.elapsed().saturating_sub(ran_for);
+            times.load_wait += joined.elapsed().saturating_sub(ran_for.max(tail_for));
             let tune_slot = references.map(|r| {
                 out.tune_inputs.push(inputs);
                 out.tune_references.push(r);
@@ -100,9 +117,20 @@ pub(crate) fn gather(
                 pending.push(Pending { crossing, tune_slot });
             }
         }
-        if !pending.is_empty() && (pending.len() == split.group || i + 1 == total) {
-            times.observe += run_tail(interp, split, &pending, collector, &mut out.tune_references)?;
-            pending.clear();
+        if pending.len() == split.group || i + 1 == total {
+            // a group still waiting (only when the samples since were skipped) goes first
+            if !ready.is_empty() {
+                let results = run_tail(interp, split, &ready)?;
+                times.observe += fold_tail(collector, results, &ready, &mut out.tune_references)?;
+                ready.clear();
+            }
+            if i + 1 < total {
+                ready = std::mem::take(&mut pending);
+            } else if !pending.is_empty() {
+                let results = run_tail(interp, split, &pending)?;
+                times.observe += fold_tail(collector, results, &pending, &mut out.tune_references)?;
+                pending.clear();
+            }
         }
         on_event(CalibEvent::Sample { done: i + 1, total });
     }
@@ -146,19 +174,13 @@ fn run_first_part(
     Ok((crossing, references, folding, started.elapsed()))
 }
 
-/// The tail of the function on the pending samples stacked, its results folded sample by sample
-/// (tensors in parallel) and sliced into the tune samples' references. Returns the folding time.
-fn run_tail(
-    interp: &Interpreter<'_>,
-    split: &Split,
-    pending: &[Pending],
-    collector: &mut Collector,
-    tune_references: &mut [Results],
-) -> Result<Duration, CalibError> {
-    let n = pending.len();
+/// The tail of the function on the samples of `group` stacked: every result of the tail, by
+/// value id (the crossing values removed: they were folded with the first part).
+fn run_tail(interp: &Interpreter<'_>, split: &Split, group: &[Pending]) -> Result<Results, CalibError> {
+    let n = group.len();
     let mut env: Results = vec![None; interp.value_count()];
     for (k, &v) in split.crossing.iter().enumerate() {
-        let parts: Vec<&Tensor> = pending.iter().filter_map(|p| p.crossing.get(k)).collect();
+        let parts: Vec<&Tensor> = group.iter().filter_map(|p| p.crossing.get(k)).collect();
         let stacked = stack_tensors(&parts)
             .filter(|_| parts.len() == n)
             .ok_or_else(|| CalibError::Model(format!("value %{v}: the samples' results do not stack")))?;
@@ -167,16 +189,27 @@ fn run_tail(
     interp
         .run_span(split.cut..interp.op_count(), n, &[], &mut env, SpanMode::KeepAll)
         .map_err(|e| CalibError::Model(e.to_string()))?;
-    // the crossing values were folded with the first part
     for &v in &split.crossing {
         env[v] = None;
     }
+    Ok(env)
+}
+
+/// Fold the tail results of `group` sample by sample (tensors in parallel) and slice them into
+/// the tune samples' references. Returns the folding time.
+fn fold_tail(
+    collector: &mut Collector,
+    results: Results,
+    group: &[Pending],
+    tune_references: &mut [Results],
+) -> Result<Duration, CalibError> {
+    let n = group.len();
     let started = Instant::now();
-    collector.observe_stacked(&env, n, n)?;
+    collector.observe_stacked(&results, n, n)?;
     let folding = started.elapsed();
-    for (j, p) in pending.iter().enumerate() {
+    for (j, p) in group.iter().enumerate() {
         let Some(refs) = p.tune_slot.and_then(|s| tune_references.get_mut(s)) else { continue };
-        for (v, t) in env.iter().enumerate() {
+        for (v, t) in results.iter().enumerate() {
             if let Some(t) = t {
                 refs[v] = image_tensor(t, n, j);
             }
