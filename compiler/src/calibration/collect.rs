@@ -286,8 +286,8 @@ impl Collector {
 
     /// Fold the op results of the first `images` of `stacked` consecutive samples in,
     /// `results[v]` holding value `v` of all of them stacked along the batch axis (as
-    /// [`crate::interp::Interpreter::run_all`] gives them): the same statistics as observing
-    /// the samples one after the other, the tensors folded in parallel. Values without a result
+    /// [`crate::interp::Interpreter::run_span`] on stacked samples gives them): the same
+    /// statistics as observing the samples one after the other, the tensors folded in parallel. Values without a result
     /// are skipped; a result that does not split into `stacked` standard-layout slices is an
     /// error naming the tensor.
     pub fn observe_stacked(

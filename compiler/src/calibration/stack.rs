@@ -7,7 +7,6 @@
 
 use crate::interp::Tensor;
 use crate::ir::{Module, TensorType, ValueId};
-use ndarray::Axis;
 
 /// Op kinds whose every output image depends on the same image of the inputs only and whose
 /// attributes hold no batch size.
@@ -114,11 +113,4 @@ pub(crate) fn split(module: &Module, group: usize) -> Split {
     crossing.sort_unstable();
     crossing.dedup();
     Split { cut: first, group, crossing }
-}
-
-/// The tensors stacked along the batch axis (standard layout); `None` when their shapes differ
-/// past the batch axis.
-pub(crate) fn stack_tensors(parts: &[&Tensor]) -> Option<Tensor> {
-    let views: Vec<_> = parts.iter().map(|t| t.view()).collect();
-    ndarray::concatenate(Axis(0), &views).ok()
 }

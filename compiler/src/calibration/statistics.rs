@@ -8,7 +8,7 @@ use super::collect::Collector;
 use super::dataset::SampleKind;
 use super::inputs::InputLoader;
 use super::run::{CalibEvent, PhaseTimes};
-use super::stack::{image_tensor, stack_tensors, Split};
+use super::stack::{image_tensor, stack_inputs, Split};
 use super::CalibError;
 use crate::interp::{Interpreter, SpanMode, Tensor};
 use std::path::PathBuf;
@@ -120,15 +120,13 @@ pub(crate) fn gather(
         if pending.len() == split.group || i + 1 == total {
             // a group still waiting (only when the samples since were skipped) goes first
             if !ready.is_empty() {
-                let results = run_tail(interp, split, &ready)?;
-                times.observe += fold_tail(collector, results, &ready, &mut out.tune_references)?;
+                times.observe += run_and_fold_tail(interp, split, &ready, collector, &mut out.tune_references)?;
                 ready.clear();
             }
             if i + 1 < total {
                 ready = std::mem::take(&mut pending);
             } else if !pending.is_empty() {
-                let results = run_tail(interp, split, &pending)?;
-                times.observe += fold_tail(collector, results, &pending, &mut out.tune_references)?;
+                times.observe += run_and_fold_tail(interp, split, &pending, collector, &mut out.tune_references)?;
                 pending.clear();
             }
         }
@@ -179,12 +177,12 @@ fn run_first_part(
 fn run_tail(interp: &Interpreter<'_>, split: &Split, group: &[Pending]) -> Result<Results, CalibError> {
     let n = group.len();
     let mut env: Results = vec![None; interp.value_count()];
-    for (k, &v) in split.crossing.iter().enumerate() {
-        let parts: Vec<&Tensor> = group.iter().filter_map(|p| p.crossing.get(k)).collect();
-        let stacked = stack_tensors(&parts)
-            .filter(|_| parts.len() == n)
-            .ok_or_else(|| CalibError::Model(format!("value %{v}: the samples' results do not stack")))?;
-        env[v] = Some(stacked);
+    let per_sample: Vec<&[Tensor]> = group.iter().map(|p| p.crossing.as_slice()).collect();
+    let stacked = stack_inputs(&per_sample)
+        .filter(|s| s.len() == split.crossing.len())
+        .ok_or_else(|| CalibError::Model("the samples' values read by the stacked ops do not stack".into()))?;
+    for (&v, t) in split.crossing.iter().zip(stacked) {
+        env[v] = Some(t);
     }
     interp
         .run_span(split.cut..interp.op_count(), n, &[], &mut env, SpanMode::KeepAll)
@@ -193,6 +191,19 @@ fn run_tail(interp: &Interpreter<'_>, split: &Split, group: &[Pending]) -> Resul
         env[v] = None;
     }
     Ok(env)
+}
+
+/// [`run_tail`] then [`fold_tail`], one after the other (a group with no next sample to run
+/// alongside). Returns the folding time.
+fn run_and_fold_tail(
+    interp: &Interpreter<'_>,
+    split: &Split,
+    group: &[Pending],
+    collector: &mut Collector,
+    tune_references: &mut [Results],
+) -> Result<Duration, CalibError> {
+    let results = run_tail(interp, split, group)?;
+    fold_tail(collector, results, group, tune_references)
 }
 
 /// Fold the tail results of `group` sample by sample (tensors in parallel) and slice them into
