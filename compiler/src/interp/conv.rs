@@ -7,6 +7,7 @@
 //! split the product. 1x1 stride-1 convolutions read the input directly. Depthwise and small
 //! grouped convolutions use a direct kernel parallel over output planes.
 
+use super::direct3x3;
 use super::elementwise::{unary, Unary};
 use super::gemm_util::{matmul, matmul_raw, MatRef};
 use super::sgemm::{self, Act, BSource, PackedA};
@@ -81,6 +82,32 @@ pub(super) fn conv(
     packed: Option<&PackedA>,
     act: Option<Act>,
 ) -> Result<Tensor, String> {
+    conv_with(x, w, bias, g, packed, act, true)
+}
+
+/// [`conv`] through the packed GEMM even where the direct 3x3 kernel applies (tests compare the
+/// two bit for bit).
+#[cfg(test)]
+pub(super) fn conv_via_gemm(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    g: &ConvGeom,
+    act: Option<Act>,
+) -> Result<Tensor, String> {
+    conv_with(x, w, bias, g, None, act, false)
+}
+
+/// [`conv`], taking the direct 3x3 kernel for thin dense layers when `allow_direct`.
+fn conv_with(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    g: &ConvGeom,
+    packed: Option<&PackedA>,
+    act: Option<Act>,
+    allow_direct: bool,
+) -> Result<Tensor, String> {
     let one_d = x.ndim() == 3;
     if !(x.ndim() == 4 || one_d) || w.ndim() != x.ndim() {
         return Err(format!("input {:?} / filter {:?}: expected 4-D (or 3-D) tensors", x.shape(), w.shape()));
@@ -118,7 +145,11 @@ pub(super) fn conv(
     let (hw, ohw, k) = (h * wd, oh * ow, icg * kh * kw);
     let dense_enough = icg * kh * kw >= 32 && ocg >= 8;
     let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pads == [0; 4];
-    let out = if group == 1 && sgemm::available() {
+    let direct = allow_direct && !one_d && direct3x3::applies([g.kh, g.kw], [g.sh, g.sw], [g.dh, g.dw], group, c);
+    let out = if direct {
+        let dims = direct3x3::Dims { n, c, h, w: wd, oc, pads: g.pads };
+        direct3x3::conv(&xs, &ws, bias.as_deref(), dims, act)
+    } else if group == 1 && sgemm::available() {
         let own;
         let pa = match packed {
             Some(pa) if pa.m == oc && pa.k == k => pa,

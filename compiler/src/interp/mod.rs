@@ -6,6 +6,7 @@
 //! soon as no later op or output needs it. Op semantics are those of `ir/TOP_OPS.md`.
 
 mod conv;
+mod direct3x3;
 mod dispatch;
 mod elementwise;
 mod gemm_util;
