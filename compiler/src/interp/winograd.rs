@@ -305,9 +305,12 @@ pub(super) enum Plan {
 }
 
 /// Most floats of the 36 transformed filters for the fused plan: each task reads all of them
-/// for every block, so they must stay in the core's L2 beside the block's data. (32→64 channels
-/// at 104x104, 76k floats, and the deeper layers measured no faster, or slower, fused.)
-const FUSED_MAX_FILTER_FLOATS: usize = 32768;
+/// for every block, so they should stay in the core's L2 (1 MB on Zen 4) beside the block's
+/// data. 32→64 channels at 104x104 (76k floats) takes about half the time fused at batch 4
+/// (the whole-input plan's 12 MB of transformed input and products overflow the caches) and
+/// the same at batch 1 (one thread, CPU time); 64→128 at 52x52 (304k floats) stays on the
+/// whole-input plan (fused at most ~5-10 % faster at batch 4, noisy).
+const FUSED_MAX_FILTER_FLOATS: usize = 131072;
 /// Tiles a block of the fused plan aims at (a multiple of NR): on the 3→16, 16→32 and 32→64
 /// channel layers at 416..104 pixels, 208 (2..8 tile rows) took less time than 52, 104, 312,
 /// 416 or 624 (one thread, CPU time), though its products (up to 36·32·208 floats) overflow L2.
@@ -768,7 +771,7 @@ unsafe fn fused_block(
         for (xi, u) in f.u.iter().enumerate() {
             // tile panel s0 / NR of point ξ starts s0·c floats into the point (one depth block)
             let b = &vb[xi * point + s0 * t.c..(xi + 1) * point];
-            sgemm::gemm_prepacked(u, (0, m_panels), b, ld, &mut m[xi * ps..xi * ps + t.oc * ld], ld);
+            sgemm::gemm_prepacked(u, (0, m_panels), b, ld, (0, ld), &mut m[xi * ps..xi * ps + t.oc * ld], ld);
         }
         let (bias, act) = epilogue;
         let rows_out = RowsOut { r0: 0, rows: t.oc, bias, act, tiles: &tiles[s0..s0 + nsub], out };
@@ -811,14 +814,16 @@ unsafe fn block_task(
     let ntiles = t.bt.min(t.nt - blk * t.bt);
     locate_tiles(t, blk, &mut tiles[..ntiles]);
     let vb = &v[blk * t.block_len()..(blk + 1) * t.block_len()];
-    let rows_out = RowsOut { r0, rows, bias, act, tiles: &tiles[..ntiles], out };
     let ld = t.tb;
     let ps = point_stride(rows, ld);
     let m = line_aligned(m, POINTS * ps);
+    // the last block's GEMMs stop at its last tile's panel (its packed layout keeps width tb)
+    let cols = (0, ntiles.div_ceil(NR) * NR);
     for (xi, u) in f.u.iter().enumerate() {
         let b = &vb[xi * t.c * ld..(xi + 1) * t.c * ld];
-        sgemm::gemm_prepacked(u, (p0, p1), b, ld, &mut m[xi * ps..xi * ps + rows * ld], ld);
+        sgemm::gemm_prepacked(u, (p0, p1), b, ld, cols, &mut m[xi * ps..xi * ps + rows * ld], ld);
     }
+    let rows_out = RowsOut { r0, rows, bias, act, tiles: &tiles[..ntiles], out };
     transform_rows(m, ld, ntiles, t, &rows_out);
 }
 
