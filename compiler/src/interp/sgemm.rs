@@ -173,13 +173,14 @@ pub(super) fn gemm_packed(
 }
 
 /// `c` rows `[p0·MR, min(p1·MR, a.m))` (row stride `ldc`, `c` starting at row `p0·MR`) =
-/// A · B for the filter panels `p0 .. p1` and the columns `cols.0 .. cols.1` of B (multiples of
-/// `NR`, at most `n_pad`; `c` starts at column `cols.0`), single-threaded, no bias or
-/// activation. `bp` is B [a.k, n_pad] already packed by depth blocks of `KC` rows, then
-/// micro-panels of `NR` columns (`n_pad` a multiple of `NR`, `ldc >= cols.1 - cols.0`): element
-/// (kk, col) at `k0·n_pad + (col / NR)·kc·NR + (kk - k0)·NR + col % NR`, where
-/// `k0 = kk / KC · KC` and `kc = min(KC, k - k0)`. Callers that split rows or columns over
-/// threads call it per part.
+/// A · B for the filter panels `p0 .. p1` and the columns `cols.0 .. cols.1` of B (`cols.0` a
+/// multiple of `NR`, `cols.1 <= n_pad`; `c` starts at column `cols.0`), single-threaded, no bias
+/// or activation. The tiles are `NR` columns wide, the last one 8 when 8 reach `cols.1`: the
+/// columns up to `cols.1` rounded up to 8 are written. `bp` is B [a.k, n_pad] already packed by
+/// depth blocks of `KC` rows, then micro-panels of `NR` columns (`n_pad` a multiple of `NR`,
+/// `ldc >= cols.1 - cols.0` rounded up to `NR`): element (kk, col) at
+/// `k0·n_pad + (col / NR)·kc·NR + (kk - k0)·NR + col % NR`, where `k0 = kk / KC · KC` and
+/// `kc = min(KC, k - k0)`. Callers that split rows or columns over threads call it per part.
 pub(super) fn gemm_prepacked(
     a: &PackedA,
     panels: (usize, usize),
@@ -194,13 +195,14 @@ pub(super) fn gemm_prepacked(
     if p0 >= p1 || c0 >= c1 || a.k == 0 {
         return;
     }
+    let width = (c1 - c0).div_ceil(NR) * NR;
     assert!(
-        n_pad.is_multiple_of(NR) && c0.is_multiple_of(NR) && c1.is_multiple_of(NR) && c1 <= n_pad && ldc >= c1 - c0,
+        n_pad.is_multiple_of(NR) && c0.is_multiple_of(NR) && c1 <= n_pad && ldc >= width,
         "gemm_prepacked: n_pad {n_pad} / cols {cols:?} / ldc {ldc}"
     );
     assert!(bp.len() >= a.k * n_pad, "gemm_prepacked: packed B too small");
     let rows = (p1 * MR).min(a.m) - p0 * MR;
-    assert!(c.len() >= (rows - 1) * ldc + c1 - c0, "gemm_prepacked: destination too small");
+    assert!(c.len() >= (rows - 1) * ldc + width, "gemm_prepacked: destination too small");
     for k0 in (0..a.k).step_by(KC) {
         let kc = KC.min(a.k - k0);
         for m0 in (p0..p1).step_by(MC / MR) {
@@ -219,7 +221,8 @@ struct DepthBlock<'a> {
     a: &'a PackedA,
     k0: usize,
     kc: usize,
-    /// The depth block of packed B (micro-panels of `kc · NR` floats) and its columns used.
+    /// The depth block of packed B (micro-panels of `kc · NR` floats) and its columns used (the
+    /// last micro-panel may be partly used).
     b: &'a [f32],
     cols: usize,
     /// Filter panels `m0 .. m1`.
@@ -239,7 +242,7 @@ struct DepthBlock<'a> {
 unsafe fn depth_block(d: &DepthBlock, c: *mut f32, ldc: usize) {
     let DepthBlock { a, k0, kc, b, cols, panels: (m0, m1) } = *d;
     let init = [0f32; MR];
-    let npanels = cols / NR;
+    let npanels = cols.div_ceil(NR);
     let lines = kc * NR / LINE_FLOATS;
     let share = lines.div_ceil(m1 - m0);
     for j in 0..npanels {
@@ -254,7 +257,12 @@ unsafe fn depth_block(d: &DepthBlock, c: *mut f32, ldc: usize) {
             let ct = c.add((p - m0) * MR * ldc + j * NR);
             // (the caller's safety) panel p holds a.k·MR >= (k0 + kc)·MR floats, micro-panel j
             // of the block kc·NR floats, and tile (p, j) of `c` MR rows of NR floats
-            kernel_rows::<true>(nrows, (kc, NR), ap, bpp, ct, ldc, k0 != 0, &init, None, pf);
+            if cols - j * NR <= NR / 2 {
+                // the product's last 1..=8 columns: half a tile (1/2 less padding work)
+                kernel_rows::<true, 1>(nrows, (kc, NR), ap, bpp, ct, ldc, k0 != 0, &init, None, pf);
+            } else {
+                kernel_rows::<true, 2>(nrows, (kc, NR), ap, bpp, ct, ldc, k0 != 0, &init, None, pf);
+            }
         }
     }
 }
@@ -362,7 +370,7 @@ unsafe fn tile(
         init[..nrows].copy_from_slice(bb);
     }
     if ncols == NR {
-        kernel_rows::<false>(nrows, depth, a, b, c, ldc, !first, &init, act, Prefetch::NONE);
+        kernel_rows::<false, 2>(nrows, depth, a, b, c, ldc, !first, &init, act, Prefetch::NONE);
         return;
     }
     let mut tmp = [0f32; MR * NR];
@@ -373,7 +381,7 @@ unsafe fn tile(
             }
         }
     }
-    kernel_rows::<false>(nrows, depth, a, b, tmp.as_mut_ptr(), NR, !first, &init, act, Prefetch::NONE);
+    kernel_rows::<false, 2>(nrows, depth, a, b, tmp.as_mut_ptr(), NR, !first, &init, act, Prefetch::NONE);
     for r in 0..nrows {
         for j in 0..ncols {
             *c.add(r * ldc + j) = tmp[r * NR + j];
@@ -385,7 +393,7 @@ unsafe fn tile(
 /// `PF`: issue the L2 prefetches of `pf` (compiled out for the direct convolutions' GEMM).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn kernel_rows<const PF: bool>(
+unsafe fn kernel_rows<const PF: bool, const V: usize>(
     nrows: usize,
     depth: (usize, usize),
     a: *const f32,
@@ -398,23 +406,23 @@ unsafe fn kernel_rows<const PF: bool>(
     pf: Prefetch,
 ) {
     match nrows {
-        6 => kernel::<6, PF>(depth, a, b, c, ldc, load_c, init, act, pf),
-        5 => kernel::<5, PF>(depth, a, b, c, ldc, load_c, init, act, pf),
-        4 => kernel::<4, PF>(depth, a, b, c, ldc, load_c, init, act, pf),
-        3 => kernel::<3, PF>(depth, a, b, c, ldc, load_c, init, act, pf),
-        2 => kernel::<2, PF>(depth, a, b, c, ldc, load_c, init, act, pf),
-        _ => kernel::<1, PF>(depth, a, b, c, ldc, load_c, init, act, pf),
+        6 => kernel::<6, PF, V>(depth, a, b, c, ldc, load_c, init, act, pf),
+        5 => kernel::<5, PF, V>(depth, a, b, c, ldc, load_c, init, act, pf),
+        4 => kernel::<4, PF, V>(depth, a, b, c, ldc, load_c, init, act, pf),
+        3 => kernel::<3, PF, V>(depth, a, b, c, ldc, load_c, init, act, pf),
+        2 => kernel::<2, PF, V>(depth, a, b, c, ldc, load_c, init, act, pf),
+        _ => kernel::<1, PF, V>(depth, a, b, c, ldc, load_c, init, act, pf),
     }
 }
 
-/// c[R x 16] = (load_c ? c : init[row]) + sum_k a[k·6 + r] · b[k·ldb + j], then the activation
-/// (R <= 6 rows of the 6-row A panel; every output is one FMA chain in k order, the same
-/// arithmetic for every R). `depth` = (kc, ldb, far): with `far` nonzero, each step also
-/// prefetches into L2 the A data `far` floats on (the next filter panel).
+/// c[R x 8V] = (load_c ? c : init[row]) + sum_k a[k·6 + r] · b[k·ldb + j], then the activation
+/// (R <= 6 rows of the 6-row A panel, V = 2 vectors of 8 columns, or 1 for the last few
+/// columns of a product; every output is one FMA chain in k order, the same arithmetic for
+/// every R and V). With `PF`, also the L2 prefetches of `pf`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize, const PF: bool>(
+unsafe fn kernel<const R: usize, const PF: bool, const V: usize>(
     depth: (usize, usize),
     a: *const f32,
     b: *const f32,
@@ -431,16 +439,16 @@ unsafe fn kernel<const R: usize, const PF: bool>(
     // one line of the L2 stream every `gap` steps
     let gap = kc.checked_div(left).unwrap_or(1).max(1);
     let mut next = 0;
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let mut acc = [[_mm256_setzero_ps(); V]; R];
     if load_c {
         for (r, accr) in acc.iter_mut().enumerate() {
-            accr[0] = _mm256_loadu_ps(c.add(r * ldc));
-            accr[1] = _mm256_loadu_ps(c.add(r * ldc + 8));
+            for (q, v) in accr.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(c.add(r * ldc + 8 * q));
+            }
         }
     } else {
         for (r, accr) in acc.iter_mut().enumerate() {
-            accr[0] = _mm256_set1_ps(init[r]);
-            accr[1] = accr[0];
+            *accr = [_mm256_set1_ps(init[r]); V];
         }
     }
     let (mut ap, mut bp) = (a, b);
@@ -457,12 +465,12 @@ unsafe fn kernel<const R: usize, const PF: bool>(
             _mm_prefetch::<_MM_HINT_T1>(line as *const i8);
             (line, left, next) = (line.wrapping_add(LINE_FLOATS), left - 1, next + gap);
         }
-        let b0 = _mm256_loadu_ps(bp);
-        let b1 = _mm256_loadu_ps(bp.add(8));
+        let bv: [__m256; V] = std::array::from_fn(|q| _mm256_loadu_ps(bp.add(8 * q)));
         for (r, accr) in acc.iter_mut().enumerate() {
             let av = _mm256_broadcast_ss(&*ap.add(r));
-            accr[0] = _mm256_fmadd_ps(av, b0, accr[0]);
-            accr[1] = _mm256_fmadd_ps(av, b1, accr[1]);
+            for (v, &bq) in accr.iter_mut().zip(&bv) {
+                *v = _mm256_fmadd_ps(av, bq, *v);
+            }
         }
         ap = ap.add(MR);
         bp = bp.add(ldb);
@@ -487,14 +495,15 @@ unsafe fn kernel<const R: usize, const PF: bool>(
         }
     }
     for (r, accr) in acc.iter().enumerate() {
-        _mm256_storeu_ps(c.add(r * ldc), accr[0]);
-        _mm256_storeu_ps(c.add(r * ldc + 8), accr[1]);
+        for (q, v) in accr.iter().enumerate() {
+            _mm256_storeu_ps(c.add(r * ldc + 8 * q), *v);
+        }
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel<const R: usize, const PF: bool>(
+unsafe fn kernel<const R: usize, const PF: bool, const V: usize>(
     depth: (usize, usize),
     a: *const f32,
     b: *const f32,
@@ -507,7 +516,7 @@ unsafe fn kernel<const R: usize, const PF: bool>(
 ) {
     let (kc, ldb) = depth;
     for r in 0..R {
-        for j in 0..NR {
+        for j in 0..8 * V {
             let mut s = if load_c { *c.add(r * ldc + j) } else { init[r] };
             for k in 0..kc {
                 s += *a.add(k * MR + r) * *b.add(k * ldb + j);
@@ -585,10 +594,11 @@ mod tests {
         bp
     }
 
-    /// [`gemm_prepacked`] on column ranges (whole, leading, inner, one panel), row ranges of
-    /// several MC runs and partial panels, over two depth blocks: every output is the FMA chain
-    /// in k order from zero, bit for bit (the prefetches change no arithmetic), and the columns
-    /// outside the range are not written.
+    /// [`gemm_prepacked`] on column ranges (whole, leading, inner, one panel, ends inside a
+    /// panel: by up to 8 columns (half tiles) and by more), row ranges of several MC runs and
+    /// partial panels, over two depth blocks: every output is the FMA chain in k order from
+    /// zero, bit for bit (the prefetches and half tiles change no arithmetic), and no column
+    /// past the range's last tile is written.
     #[test]
     fn prepacked_column_ranges_equal_the_fma_chain_bit_for_bit() {
         if !available() {
@@ -604,15 +614,21 @@ mod tests {
             let m_panels = m.div_ceil(MR);
             for (cols, panels) in [
                 ((0, n_pad), (0, m_panels)),
+                ((0, n), (0, m_panels)),
                 ((0, 2 * NR), (1, m_panels)),
                 ((NR, 3 * NR), (0, 1)),
+                ((NR, 3 * NR - 9), (0, m_panels)),
+                ((2 * NR, 2 * NR + 8), (1, m_panels)),
+                ((0, 1), (0, m_panels)),
                 ((4 * NR, 5 * NR), (2, m_panels - 1)),
             ] {
                 if panels.0 >= panels.1 {
                     continue;
                 }
                 let width = cols.1 - cols.0;
-                let ldc = width + 3;
+                let tail = width % NR;
+                let written = if tail != 0 && tail <= NR / 2 { width - tail + NR / 2 } else { width.div_ceil(NR) * NR };
+                let ldc = width.div_ceil(NR) * NR + 3;
                 let rows = (panels.1 * MR).min(m) - panels.0 * MR;
                 let mut c = vec![f32::NAN; rows * ldc];
                 gemm_prepacked(&pa, panels, &bp, n_pad, cols, &mut c, ldc);
@@ -621,8 +637,10 @@ mod tests {
                     for j in 0..ldc {
                         let got = c[r * ldc + j];
                         let col = cols.0 + j;
-                        if j >= width {
+                        if j >= written {
                             assert!(got.is_nan(), "m {m} {cols:?}: column {col} written");
+                        }
+                        if j >= width {
                             continue;
                         }
                         let mut s = 0f32;

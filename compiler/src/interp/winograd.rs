@@ -771,7 +771,7 @@ unsafe fn fused_block(
         for (xi, u) in f.u.iter().enumerate() {
             // tile panel s0 / NR of point ξ starts s0·c floats into the point (one depth block)
             let b = &vb[xi * point + s0 * t.c..(xi + 1) * point];
-            sgemm::gemm_prepacked(u, (0, m_panels), b, ld, (0, ld), &mut m[xi * ps..xi * ps + t.oc * ld], ld);
+            sgemm::gemm_prepacked(u, (0, m_panels), b, ld, (0, nsub), &mut m[xi * ps..xi * ps + t.oc * ld], ld);
         }
         let (bias, act) = epilogue;
         let rows_out = RowsOut { r0: 0, rows: t.oc, bias, act, tiles: &tiles[s0..s0 + nsub], out };
@@ -817,8 +817,8 @@ unsafe fn block_task(
     let ld = t.tb;
     let ps = point_stride(rows, ld);
     let m = line_aligned(m, POINTS * ps);
-    // the last block's GEMMs stop at its last tile's panel (its packed layout keeps width tb)
-    let cols = (0, ntiles.div_ceil(NR) * NR);
+    // the last block's GEMMs stop at its last tile (its packed layout keeps width tb)
+    let cols = (0, ntiles);
     for (xi, u) in f.u.iter().enumerate() {
         let b = &vb[xi * t.c * ld..(xi + 1) * t.c * ld];
         sgemm::gemm_prepacked(u, (p0, p1), b, ld, cols, &mut m[xi * ps..xi * ps + rows * ld], ld);

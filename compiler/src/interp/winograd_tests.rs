@@ -790,14 +790,17 @@ fn winograd_reference(x: &[f32], xs: [usize; 4], f: &WinogradFilter, bias: &[f32
 /// [`winograd::conv`] equals the scalar form bit for bit on shapes of each schedule: the fused
 /// plan on 32 input channels with a filter beyond the old 32k-float limit, the whole-input plan
 /// with two tile blocks whose last one is partial by more than one panel (its GEMMs stop early),
-/// C > KC (two depth blocks) with output channels in several chunks, and maps cut at the edges.
+/// tile counts ending 1 and 4 tiles into a panel (half-width GEMM tiles) and 9 (full), C > KC
+/// (two depth blocks) with output channels in several chunks, and maps cut at the edges.
 #[test]
 fn winograd_equals_scalar_form_bit_for_bit() {
     if !sgemm::available() {
         return;
     }
-    let cases: [([usize; 4], usize, [usize; 4]); 5] = [
+    let cases: [([usize; 4], usize, [usize; 4]); 7] = [
         ([2, 32, 104, 104], 64, [1, 1, 1, 1]),
+        ([1, 40, 26, 26], 20, [1, 1, 1, 1]),
+        ([1, 20, 52, 52], 6, [1, 1, 1, 1]),
         ([4, 400, 26, 26], 30, [1, 1, 1, 1]),
         ([2, 300, 13, 13], 110, [1, 1, 1, 1]),
         ([1, 300, 59, 61], 13, [1, 0, 1, 2]),
