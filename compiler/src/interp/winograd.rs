@@ -305,12 +305,18 @@ pub(super) enum Plan {
 }
 
 /// Most floats of the 36 transformed filters for the fused plan: each task reads all of them
-/// for every block, so they should stay in the core's L2 (1 MB on Zen 4) beside the block's
-/// data. 32→64 channels at 104x104 (76k floats) takes about half the time fused at batch 4
-/// (the whole-input plan's 12 MB of transformed input and products overflow the caches) and
-/// the same at batch 1 (one thread, CPU time); 64→128 at 52x52 (304k floats) stays on the
-/// whole-input plan (fused at most ~5-10 % faster at batch 4, noisy).
-const FUSED_MAX_FILTER_FLOATS: usize = 131072;
+/// for every block (and sub-block). Measured on one thread, CPU time: 32→64 channels at
+/// 104x104 (76k floats) takes about half the time fused at batch 4 (the whole-input plan's
+/// 12 MB of transformed input and products overflow the caches), the same at batch 1; 64→128
+/// at 52x52 (304k floats, beyond L2) ~10-15 % less at batches 4 and 1 fused with sub-blocks of
+/// [`FUSED_LARGE_SUB`] tiles; 128→256 at 26x26 (1.2M floats) no less (whole-input plan).
+const FUSED_MAX_FILTER_FLOATS: usize = 393_216;
+/// Filters of more floats than this take the fused plan in GEMM sub-blocks of
+/// [`FUSED_LARGE_SUB`] tiles (their products then stay in L2 beside the filter's stream).
+const FUSED_WHOLE_BLOCK_FLOATS: usize = 131_072;
+/// Tiles per GEMM sub-block of the fused plan for filters over [`FUSED_WHOLE_BLOCK_FLOATS`]
+/// (64→128 channels: 32 and 48 measured alike, 0 (the whole block) and 96 ~10 % slower).
+const FUSED_LARGE_SUB: usize = 32;
 /// Tiles a block of the fused plan aims at (a multiple of NR): on the 3→16, 16→32 and 32→64
 /// channel layers at 416..104 pixels, 208 (2..8 tile rows) took less time than 52, 104, 312,
 /// 416 or 624 (one thread, CPU time), though its products (up to 36·32·208 floats) overflow L2.
@@ -339,11 +345,21 @@ fn fused_blocks(t: &Tiling) -> Option<usize> {
     Some(rows * t.tw)
 }
 
+/// Tiles per GEMM sub-block of the automatic fused plan (0: the whole block).
+fn fused_sub(t: &Tiling) -> usize {
+    let oc_pad = t.oc.div_ceil(MR) * MR;
+    if POINTS * t.c * oc_pad > FUSED_WHOLE_BLOCK_FLOATS {
+        FUSED_LARGE_SUB
+    } else {
+        0
+    }
+}
+
 /// `t` re-laid out for `plan` (checked: the fused plan needs C <= KC and NR-multiple sizes).
 fn planned(t: Tiling, plan: Plan) -> Result<Tiling, String> {
     let fused = match plan {
         Plan::Whole => None,
-        Plan::Auto => fused_blocks(&t).map(|bt| (bt, 0)),
+        Plan::Auto => fused_blocks(&t).map(|bt| (bt, fused_sub(&t))),
         Plan::Fused { tiles, sub } => Some((tiles, sub)),
     };
     let Some((bt, sub)) = fused else {

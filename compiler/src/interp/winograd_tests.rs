@@ -787,18 +787,21 @@ fn winograd_reference(x: &[f32], xs: [usize; 4], f: &WinogradFilter, bias: &[f32
     out
 }
 
-/// [`winograd::conv`] equals the scalar form bit for bit on shapes of each schedule: the fused
-/// plan on 32 input channels with a filter beyond the old 32k-float limit, the whole-input plan
-/// with two tile blocks whose last one is partial by more than one panel (its GEMMs stop early),
-/// tile counts ending 1 and 4 tiles into a panel (half-width GEMM tiles) and 9 (full), C > KC
-/// (two depth blocks) with output channels in several chunks, and maps cut at the edges.
+/// [`winograd::conv`] equals the scalar form bit for bit on shapes of each schedule (two
+/// threads, so that the automatic plan is the same on every machine): the fused plan on 32
+/// input channels with a filter beyond the old 32k-float limit and on 64 channels in GEMM
+/// sub-blocks, the whole-input plan with two tile blocks whose last one is partial by more than
+/// one panel (its GEMMs stop early), tile counts ending 1 and 4 tiles into a panel (half-width
+/// GEMM tiles) and 9 (full), C > KC (two depth blocks) with output channels in several chunks,
+/// and maps cut at the edges.
 #[test]
 fn winograd_equals_scalar_form_bit_for_bit() {
     if !sgemm::available() {
         return;
     }
-    let cases: [([usize; 4], usize, [usize; 4]); 7] = [
+    let cases: [([usize; 4], usize, [usize; 4]); 8] = [
         ([2, 32, 104, 104], 64, [1, 1, 1, 1]),
+        ([1, 64, 120, 120], 64, [1, 1, 1, 1]),
         ([1, 40, 26, 26], 20, [1, 1, 1, 1]),
         ([1, 20, 52, 52], 6, [1, 1, 1, 1]),
         ([4, 400, 26, 26], 30, [1, 1, 1, 1]),
@@ -806,16 +809,19 @@ fn winograd_equals_scalar_form_bit_for_bit() {
         ([1, 300, 59, 61], 13, [1, 0, 1, 2]),
         ([3, 9, 22, 30], 7, [0, 0, 0, 0]),
     ];
-    for (i, &(xs, oc, pads)) in cases.iter().enumerate() {
-        let [n, c, h, wd] = xs;
-        let x = noise(n * c * h * wd, 1500 + i as u64);
-        let f = WinogradFilter::new(&noise(oc * c * 9, 1600 + i as u64), oc, c).unwrap();
-        let bias = noise(oc, 1700 + i as u64);
-        let got = winograd::conv(&x, xs, &f, Some(&bias), pads, Some(Act::Leaky(0.1))).unwrap();
-        let want = winograd_reference(&x, xs, &f, &bias, pads);
-        assert_eq!(got.len(), want.len(), "case {i}");
-        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(g.to_bits(), w.to_bits(), "case {i} {xs:?} oc {oc}: element {k}: {g} vs {w}");
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    pool.install(|| {
+        for (i, &(xs, oc, pads)) in cases.iter().enumerate() {
+            let [n, c, h, wd] = xs;
+            let x = noise(n * c * h * wd, 1500 + i as u64);
+            let f = WinogradFilter::new(&noise(oc * c * 9, 1600 + i as u64), oc, c).unwrap();
+            let bias = noise(oc, 1700 + i as u64);
+            let got = winograd::conv(&x, xs, &f, Some(&bias), pads, Some(Act::Leaky(0.1))).unwrap();
+            let want = winograd_reference(&x, xs, &f, &bias, pads);
+            assert_eq!(got.len(), want.len(), "case {i}");
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "case {i} {xs:?} oc {oc}: element {k}: {g} vs {w}");
+            }
         }
-    }
+    });
 }
