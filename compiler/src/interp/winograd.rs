@@ -418,12 +418,13 @@ fn run_phases(
         }
         return Tensor::from_shape_vec(IxDyn(&[n, oc, oh, ow]), out).map_err(|e| e.to_string());
     }
-    // every block but the last is written whole by phase 1; the last one's unused tile lanes
-    // stay zero
+    // every block but the last is written whole by phase 1; the lanes of the last one's last
+    // tile panel past its last tile are zero (the GEMMs read them; the panels after it they
+    // never read)
     let len = t.nblocks * t.block_len();
     let mut scratch = INPUT_SCRATCH.with(|c| c.take());
     let v = line_aligned(&mut scratch, len);
-    v[len - t.block_len()..].fill(0.0);
+    zero_tail_lanes(&mut v[len - t.block_len()..], t);
     // SAFETY (both calls): AVX2 and FMA are present; every task writes disjoint parts only.
     unsafe { transform_input(x, t, v.as_mut_ptr()) };
     let mut out: Vec<f32> = Vec::with_capacity(n * oc * oh * ow);
@@ -434,6 +435,27 @@ fn run_phases(
     }
     INPUT_SCRATCH.with(|c| c.replace(scratch));
     Tensor::from_shape_vec(IxDyn(&[n, oc, oh, ow]), out).map_err(|e| e.to_string())
+}
+
+/// Zero the lanes of the last tile block's (`last`) last tile panel past its last tile, in every
+/// row of every point: only they, of the block's unused lanes, enter the GEMMs (which stop at
+/// the last tile), so the rest keep whatever the buffer held (a whole-block fill wrote the
+/// 4-6 MB block of the deep layers every run).
+fn zero_tail_lanes(last: &mut [f32], t: &Tiling) {
+    let ntiles = t.nt - (t.nblocks - 1) * t.bt;
+    let (panel, lane) = (ntiles / NR, ntiles % NR);
+    if lane == 0 {
+        return;
+    }
+    for point in last.chunks_exact_mut(t.c * t.tb) {
+        for k0 in (0..t.c).step_by(sgemm::KC) {
+            let kc = sgemm::KC.min(t.c - k0);
+            let rows = &mut point[k0 * t.tb + panel * kc * NR..][..kc * NR];
+            for row in rows.chunks_exact_mut(NR) {
+                row[lane..].fill(0.0);
+            }
+        }
+    }
 }
 
 /// `len` floats of `buf` (grown as needed) from a cache line boundary: the packed rows of 16
