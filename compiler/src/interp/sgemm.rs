@@ -175,8 +175,8 @@ pub(super) fn gemm_packed(
 /// `c` rows `[p0·MR, min(p1·MR, a.m))` (row stride `ldc`, `c` starting at row `p0·MR`) =
 /// A · B for the filter panels `p0 .. p1` and the columns `cols.0 .. cols.1` of B (`cols.0` a
 /// multiple of `NR`, `cols.1 <= n_pad`; `c` starts at column `cols.0`), single-threaded, no bias
-/// or activation. The tiles are `NR` columns wide, the last one 8 when 8 reach `cols.1`: the
-/// columns up to `cols.1` rounded up to 8 are written. `bp` is B [a.k, n_pad] already packed by
+/// or activation. The tiles are `NR` columns wide, the last one 8 wide when 8 reach `cols.1`:
+/// the columns up to `cols.1` rounded up to 8 (or to `NR` past 8) are written. `bp` is B [a.k, n_pad] already packed by
 /// depth blocks of `KC` rows, then micro-panels of `NR` columns (`n_pad` a multiple of `NR`,
 /// `ldc >= cols.1 - cols.0` rounded up to `NR`): element (kk, col) at
 /// `k0·n_pad + (col / NR)·kc·NR + (kk - k0)·NR + col % NR`, where `k0 = kk / KC · KC` and
@@ -258,7 +258,7 @@ unsafe fn depth_block(d: &DepthBlock, c: *mut f32, ldc: usize) {
             // (the caller's safety) panel p holds a.k·MR >= (k0 + kc)·MR floats, micro-panel j
             // of the block kc·NR floats, and tile (p, j) of `c` MR rows of NR floats
             if cols - j * NR <= NR / 2 {
-                // the product's last 1..=8 columns: half a tile (1/2 less padding work)
+                // the product's last 1..=8 columns: a half-width tile (half the padded columns' work)
                 kernel_rows::<true, 1>(nrows, (kc, NR), ap, bpp, ct, ldc, k0 != 0, &init, None, pf);
             } else {
                 kernel_rows::<true, 2>(nrows, (kc, NR), ap, bpp, ct, ldc, k0 != 0, &init, None, pf);
@@ -390,7 +390,8 @@ unsafe fn tile(
 }
 
 /// [`kernel`] for `nrows` (1..=MR) rows of the A panel (which always holds MR rows per k);
-/// `PF`: issue the L2 prefetches of `pf` (compiled out for the direct convolutions' GEMM).
+/// `PF`: issue the L2 prefetches of `pf` (compiled out for the direct convolutions' GEMM); `V`:
+/// vectors of 8 columns per row (2: a whole `NR`-wide tile, 1: its first half).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn kernel_rows<const PF: bool, const V: usize>(
