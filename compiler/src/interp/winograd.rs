@@ -305,9 +305,18 @@ pub(super) enum Plan {
 }
 
 /// Most floats of the 36 transformed filters for the fused plan: each task reads all of them
-/// for every block, so they must stay in the core's L2 beside the block's data. (32→64 channels
-/// at 104x104, 76k floats, and the deeper layers measured no faster, or slower, fused.)
-const FUSED_MAX_FILTER_FLOATS: usize = 32768;
+/// for every block (and sub-block). Measured on one thread, CPU time: 32→64 channels at
+/// 104x104 (76k floats) takes about half the time fused at batch 4 (the whole-input plan's
+/// 12 MB of transformed input and products overflow the caches), the same at batch 1; 64→128
+/// at 52x52 (304k floats, beyond L2) ~10-15 % less at batches 4 and 1 fused with sub-blocks of
+/// [`FUSED_LARGE_SUB`] tiles; 128→256 at 26x26 (1.2M floats) no less (whole-input plan).
+const FUSED_MAX_FILTER_FLOATS: usize = 393_216;
+/// Filters of more floats than this take the fused plan in GEMM sub-blocks of
+/// [`FUSED_LARGE_SUB`] tiles (their products then stay in L2 beside the filter's stream).
+const FUSED_WHOLE_BLOCK_FLOATS: usize = 131_072;
+/// Tiles per GEMM sub-block of the fused plan for filters over [`FUSED_WHOLE_BLOCK_FLOATS`]
+/// (64→128 channels: 32 and 48 measured alike, 0 (the whole block) and 96 ~10 % slower).
+const FUSED_LARGE_SUB: usize = 32;
 /// Tiles a block of the fused plan aims at (a multiple of NR): on the 3→16, 16→32 and 32→64
 /// channel layers at 416..104 pixels, 208 (2..8 tile rows) took less time than 52, 104, 312,
 /// 416 or 624 (one thread, CPU time), though its products (up to 36·32·208 floats) overflow L2.
@@ -336,11 +345,21 @@ fn fused_blocks(t: &Tiling) -> Option<usize> {
     Some(rows * t.tw)
 }
 
+/// Tiles per GEMM sub-block of the automatic fused plan (0: the whole block).
+fn fused_sub(t: &Tiling) -> usize {
+    let oc_pad = t.oc.div_ceil(MR) * MR;
+    if POINTS * t.c * oc_pad > FUSED_WHOLE_BLOCK_FLOATS {
+        FUSED_LARGE_SUB
+    } else {
+        0
+    }
+}
+
 /// `t` re-laid out for `plan` (checked: the fused plan needs C <= KC and NR-multiple sizes).
 fn planned(t: Tiling, plan: Plan) -> Result<Tiling, String> {
     let fused = match plan {
         Plan::Whole => None,
-        Plan::Auto => fused_blocks(&t).map(|bt| (bt, 0)),
+        Plan::Auto => fused_blocks(&t).map(|bt| (bt, fused_sub(&t))),
         Plan::Fused { tiles, sub } => Some((tiles, sub)),
     };
     let Some((bt, sub)) = fused else {
@@ -399,12 +418,13 @@ fn run_phases(
         }
         return Tensor::from_shape_vec(IxDyn(&[n, oc, oh, ow]), out).map_err(|e| e.to_string());
     }
-    // every block but the last is written whole by phase 1; the last one's unused tile lanes
-    // stay zero
+    // every block but the last is written whole by phase 1; the lanes of the last one's last
+    // tile panel past its last tile are zero (the GEMMs read them; the panels after it they
+    // never read)
     let len = t.nblocks * t.block_len();
     let mut scratch = INPUT_SCRATCH.with(|c| c.take());
     let v = line_aligned(&mut scratch, len);
-    v[len - t.block_len()..].fill(0.0);
+    zero_tail_lanes(&mut v[len - t.block_len()..], t);
     // SAFETY (both calls): AVX2 and FMA are present; every task writes disjoint parts only.
     unsafe { transform_input(x, t, v.as_mut_ptr()) };
     let mut out: Vec<f32> = Vec::with_capacity(n * oc * oh * ow);
@@ -415,6 +435,27 @@ fn run_phases(
     }
     INPUT_SCRATCH.with(|c| c.replace(scratch));
     Tensor::from_shape_vec(IxDyn(&[n, oc, oh, ow]), out).map_err(|e| e.to_string())
+}
+
+/// Zero the lanes of the last tile block's (`last`) last tile panel past its last tile, in every
+/// row of every point: only they, of the block's unused lanes, enter the GEMMs (which stop at
+/// the last tile), so the rest keep whatever the buffer held (a whole-block fill wrote the
+/// 4-6 MB block of the deep layers every run).
+fn zero_tail_lanes(last: &mut [f32], t: &Tiling) {
+    let ntiles = t.nt - (t.nblocks - 1) * t.bt;
+    let (panel, lane) = (ntiles / NR, ntiles % NR);
+    if lane == 0 {
+        return;
+    }
+    for point in last.chunks_exact_mut(t.c * t.tb) {
+        for k0 in (0..t.c).step_by(sgemm::KC) {
+            let kc = sgemm::KC.min(t.c - k0);
+            let rows = &mut point[k0 * t.tb + panel * kc * NR..][..kc * NR];
+            for row in rows.chunks_exact_mut(NR) {
+                row[lane..].fill(0.0);
+            }
+        }
+    }
 }
 
 /// `len` floats of `buf` (grown as needed) from a cache line boundary: the packed rows of 16
@@ -768,7 +809,7 @@ unsafe fn fused_block(
         for (xi, u) in f.u.iter().enumerate() {
             // tile panel s0 / NR of point ξ starts s0·c floats into the point (one depth block)
             let b = &vb[xi * point + s0 * t.c..(xi + 1) * point];
-            sgemm::gemm_prepacked(u, (0, m_panels), b, ld, &mut m[xi * ps..xi * ps + t.oc * ld], ld);
+            sgemm::gemm_prepacked(u, (0, m_panels), b, ld, (0, nsub), &mut m[xi * ps..xi * ps + t.oc * ld], ld);
         }
         let (bias, act) = epilogue;
         let rows_out = RowsOut { r0: 0, rows: t.oc, bias, act, tiles: &tiles[s0..s0 + nsub], out };
@@ -811,14 +852,16 @@ unsafe fn block_task(
     let ntiles = t.bt.min(t.nt - blk * t.bt);
     locate_tiles(t, blk, &mut tiles[..ntiles]);
     let vb = &v[blk * t.block_len()..(blk + 1) * t.block_len()];
-    let rows_out = RowsOut { r0, rows, bias, act, tiles: &tiles[..ntiles], out };
     let ld = t.tb;
     let ps = point_stride(rows, ld);
     let m = line_aligned(m, POINTS * ps);
+    // the last block's GEMMs stop at its last tile (its packed layout keeps width tb)
+    let cols = (0, ntiles);
     for (xi, u) in f.u.iter().enumerate() {
         let b = &vb[xi * t.c * ld..(xi + 1) * t.c * ld];
-        sgemm::gemm_prepacked(u, (p0, p1), b, ld, &mut m[xi * ps..xi * ps + rows * ld], ld);
+        sgemm::gemm_prepacked(u, (p0, p1), b, ld, cols, &mut m[xi * ps..xi * ps + rows * ld], ld);
     }
+    let rows_out = RowsOut { r0, rows, bias, act, tiles: &tiles[..ntiles], out };
     transform_rows(m, ld, ntiles, t, &rows_out);
 }
 

@@ -725,3 +725,103 @@ fn keep_freed_memory() {
         mallopt(TRIM, 1 << 30);
     }
 }
+
+/// `Aᵀ v` of one 6-vector with the operations of the vector output transform, in order.
+fn at_reference(v: [f32; 6]) -> [f32; 4] {
+    let (a, b) = (v[1] + v[2], v[1] - v[2]);
+    let (c, d) = (v[3] + v[4], v[3] - v[4]);
+    [v[0] + a + c, 2f32.mul_add(d, b), 4f32.mul_add(c, a), 8f32.mul_add(d, b) + v[5]]
+}
+
+/// The whole Winograd convolution in plain scalar code, tile by tile: the input transform of
+/// [`bt_reference`], per point one FMA chain over the input channels in increasing order from
+/// zero (the filter taken from the packed matrices), `Aᵀ M A`, bias, leaky ReLU (0.1).
+fn winograd_reference(x: &[f32], xs: [usize; 4], f: &WinogradFilter, bias: &[f32], pads: [usize; 4]) -> Vec<f32> {
+    let [n, c, h, wd] = xs;
+    let oc = f.out_channels();
+    let (oh, ow) = (h + pads[0] + pads[2] - 2, wd + pads[1] + pads[3] - 2);
+    let (th, tw) = (oh.div_ceil(4), ow.div_ceil(4));
+    let u = |xi: usize, o: usize, ch: usize| {
+        f.packed()[xi].packed_data()[(o / sgemm::MR) * c * sgemm::MR + ch * sgemm::MR + o % sgemm::MR]
+    };
+    let mut out = vec![0f32; n * oc * oh * ow];
+    let mut v = vec![[0f32; 36]; c];
+    for tt in 0..n * th * tw {
+        let (b, ty, tx) = (tt / (th * tw), tt / tw % th, tt % tw);
+        for (ch, vc) in v.iter_mut().enumerate() {
+            let at = |i: usize, j: usize| {
+                let iy = (ty * 4 + i) as isize - pads[0] as isize;
+                let ix = (tx * 4 + j) as isize - pads[1] as isize;
+                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                    0.0
+                } else {
+                    x[((b * c + ch) * h + iy as usize) * wd + ix as usize]
+                }
+            };
+            let mut vert = [[0f32; 6]; 6];
+            for j in 0..6 {
+                let col = bt_reference([0, 1, 2, 3, 4, 5].map(|i| at(i, j)));
+                for (row, val) in vert.iter_mut().zip(col) {
+                    row[j] = val;
+                }
+            }
+            for (yi, &vrow) in vert.iter().enumerate() {
+                vc[yi * 6..yi * 6 + 6].copy_from_slice(&bt_reference(vrow));
+            }
+        }
+        for o in 0..oc {
+            let mut m = [0f32; 36];
+            for (xi, mx) in m.iter_mut().enumerate() {
+                *mx = v.iter().enumerate().fold(0f32, |s, (ch, vc)| u(xi, o, ch).mul_add(vc[xi], s));
+            }
+            let cols: Vec<[f32; 4]> = (0..6).map(|s| at_reference([0, 1, 2, 3, 4, 5].map(|r| m[r * 6 + s]))).collect();
+            for i in 0..4.min(oh - ty * 4) {
+                let y = at_reference([0, 1, 2, 3, 4, 5].map(|s| cols[s][i]));
+                for (j, &yj) in y.iter().enumerate().take(4.min(ow - tx * 4)) {
+                    let z = yj + bias[o];
+                    out[((b * oc + o) * oh + ty * 4 + i) * ow + tx * 4 + j] = if z >= 0.0 { z } else { z * 0.1 };
+                }
+            }
+        }
+    }
+    out
+}
+
+/// [`winograd::conv`] equals the scalar form bit for bit on shapes of each schedule (two
+/// threads, so that the automatic plan is the same on every machine): the fused plan on 32
+/// input channels with a filter beyond the old 32k-float limit and on 64 channels in GEMM
+/// sub-blocks, the whole-input plan with two tile blocks whose last one is partial by more than
+/// one panel (its GEMMs stop early), tile counts ending 1 and 4 tiles into a panel (half-width
+/// GEMM tiles) and 9 (full), C > KC (two depth blocks) with output channels in several chunks,
+/// and maps cut at the edges.
+#[test]
+fn winograd_equals_scalar_form_bit_for_bit() {
+    if !sgemm::available() {
+        return;
+    }
+    let cases: [([usize; 4], usize, [usize; 4]); 8] = [
+        ([2, 32, 104, 104], 64, [1, 1, 1, 1]),
+        ([1, 64, 120, 120], 64, [1, 1, 1, 1]),
+        ([1, 40, 26, 26], 20, [1, 1, 1, 1]),
+        ([1, 20, 52, 52], 6, [1, 1, 1, 1]),
+        ([4, 400, 26, 26], 30, [1, 1, 1, 1]),
+        ([2, 300, 13, 13], 110, [1, 1, 1, 1]),
+        ([1, 300, 59, 61], 13, [1, 0, 1, 2]),
+        ([3, 9, 22, 30], 7, [0, 0, 0, 0]),
+    ];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    pool.install(|| {
+        for (i, &(xs, oc, pads)) in cases.iter().enumerate() {
+            let [n, c, h, wd] = xs;
+            let x = noise(n * c * h * wd, 1500 + i as u64);
+            let f = WinogradFilter::new(&noise(oc * c * 9, 1600 + i as u64), oc, c).unwrap();
+            let bias = noise(oc, 1700 + i as u64);
+            let got = winograd::conv(&x, xs, &f, Some(&bias), pads, Some(Act::Leaky(0.1))).unwrap();
+            let want = winograd_reference(&x, xs, &f, &bias, pads);
+            assert_eq!(got.len(), want.len(), "case {i}");
+            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "case {i} {xs:?} oc {oc}: element {k}: {g} vs {w}");
+            }
+        }
+    });
+}
