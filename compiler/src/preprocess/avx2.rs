@@ -8,6 +8,8 @@
 //!   coefficients keeps every intermediate below 2^31, so wrapping lanes never wrap.
 //! - [`ycc_interleave16`], libjpeg's YCbCr -> RGB conversion (`ycc_to_rgb`) of 16 pixels,
 //!   interleaved into RGB or BGR bytes.
+//! - [`split3x16`], 16 interleaved 3-sample pixels split into their channels (pshufb), for the
+//!   planar tensor layout.
 //! - [`horizontal_row3`], the horizontal pass of the bilinear resize (`cv_resize`) for 3
 //!   samples per pixel: both pixels' samples paired as 16-bit values, one multiply-add.
 
@@ -98,15 +100,17 @@ fn transpose(r: [__m256i; 8]) -> [__m256i; 8] {
     ]
 }
 
-/// `idct_narrow` of one block (same preconditions: every `|coef * q|` within `NARROW_LIMIT`),
-/// writing 8x8 samples to `out` with row stride `stride`.
+/// `idct_narrow` of one block, writing 8x8 samples to `out` with row stride `stride`, if every
+/// `|coef * q|` is within `NARROW_LIMIT` (each product must fit in 32 bits: `is_narrow`'s
+/// precondition); returns whether it was (and writes nothing when not).
 ///
 /// # Safety
 /// The CPU must support AVX2 ([`available`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn idct_narrow_avx2(coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
+pub(super) unsafe fn idct_narrow_avx2(coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) -> bool {
     let mut s = [_mm256_setzero_si256(); 8];
+    let mut largest = _mm256_setzero_si256();
     for (r, v) in s.iter_mut().enumerate() {
         // SAFETY: row `r` of `coef` (8 i32) and of `q` (8 u16) lie inside the 64-entry arrays.
         let (c, qv) = unsafe {
@@ -116,6 +120,11 @@ pub(super) unsafe fn idct_narrow_avx2(coef: &[i32; 64], q: &[u16; 64], out: &mut
             )
         };
         *v = _mm256_mullo_epi32(c, _mm256_cvtepu16_epi32(qv));
+        largest = _mm256_max_epi32(largest, _mm256_abs_epi32(*v));
+    }
+    let over = _mm256_cmpgt_epi32(largest, _mm256_set1_epi32(super::jpeg::NARROW_LIMIT as i32));
+    if _mm256_testz_si256(over, over) == 0 {
+        return false;
     }
     // column pass (lanes are columns), descaled by 11 bits: rows of the workspace
     let mut ws = pass(s);
@@ -140,9 +149,10 @@ pub(super) unsafe fn idct_narrow_avx2(coef: &[i32; 64], q: &[u16; 64], out: &mut
         _mm256_storeu_si256(bytes.as_mut_ptr() as *mut __m256i, _mm256_permutevar8x32_epi32(lo, order));
         _mm256_storeu_si256(bytes.as_mut_ptr().add(32) as *mut __m256i, _mm256_permutevar8x32_epi32(hi, order));
     }
-    for (src, line) in bytes.chunks_exact(8).zip(out.chunks_mut(stride)) {
-        line[..8].copy_from_slice(src);
+    for (r, src) in bytes.chunks_exact(8).enumerate() {
+        out[r * stride..r * stride + 8].copy_from_slice(src);
     }
+    true
 }
 
 /// `ycc_to_rgb` of 8 pixels (32-bit lanes): the R, G and B values before clamping.
@@ -251,4 +261,45 @@ pub(super) unsafe fn horizontal_row3(row: &[u8], xt: &[super::cv_resize::PixelTa
         done += 1;
     }
     done
+}
+
+/// Shuffle masks that gather channel `ch` of 16 interleaved 3-sample pixels from each of the
+/// three 16-byte parts of their 48 bytes (0x80: leave zero).
+const fn split_masks(ch: usize) -> [[u8; 16]; 3] {
+    let mut m = [[0x80u8; 16]; 3];
+    let mut j = 0;
+    while j < 16 {
+        let at = 3 * j + ch;
+        m[at / 16][j] = (at % 16) as u8;
+        j += 1;
+    }
+    m
+}
+
+/// Split the 48 bytes of 16 interleaved 3-sample pixels into three 16-byte channels.
+///
+/// # Safety
+/// The CPU must support AVX2 ([`available`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn split3x16(src: &[u8; 48], out: [&mut [u8; 16]; 3]) {
+    const MASKS: [[[u8; 16]; 3]; 3] = [split_masks(0), split_masks(1), split_masks(2)];
+    // SAFETY: three 16-byte unaligned loads inside the 48-byte array.
+    let parts = unsafe {
+        [
+            _mm_loadu_si128(src.as_ptr() as *const __m128i),
+            _mm_loadu_si128(src.as_ptr().add(16) as *const __m128i),
+            _mm_loadu_si128(src.as_ptr().add(32) as *const __m128i),
+        ]
+    };
+    for (ch, dst) in out.into_iter().enumerate() {
+        let mut v = _mm_setzero_si128();
+        for (part, m) in parts.iter().zip(&MASKS[ch]) {
+            // SAFETY: a 16-byte unaligned load from a 16-byte array.
+            let m = unsafe { _mm_loadu_si128(m.as_ptr() as *const __m128i) };
+            v = _mm_or_si128(v, _mm_shuffle_epi8(*part, m));
+        }
+        // SAFETY: `dst` is a 16-byte array.
+        unsafe { _mm_storeu_si128(dst.as_mut_ptr() as *mut __m128i, v) };
+    }
 }

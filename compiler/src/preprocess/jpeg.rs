@@ -9,11 +9,12 @@
 //! YCbCr -> RGB with 16-bit fixed-point tables. Progressive, arithmetic-coded, 12-bit and CMYK
 //! files are reported as [`JpegError::Unsupported`] so that the caller can fall back.
 //!
-//! Speed without changing a bit: Huffman codes are decoded by 9-bit lookahead tables (AC run,
+//! Speed without changing a bit: Huffman codes are decoded by 11-bit lookahead tables (AC run,
 //! size and value in one look-up) from a 64-bit accumulator ([`FastBits`]; the bit-by-bit
 //! [`Bits`] decodes again the rare scans whose end it cannot place the same way), blocks whose
 //! dequantised coefficients are small use a 32-bit IDCT that provably cannot overflow, flat
-//! blocks a single value. The tests compare all of it with digests of the previous decoder's
+//! blocks a single value (the 32-bit IDCT and the YCbCr conversion with AVX2 where the CPU has
+//! it, [`super::avx2`]). The tests compare all of it with digests of the previous decoder's
 //! output (`testdata/jpeg_digests.txt` and the tests) on the bundled photos and damaged streams.
 
 use std::fmt;
@@ -72,7 +73,7 @@ fn corrupt(m: impl Into<String>) -> JpegError {
 
 /// Bits of Huffman lookahead: codes up to this long are decoded with one table look-up, longer
 /// ones by the canonical `maxcode` walk.
-const LOOKAHEAD: u32 = 9;
+const LOOKAHEAD: u32 = 11;
 
 /// Entries of the lookahead tables (one per `LOOKAHEAD`-bit window).
 const LOOKAHEAD_SIZE: usize = 1 << LOOKAHEAD;
@@ -151,14 +152,15 @@ impl Huffman {
 /// Largest `|coefficient * quantiser|` of a block for which [`idct_narrow`] (32-bit) is exact:
 /// every intermediate of the two passes stays below 61214 * (29.9 * 1100 + 1) < 2^31 (the largest
 /// sum of absolute weights of one pass is 61214, pass 1 outputs are descaled by 2^11).
-const NARROW_LIMIT: u32 = 1100;
+pub(super) const NARROW_LIMIT: u32 = 1100;
 
 /// How a decoded block is turned into samples (all three give the result of [`idct_islow`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockKind {
     /// only the DC coefficient may be non-zero: a flat block
     DcOnly,
-    /// every dequantised coefficient within `NARROW_LIMIT`: [`idct_narrow`]
+    /// AC terms present, the dequantised DC within `NARROW_LIMIT`: [`idct_narrow`] when every
+    /// dequantised AC term is within it too ([`idct_checked`] looks), else [`idct_islow`]
     Narrow,
     /// anything else: [`idct_islow`] with 64-bit arithmetic
     Wide,
@@ -484,7 +486,8 @@ impl<'a> EntropyReader<'a> for FastBits<'a> {
             }
             *pred += if s == 0 { 0 } else { extend(take!(s), s) };
             coef[0] = *pred;
-            let mut wide = pred.unsigned_abs() as u64 * q[0] as u64 > NARROW_LIMIT as u64;
+            // the AC terms are checked with the IDCT (`idct_checked`), off this serial loop
+            let wide = pred.unsigned_abs() as u64 * q[0] as u64 > NARROW_LIMIT as u64;
             let mut any_ac = false;
             let mut k = 1;
             while k < 64 {
@@ -520,7 +523,6 @@ impl<'a> EntropyReader<'a> for FastBits<'a> {
                     (ZIGZAG[k], extend(take!(s), s))
                 };
                 coef[z] = v;
-                wide |= v.unsigned_abs() * q[z] as u32 > NARROW_LIMIT;
                 any_ac = true;
                 k += 1;
             }
@@ -748,17 +750,31 @@ fn idct_narrow(coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
     }
 }
 
-/// [`idct_narrow`], by the AVX2 kernel when `avx2` (the same samples, see
-/// [`super::avx2`]).
+/// [`idct_narrow`] when every dequantised coefficient is within `NARROW_LIMIT` (by the AVX2
+/// kernel when `avx2`, the same samples, see [`super::avx2`]), else [`idct_islow`]. The DC term
+/// must be within the limit already: then no product overflows 32 bits (|AC| < 2^15).
 #[inline(always)]
-fn idct_narrow_fast(avx2: bool, coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
+fn idct_checked(avx2: bool, coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: `avx2` comes from `avx2::available()`, so the CPU supports AVX2.
-        return unsafe { super::avx2::idct_narrow_avx2(coef, q, out, stride) };
+        if !unsafe { super::avx2::idct_narrow_avx2(coef, q, out, stride) } {
+            idct_islow(coef, q, out, stride);
+        }
+        return;
     }
     let _ = avx2;
-    idct_narrow(coef, q, out, stride)
+    if is_narrow(coef, q) {
+        idct_narrow(coef, q, out, stride)
+    } else {
+        idct_islow(coef, q, out, stride)
+    }
+}
+
+/// Whether every `|coef * q|` is within `NARROW_LIMIT` (products of at most 2^31: a DC term
+/// within the limit and AC terms below 2^15).
+fn is_narrow(coef: &[i32; 64], q: &[u16; 64]) -> bool {
+    coef.iter().zip(q).fold(0u32, |m, (&c, &q)| m.max(c.unsigned_abs() * q as u32)) <= NARROW_LIMIT
 }
 
 fn be16(d: &[u8], at: usize) -> Result<usize, JpegError> {
@@ -973,7 +989,7 @@ struct ScanSetup<'t> {
     hmax: usize,
     /// largest vertical sampling factor
     vmax: usize,
-    /// the CPU has AVX2 (for [`idct_narrow_fast`])
+    /// the CPU has AVX2 (for [`idct_checked`])
     avx2: bool,
 }
 
@@ -1019,7 +1035,7 @@ fn decode_scan<'a, R: EntropyReader<'a>>(
                             let out = &mut c.plane[row * 8 * stride + col * 8..];
                             match kind {
                                 BlockKind::DcOnly => idct_dc_only(coef[0], q[0], out, stride),
-                                BlockKind::Narrow => idct_narrow_fast(avx2, &coef, q, out, stride),
+                                BlockKind::Narrow => idct_checked(avx2, &coef, q, out, stride),
                                 BlockKind::Wide => idct_islow(&coef, q, out, stride),
                             }
                         }
@@ -1352,8 +1368,36 @@ mod tests {
             let (mut a, mut b) = ([7u8; 8 * 13], [7u8; 8 * 13]);
             idct_narrow(&coef, &q, &mut a[3..], 13);
             // SAFETY: AVX2 is available (checked above).
-            unsafe { super::super::avx2::idct_narrow_avx2(&coef, &q, &mut b[3..], 13) };
+            assert!(unsafe { super::super::avx2::idct_narrow_avx2(&coef, &q, &mut b[3..], 13) });
             assert_eq!(a, b, "round {round}");
+        }
+    }
+
+    /// The checked IDCT (AVX2 or scalar) against the 64-bit one around and beyond the narrow
+    /// limit: AC terms up to 2^15 - 1, DC terms within the limit (what the fast reader sends).
+    #[test]
+    fn checked_idct_equals_islow() {
+        let mut next = lcg(31337);
+        let lim = NARROW_LIMIT as i32;
+        for round in 0..100_000 {
+            let mut coef = [0i32; 64];
+            let mut q = [1u16; 64];
+            for i in 1..64 {
+                q[i] = 1 + (next() % if round % 3 == 0 { 65535 } else { 40 }) as u16;
+                coef[i] = match next() % 4 {
+                    0 => (next() % 65535) as i32 - 32767,
+                    1 => (next() % (2 * lim as u64 + 3)) as i32 - lim - 1,
+                    _ => 0,
+                };
+            }
+            q[0] = 1 + (next() % 30) as u16;
+            coef[0] = (next() % (2 * (lim / q[0] as i32) as u64 + 1)) as i32 - lim / q[0] as i32;
+            let (mut a, mut b, mut c) = ([9u8; 8 * 11], [9u8; 8 * 11], [9u8; 8 * 11]);
+            idct_islow(&coef, &q, &mut a[2..], 11);
+            idct_checked(super::super::avx2::available(), &coef, &q, &mut b[2..], 11);
+            idct_checked(false, &coef, &q, &mut c[2..], 11);
+            assert_eq!(a, b, "round {round}");
+            assert_eq!(a, c, "round {round} (scalar)");
         }
     }
 

@@ -258,3 +258,21 @@ fn preprocessed_photos_are_bit_identical_to_before() {
     ];
     assert_eq!(got, want);
 }
+
+/// The channel split (AVX2 where available) against a per-sample split on random lengths.
+#[test]
+fn split_channels_equals_scalar() {
+    let mut state = 3u64;
+    for c in 1..=4 {
+        for n in 0..200 {
+            let data: Vec<u8> = (0..n * c)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (state >> 40) as u8
+                })
+                .collect();
+            let want: Vec<Vec<u8>> = (0..c).map(|k| (0..n).map(|i| data[i * c + k]).collect()).collect();
+            assert_eq!(split_channels(&data, c), want, "{c} channels, {n} pixels");
+        }
+    }
+}
