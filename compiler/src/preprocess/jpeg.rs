@@ -88,7 +88,8 @@ struct Huffman {
     /// within the window and names a symbol, else 0 (decoded by the walk, which also reports errors)
     lookup: Box<[u16; LOOKAHEAD_SIZE]>,
     /// per window, read as an AC table: `(coefficient << 16) | (run << 8) | (code + magnitude
-    /// length)` when both the code and its magnitude bits lie within the window, else 0
+    /// length)` when both the code and its magnitude bits lie within the window, `(EOB_RUN << 8)
+    /// | code length` for the end-of-block code, else 0
     fast_ac: Box<[i32; LOOKAHEAD_SIZE]>,
 }
 
@@ -124,6 +125,7 @@ impl Huffman {
     /// What the bit-by-bit walk of [`Bits::decode`] finds for a code that starts with the top bits
     /// of the `LOOKAHEAD`-bit `window`: `(length, symbol)` if it ends within the window and names
     /// a symbol (`None` also when the walk would report a bad code: the slow path reports it).
+    #[cfg(test)]
     fn walk(&self, window: u32) -> Option<(u32, u8)> {
         for len in 1..=LOOKAHEAD {
             let code = (window >> (LOOKAHEAD - len)) as i32;
@@ -134,20 +136,43 @@ impl Huffman {
         None
     }
 
-    /// Fill `lookup` and `fast_ac` from the walk of every window (so that odd tables, incomplete
-    /// or over-subscribed, decode exactly as the walk does).
+    /// Fill `lookup` and `fast_ac` with what [`Huffman::walk`] finds for every window (so that
+    /// odd tables, incomplete or over-subscribed, decode exactly as the walk does). The windows
+    /// whose first `len` bits are at most `maxcode[len]` form a prefix of all windows, and the
+    /// walk takes the shortest such `len`: each length owns the part of its prefix that no
+    /// shorter one owns, so every window is visited once.
     fn build_lookahead(&mut self) {
-        for w in 0..LOOKAHEAD_SIZE as u32 {
-            let Some((len, sym)) = self.walk(w) else { continue };
-            self.lookup[w as usize] = (len as u16) << 8 | sym as u16;
-            let (run, s) = ((sym >> 4) as i32, (sym & 15) as u32);
-            if s != 0 && len + s <= LOOKAHEAD {
-                let v = ((w >> (LOOKAHEAD - len - s)) & ((1 << s) - 1)) as i32;
-                self.fast_ac[w as usize] = extend(v, s) << 16 | run << 8 | (len + s) as i32;
+        let mut done = 0usize;
+        for len in 1..=LOOKAHEAD {
+            let shift = LOOKAHEAD - len;
+            let prefix = ((self.maxcode[len as usize] as i64 + 1).max(0) as u64) << shift;
+            let end = (prefix.min(LOOKAHEAD_SIZE as u64) as usize).max(done);
+            for w in done..end {
+                let code = (w >> shift) as i64 + self.valoffset[len as usize] as i64;
+                if let Some(&sym) = usize::try_from(code).ok().and_then(|i| self.values.get(i)) {
+                    self.set_window(w as u32, len, sym);
+                }
             }
+            done = end;
+        }
+    }
+
+    /// The lookahead entries of window `w`, whose code is `len` bits long and names `sym`.
+    fn set_window(&mut self, w: u32, len: u32, sym: u8) {
+        self.lookup[w as usize] = (len as u16) << 8 | sym as u16;
+        let (run, s) = ((sym >> 4) as i32, (sym & 15) as u32);
+        if s != 0 && len + s <= LOOKAHEAD {
+            let v = ((w >> (LOOKAHEAD - len - s)) & ((1 << s) - 1)) as i32;
+            self.fast_ac[w as usize] = extend(v, s) << 16 | run << 8 | (len + s) as i32;
+        } else if sym == 0 {
+            self.fast_ac[w as usize] = EOB_RUN << 8 | len as i32;
         }
     }
 }
+
+/// The run field of an end-of-block entry of `Huffman::fast_ac`: no real run (at most 15)
+/// has it, and it takes the coefficient index past 63, the reader's one check.
+const EOB_RUN: i32 = 0x80;
 
 /// Largest `|coefficient * quantiser|` of a block for which [`idct_narrow`] (32-bit) is exact:
 /// every intermediate of the two passes stays below 61214 * (29.9 * 1100 + 1) < 2^31 (the largest
@@ -497,6 +522,9 @@ impl<'a> EntropyReader<'a> for FastBits<'a> {
                     consume!((f & 0xFF) as u32);
                     k += ((f >> 8) & 0xFF) as usize;
                     if k > 63 {
+                        if (f >> 8) & 0xFF == EOB_RUN {
+                            break;
+                        }
                         break 'block Err(corrupt("AC coefficient index past 63"));
                     }
                     (ZIGZAG[k], f >> 16)
@@ -1334,6 +1362,41 @@ mod tests {
         move || {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             state >> 33
+        }
+    }
+
+    /// The lookahead tables against the walk of every window, for random tables: complete,
+    /// incomplete and over-subscribed code counts, symbol lists shorter than the counts allow.
+    #[test]
+    fn lookahead_tables_equal_the_walk() {
+        let mut next = lcg(2024);
+        for round in 0..3000 {
+            let mut counts = [0u8; 16];
+            for c in counts.iter_mut() {
+                *c = match next() % 4 {
+                    0 => 0,
+                    1 => (next() % 4) as u8,
+                    2 => (next() % 20) as u8,
+                    _ => (next() % 256) as u8,
+                };
+            }
+            let total: usize = counts.iter().map(|&c| c as usize).sum();
+            let values: Vec<u8> = (0..total).map(|_| next() as u8).collect();
+            let Ok(h) = Huffman::new(&counts, values) else { continue };
+            for w in 0..LOOKAHEAD_SIZE as u32 {
+                let (mut lookup, mut fast) = (0u16, 0i32);
+                if let Some((len, sym)) = h.walk(w) {
+                    lookup = (len as u16) << 8 | sym as u16;
+                    let (run, s) = ((sym >> 4) as i32, (sym & 15) as u32);
+                    if s != 0 && len + s <= LOOKAHEAD {
+                        let v = ((w >> (LOOKAHEAD - len - s)) & ((1 << s) - 1)) as i32;
+                        fast = extend(v, s) << 16 | run << 8 | (len + s) as i32;
+                    } else if sym == 0 {
+                        fast = EOB_RUN << 8 | len as i32;
+                    }
+                }
+                assert_eq!((h.lookup[w as usize], h.fast_ac[w as usize]), (lookup, fast), "round {round}, window {w}");
+            }
         }
     }
 
