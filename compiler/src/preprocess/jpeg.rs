@@ -1416,15 +1416,15 @@ mod tests {
                 match round % 5 {
                     0 => {
                         q[i] = NARROW_LIMIT as u16;
-                        coef[i] = if next() % 2 == 0 { 1 } else { -1 };
+                        coef[i] = if next().is_multiple_of(2) { 1 } else { -1 };
                     }
                     1 => {
                         q[i] = 1 + (next() % 60) as u16;
                         coef[i] = (next() % (2 * (lim / q[i] as i32) as u64 + 1)) as i32 - lim / q[i] as i32;
                     }
-                    2 if next() % 8 == 0 => coef[i] = (next() % (2 * lim as u64 + 1)) as i32 - lim,
-                    3 if i % 8 == 0 || i < 8 => coef[i] = (next() % 201) as i32 - 100,
-                    _ if next() % 16 == 0 => coef[i] = (next() % 41) as i32 - 20,
+                    2 if next().is_multiple_of(8) => coef[i] = (next() % (2 * lim as u64 + 1)) as i32 - lim,
+                    3 if i.is_multiple_of(8) || i < 8 => coef[i] = (next() % 201) as i32 - 100,
+                    _ if next().is_multiple_of(16) => coef[i] = (next() % 41) as i32 - 20,
                     _ => {}
                 }
             }
