@@ -163,10 +163,22 @@ fn split_channels(data: &[u8], c: usize) -> Vec<Vec<u8>> {
         return (0..c).map(|k| data.chunks_exact(c).map(|p| p[k]).collect()).collect();
     }
     let mut planes = [vec![0u8; n], vec![0u8; n], vec![0u8; n]];
-    let mut done = 0;
+    let done = split3_fast(data, &mut planes);
+    for (i, p) in data.chunks_exact(3).enumerate().skip(done) {
+        for (plane, &v) in planes.iter_mut().zip(p) {
+            plane[i] = v;
+        }
+    }
+    planes.into()
+}
+
+/// The leading pixels of [`split_channels`] for 3 channels, 16 at a time by the AVX2 kernel
+/// when the CPU has it; returns how many pixels it split (the caller does the rest).
+fn split3_fast(data: &[u8], planes: &mut [Vec<u8>; 3]) -> usize {
     #[cfg(target_arch = "x86_64")]
     if avx2::available() {
-        let [p0, p1, p2] = &mut planes;
+        let mut done = 0;
+        let [p0, p1, p2] = planes;
         let outs = p0.chunks_exact_mut(16).zip(p1.chunks_exact_mut(16)).zip(p2.chunks_exact_mut(16));
         for (src, ((a, b), c)) in data.chunks_exact(48).zip(outs) {
             let (Ok(src), Ok(a), Ok(b), Ok(c)) = (src.try_into(), a.try_into(), b.try_into(), c.try_into()) else {
@@ -176,13 +188,10 @@ fn split_channels(data: &[u8], c: usize) -> Vec<Vec<u8>> {
             unsafe { avx2::split3x16(src, [a, b, c]) };
             done += 16;
         }
+        return done;
     }
-    for (i, p) in data.chunks_exact(3).enumerate().skip(done) {
-        for (plane, &v) in planes.iter_mut().zip(p) {
-            plane[i] = v;
-        }
-    }
-    planes.into()
+    let _ = (data, planes);
+    0
 }
 
 /// Append `(v - mean) * scale` of every byte of `src` to `out` (f32 operations, no fused
