@@ -107,13 +107,17 @@ fn from_rgb(width: usize, height: usize, rgb: Vec<u8>, mode: ReadMode) -> ImageU
     ImageU8 { height, width, channels, data }
 }
 
+/// A decoded JPEG in the requested layout (BGR converted straight into that order).
 fn from_jpeg(j: &super::jpeg::DecodedJpeg, mode: ReadMode) -> ImageU8 {
-    if mode == ReadMode::Gray {
-        if let Some(y) = j.luma() {
-            return ImageU8 { height: j.height, width: j.width, channels: 1, data: y.to_vec() };
-        }
+    let (height, width) = (j.height, j.width);
+    match mode {
+        ReadMode::Gray => match j.luma() {
+            Some(y) => ImageU8 { height, width, channels: 1, data: y.to_vec() },
+            None => from_rgb(width, height, j.to_rgb(), mode),
+        },
+        ReadMode::Bgr => ImageU8 { height, width, channels: 3, data: j.to_bgr() },
+        ReadMode::Rgb => ImageU8 { height, width, channels: 3, data: j.to_rgb() },
     }
-    from_rgb(j.width, j.height, j.to_rgb(), mode)
 }
 
 fn decode_with_image_crate(bytes: &[u8], mode: ReadMode) -> Result<ImageU8, String> {

@@ -9,11 +9,12 @@
 //! YCbCr -> RGB with 16-bit fixed-point tables. Progressive, arithmetic-coded, 12-bit and CMYK
 //! files are reported as [`JpegError::Unsupported`] so that the caller can fall back.
 //!
-//! Speed without changing a bit: Huffman codes are decoded by 9-bit lookahead tables (AC run,
+//! Speed without changing a bit: Huffman codes are decoded by 11-bit lookahead tables (AC run,
 //! size and value in one look-up) from a 64-bit accumulator ([`FastBits`]; the bit-by-bit
 //! [`Bits`] decodes again the rare scans whose end it cannot place the same way), blocks whose
 //! dequantised coefficients are small use a 32-bit IDCT that provably cannot overflow, flat
-//! blocks a single value. The tests compare all of it with digests of the previous decoder's
+//! blocks a single value (the 32-bit IDCT and the YCbCr conversion with AVX2 where the CPU has
+//! it, [`super::avx2`]). The tests compare all of it with digests of the previous decoder's
 //! output (`testdata/jpeg_digests.txt` and the tests) on the bundled photos and damaged streams.
 
 use std::fmt;
@@ -72,7 +73,7 @@ fn corrupt(m: impl Into<String>) -> JpegError {
 
 /// Bits of Huffman lookahead: codes up to this long are decoded with one table look-up, longer
 /// ones by the canonical `maxcode` walk.
-const LOOKAHEAD: u32 = 9;
+const LOOKAHEAD: u32 = 11;
 
 /// Entries of the lookahead tables (one per `LOOKAHEAD`-bit window).
 const LOOKAHEAD_SIZE: usize = 1 << LOOKAHEAD;
@@ -87,7 +88,8 @@ struct Huffman {
     /// within the window and names a symbol, else 0 (decoded by the walk, which also reports errors)
     lookup: Box<[u16; LOOKAHEAD_SIZE]>,
     /// per window, read as an AC table: `(coefficient << 16) | (run << 8) | (code + magnitude
-    /// length)` when both the code and its magnitude bits lie within the window, else 0
+    /// length)` when both the code and its magnitude bits lie within the window, `(EOB_RUN << 8)
+    /// | code length` for the end-of-block code, else 0
     fast_ac: Box<[i32; LOOKAHEAD_SIZE]>,
 }
 
@@ -123,6 +125,7 @@ impl Huffman {
     /// What the bit-by-bit walk of [`Bits::decode`] finds for a code that starts with the top bits
     /// of the `LOOKAHEAD`-bit `window`: `(length, symbol)` if it ends within the window and names
     /// a symbol (`None` also when the walk would report a bad code: the slow path reports it).
+    #[cfg(test)]
     fn walk(&self, window: u32) -> Option<(u32, u8)> {
         for len in 1..=LOOKAHEAD {
             let code = (window >> (LOOKAHEAD - len)) as i32;
@@ -133,32 +136,56 @@ impl Huffman {
         None
     }
 
-    /// Fill `lookup` and `fast_ac` from the walk of every window (so that odd tables, incomplete
-    /// or over-subscribed, decode exactly as the walk does).
+    /// Fill `lookup` and `fast_ac` with what [`Huffman::walk`] finds for every window (so that
+    /// odd tables, incomplete or over-subscribed, decode exactly as the walk does). The windows
+    /// whose first `len` bits are at most `maxcode[len]` form a prefix of all windows, and the
+    /// walk takes the shortest such `len`: each length owns the part of its prefix that no
+    /// shorter one owns, so every window is visited once.
     fn build_lookahead(&mut self) {
-        for w in 0..LOOKAHEAD_SIZE as u32 {
-            let Some((len, sym)) = self.walk(w) else { continue };
-            self.lookup[w as usize] = (len as u16) << 8 | sym as u16;
-            let (run, s) = ((sym >> 4) as i32, (sym & 15) as u32);
-            if s != 0 && len + s <= LOOKAHEAD {
-                let v = ((w >> (LOOKAHEAD - len - s)) & ((1 << s) - 1)) as i32;
-                self.fast_ac[w as usize] = extend(v, s) << 16 | run << 8 | (len + s) as i32;
+        let mut done = 0usize;
+        for len in 1..=LOOKAHEAD {
+            let shift = LOOKAHEAD - len;
+            let prefix = ((self.maxcode[len as usize] as i64 + 1).max(0) as u64) << shift;
+            let end = (prefix.min(LOOKAHEAD_SIZE as u64) as usize).max(done);
+            for w in done..end {
+                let code = (w >> shift) as i64 + self.valoffset[len as usize] as i64;
+                if let Some(&sym) = usize::try_from(code).ok().and_then(|i| self.values.get(i)) {
+                    self.set_window(w as u32, len, sym);
+                }
             }
+            done = end;
+        }
+    }
+
+    /// The lookahead entries of window `w`, whose code is `len` bits long and names `sym`.
+    fn set_window(&mut self, w: u32, len: u32, sym: u8) {
+        self.lookup[w as usize] = (len as u16) << 8 | sym as u16;
+        let (run, s) = ((sym >> 4) as i32, (sym & 15) as u32);
+        if s != 0 && len + s <= LOOKAHEAD {
+            let v = ((w >> (LOOKAHEAD - len - s)) & ((1 << s) - 1)) as i32;
+            self.fast_ac[w as usize] = extend(v, s) << 16 | run << 8 | (len + s) as i32;
+        } else if sym == 0 {
+            self.fast_ac[w as usize] = EOB_RUN << 8 | len as i32;
         }
     }
 }
 
+/// The run field of an end-of-block entry of `Huffman::fast_ac`: no real run (at most 15)
+/// has it, and it takes the coefficient index past 63, the reader's one check.
+const EOB_RUN: i32 = 0x80;
+
 /// Largest `|coefficient * quantiser|` of a block for which [`idct_narrow`] (32-bit) is exact:
 /// every intermediate of the two passes stays below 61214 * (29.9 * 1100 + 1) < 2^31 (the largest
 /// sum of absolute weights of one pass is 61214, pass 1 outputs are descaled by 2^11).
-const NARROW_LIMIT: u32 = 1100;
+pub(super) const NARROW_LIMIT: u32 = 1100;
 
 /// How a decoded block is turned into samples (all three give the result of [`idct_islow`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockKind {
     /// only the DC coefficient may be non-zero: a flat block
     DcOnly,
-    /// every dequantised coefficient within `NARROW_LIMIT`: [`idct_narrow`]
+    /// AC terms present, the dequantised DC within `NARROW_LIMIT`: [`idct_narrow`] when every
+    /// dequantised AC term is within it too ([`idct_checked`] looks), else [`idct_islow`]
     Narrow,
     /// anything else: [`idct_islow`] with 64-bit arithmetic
     Wide,
@@ -352,33 +379,10 @@ fn has_ff_byte(w: u64) -> bool {
 }
 
 impl FastBits<'_> {
-    /// Make at least `n` (<= 32) bits available.
-    #[inline(always)]
-    fn ensure(&mut self, n: u32) {
-        if self.nbits < n {
-            self.refill();
-        }
-    }
-
-    /// Top up the accumulator to more than 56 bits: 8 bytes at once without 0xFF among them,
-    /// else a byte at a time as [`Bits::fill`].
-    fn refill(&mut self) {
-        if !self.hit_marker {
-            if let Some(chunk) = self.data.get(self.pos..self.pos + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
-                let w = u64::from_be_bytes(chunk);
-                if !has_ff_byte(w) {
-                    let n = (64 - self.nbits) / 8;
-                    self.acc |= (w >> (64 - 8 * n)) << (64 - self.nbits - 8 * n);
-                    self.nbits += 8 * n;
-                    self.pos += n as usize;
-                    return;
-                }
-            }
-        }
-        self.refill_bytes();
-    }
-
-    /// [`Bits::fill`], noting the cases that make the result `inexact`.
+    /// [`Bits::fill`], noting the cases that make the result `inexact` (the slow refill: a 0xFF
+    /// byte within the next 8, or the end of the data).
+    #[cold]
+    #[inline(never)]
     fn refill_bytes(&mut self) {
         while self.nbits <= 56 {
             let mut byte = 0u8;
@@ -411,56 +415,33 @@ impl FastBits<'_> {
             self.nbits += 8;
         }
     }
+}
 
-    /// Drop `n` (<= `nbits`) bits.
-    #[inline(always)]
-    fn consume(&mut self, n: u32) {
-        self.acc <<= n;
-        self.nbits -= n;
+/// Decode one Huffman symbol from the top bits of `acc` (at least 16 of them valid): the code's
+/// length and the symbol.
+#[inline(always)]
+fn symbol_at(h: &Huffman, acc: u64) -> Result<(u32, u8), JpegError> {
+    let e = h.lookup[(acc >> (64 - LOOKAHEAD)) as usize];
+    if e != 0 {
+        return Ok(((e >> 8) as u32, e as u8));
     }
+    symbol_walk_at(h, acc)
+}
 
-    /// The next `LOOKAHEAD` bits, as a lookahead table index.
-    #[inline(always)]
-    fn window(&self) -> usize {
-        (self.acc >> (64 - LOOKAHEAD)) as usize
-    }
-
-    /// Read `s` (1..=16, <= `nbits`) bits as an unsigned number.
-    #[inline(always)]
-    fn take(&mut self, s: u32) -> i32 {
-        let v = (self.acc >> (64 - s)) as i32;
-        self.consume(s);
-        v
-    }
-
-    /// Decode one Huffman symbol (needs 16 bits available).
-    #[inline(always)]
-    fn symbol(&mut self, h: &Huffman) -> Result<u8, JpegError> {
-        let e = h.lookup[self.window()];
-        if e != 0 {
-            self.consume((e >> 8) as u32);
-            return Ok(e as u8);
+/// [`Bits::decode`]'s canonical walk on the top bits of `acc`, for codes longer than the
+/// lookahead and for bad codes.
+#[cold]
+fn symbol_walk_at(h: &Huffman, acc: u64) -> Result<(u32, u8), JpegError> {
+    for len in 1..=16u32 {
+        let code = (acc >> (64 - len)) as i32;
+        if code <= h.maxcode[len as usize] {
+            return match h.values.get((code + h.valoffset[len as usize]) as usize) {
+                Some(&v) => Ok((len, v)),
+                None => Err(corrupt("bad Huffman code")),
+            };
         }
-        self.symbol_walk(h)
     }
-
-    /// [`Bits::decode`]'s canonical walk on the available bits, for codes longer than the
-    /// lookahead and for bad codes.
-    #[cold]
-    fn symbol_walk(&mut self, h: &Huffman) -> Result<u8, JpegError> {
-        for len in 1..=16u32 {
-            let code = (self.acc >> (64 - len)) as i32;
-            if code <= h.maxcode[len as usize] {
-                self.consume(len);
-                return h
-                    .values
-                    .get((code + h.valoffset[len as usize]) as usize)
-                    .copied()
-                    .ok_or_else(|| corrupt("bad Huffman code"));
-            }
-        }
-        Err(corrupt("bad Huffman code"))
-    }
+    Err(corrupt("bad Huffman code"))
 }
 
 impl<'a> EntropyReader<'a> for FastBits<'a> {
@@ -468,6 +449,8 @@ impl<'a> EntropyReader<'a> for FastBits<'a> {
         FastBits { data, pos: 0, acc: 0, nbits: 0, hit_marker: false, inexact: false }
     }
 
+    /// The accumulator, its bit count and the read position are kept in locals for the whole
+    /// block (in registers: the slow refill, a call, sees them only when it runs).
     #[inline(always)]
     fn block(
         &mut self,
@@ -477,54 +460,110 @@ impl<'a> EntropyReader<'a> for FastBits<'a> {
         coef: &mut [i32; 64],
         q: &[u16; 64],
     ) -> Result<BlockKind, JpegError> {
-        self.ensure(32);
-        let s = self.symbol(dc)? as u32;
-        if s > 16 {
-            return Err(corrupt("bad DC magnitude"));
-        }
-        *pred += if s == 0 { 0 } else { extend(self.take(s), s) };
-        coef[0] = *pred;
-        let mut wide = pred.unsigned_abs() as u64 * q[0] as u64 > NARROW_LIMIT as u64;
-        let mut any_ac = false;
-        let mut k = 1;
-        while k < 64 {
-            self.ensure(32);
-            let f = ac.fast_ac[self.window()];
-            let (z, v) = if f != 0 {
-                self.consume((f & 0xFF) as u32);
-                k += ((f >> 8) & 0xFF) as usize;
-                if k > 63 {
-                    return Err(corrupt("AC coefficient index past 63"));
-                }
-                (ZIGZAG[k], f >> 16)
-            } else {
-                let rs = self.symbol(ac)?;
-                let (r, s) = ((rs >> 4) as usize, (rs & 15) as u32);
-                if s == 0 {
-                    if r == 15 {
-                        k += 16;
-                        continue;
+        let data = self.data;
+        let (mut acc, mut nbits, mut pos) = (self.acc, self.nbits, self.pos);
+        // make at least 32 bits available: `refill` with the reader state in the locals
+        macro_rules! ensure32 {
+            () => {
+                if nbits < 32 {
+                    let chunk = if self.hit_marker { None } else { data.get(pos..pos + 8) };
+                    match chunk.and_then(|c| <[u8; 8]>::try_from(c).ok()).map(u64::from_be_bytes) {
+                        Some(w) if !has_ff_byte(w) => {
+                            let n = (64 - nbits) / 8;
+                            acc |= (w >> (64 - 8 * n)) << (64 - nbits - 8 * n);
+                            nbits += 8 * n;
+                            pos += n as usize;
+                        }
+                        _ => {
+                            (self.acc, self.nbits, self.pos) = (acc, nbits, pos);
+                            self.refill_bytes();
+                            (acc, nbits, pos) = (self.acc, self.nbits, self.pos);
+                        }
                     }
-                    break;
                 }
-                k += r;
-                if k > 63 {
-                    return Err(corrupt("AC coefficient index past 63"));
-                }
-                (ZIGZAG[k], extend(self.take(s), s))
             };
-            coef[z] = v;
-            wide |= v.unsigned_abs() * q[z] as u32 > NARROW_LIMIT;
-            any_ac = true;
-            k += 1;
         }
-        Ok(if !any_ac {
-            BlockKind::DcOnly
-        } else if wide {
-            BlockKind::Wide
-        } else {
-            BlockKind::Narrow
-        })
+        // drop `n` bits / read `s` (1..=16) bits as an unsigned number
+        macro_rules! consume {
+            ($n:expr) => {{
+                let n: u32 = $n;
+                acc <<= n;
+                nbits -= n;
+            }};
+        }
+        macro_rules! take {
+            ($s:expr) => {{
+                let s: u32 = $s;
+                let v = (acc >> (64 - s)) as i32;
+                consume!(s);
+                v
+            }};
+        }
+        let result = 'block: {
+            ensure32!();
+            let (len, s) = match symbol_at(dc, acc) {
+                Ok((len, s)) => (len, s as u32),
+                Err(e) => break 'block Err(e),
+            };
+            consume!(len);
+            if s > 16 {
+                break 'block Err(corrupt("bad DC magnitude"));
+            }
+            *pred += if s == 0 { 0 } else { extend(take!(s), s) };
+            coef[0] = *pred;
+            // the AC terms are checked with the IDCT (`idct_checked`), off this serial loop
+            let wide = pred.unsigned_abs() as u64 * q[0] as u64 > NARROW_LIMIT as u64;
+            let mut any_ac = false;
+            let mut k = 1;
+            while k < 64 {
+                ensure32!();
+                let f = ac.fast_ac[(acc >> (64 - LOOKAHEAD)) as usize];
+                let (z, v) = if f != 0 {
+                    consume!((f & 0xFF) as u32);
+                    k += ((f >> 8) & 0xFF) as usize;
+                    if k > 63 {
+                        if (f >> 8) & 0xFF == EOB_RUN {
+                            break;
+                        }
+                        break 'block Err(corrupt("AC coefficient index past 63"));
+                    }
+                    (ZIGZAG[k], f >> 16)
+                } else {
+                    let rs = match symbol_at(ac, acc) {
+                        Ok((len, rs)) => {
+                            consume!(len);
+                            rs
+                        }
+                        Err(e) => break 'block Err(e),
+                    };
+                    let (r, s) = ((rs >> 4) as usize, (rs & 15) as u32);
+                    if s == 0 {
+                        if r == 15 {
+                            k += 16;
+                            continue;
+                        }
+                        break;
+                    }
+                    k += r;
+                    if k > 63 {
+                        break 'block Err(corrupt("AC coefficient index past 63"));
+                    }
+                    (ZIGZAG[k], extend(take!(s), s))
+                };
+                coef[z] = v;
+                any_ac = true;
+                k += 1;
+            }
+            Ok(if !any_ac {
+                BlockKind::DcOnly
+            } else if wide {
+                BlockKind::Wide
+            } else {
+                BlockKind::Narrow
+            })
+        };
+        (self.acc, self.nbits, self.pos) = (acc, nbits, pos);
+        result
     }
 
     fn restart(&mut self) {
@@ -739,6 +778,33 @@ fn idct_narrow(coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
     }
 }
 
+/// [`idct_narrow`] when every dequantised coefficient is within `NARROW_LIMIT` (by the AVX2
+/// kernel when `avx2`, the same samples, see [`super::avx2`]), else [`idct_islow`]. The DC term
+/// must be within the limit already: then no product overflows 32 bits (|AC| < 2^15).
+#[inline(always)]
+fn idct_checked(avx2: bool, coef: &[i32; 64], q: &[u16; 64], out: &mut [u8], stride: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: `avx2` comes from `avx2::available()`, so the CPU supports AVX2.
+        if !unsafe { super::avx2::idct_narrow_avx2(coef, q, out, stride) } {
+            idct_islow(coef, q, out, stride);
+        }
+        return;
+    }
+    let _ = avx2;
+    if is_narrow(coef, q) {
+        idct_narrow(coef, q, out, stride)
+    } else {
+        idct_islow(coef, q, out, stride)
+    }
+}
+
+/// Whether every `|coef * q|` is within `NARROW_LIMIT` (products of at most 2^31: a DC term
+/// within the limit and AC terms below 2^15).
+fn is_narrow(coef: &[i32; 64], q: &[u16; 64]) -> bool {
+    coef.iter().zip(q).fold(0u32, |m, (&c, &q)| m.max(c.unsigned_abs() * q as u32)) <= NARROW_LIMIT
+}
+
 fn be16(d: &[u8], at: usize) -> Result<usize, JpegError> {
     match d.get(at..at + 2) {
         Some(b) => Ok(((b[0] as usize) << 8) | b[1] as usize),
@@ -765,6 +831,7 @@ pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
     let mut jfif = false;
     let mut pos = 2;
     let mut frame_seen = false;
+    let avx2 = super::avx2::available();
     loop {
         // find the next marker
         while pos < data.len() && data[pos] != 0xFF {
@@ -893,6 +960,7 @@ pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
                     height,
                     hmax,
                     vmax,
+                    avx2,
                 };
                 let mut fast = FastBits::start(&data[pos..]);
                 let result = decode_scan(&mut fast, &mut comps, &setup);
@@ -925,7 +993,7 @@ pub fn decode_jpeg(data: &[u8]) -> Result<DecodedJpeg, JpegError> {
     } else {
         JpegColor::YCbCr
     };
-    let planes = comps.iter().map(|c| upsample(c, width, height, hmax, vmax)).collect();
+    let planes = comps.into_iter().map(|c| upsample(c, width, height, hmax, vmax)).collect();
     Ok(DecodedJpeg { width, height, color, planes })
 }
 
@@ -949,6 +1017,8 @@ struct ScanSetup<'t> {
     hmax: usize,
     /// largest vertical sampling factor
     vmax: usize,
+    /// the CPU has AVX2 (for [`idct_checked`])
+    avx2: bool,
 }
 
 /// Decode one scan (all its MCUs) into the component planes with `bits`; returns the bytes
@@ -958,7 +1028,7 @@ fn decode_scan<'a, R: EntropyReader<'a>>(
     comps: &mut [Component],
     setup: &ScanSetup,
 ) -> Result<usize, JpegError> {
-    let ScanSetup { scomp, qt, dc, ac, restart_interval, width, height, hmax, vmax } = *setup;
+    let ScanSetup { scomp, qt, dc, ac, restart_interval, width, height, hmax, vmax, avx2 } = *setup;
     let mut pred = vec![0i32; scomp.len()];
     let (mcux, mcuy, single) = if scomp.len() == 1 {
         let c = &comps[scomp[0].0];
@@ -993,7 +1063,7 @@ fn decode_scan<'a, R: EntropyReader<'a>>(
                             let out = &mut c.plane[row * 8 * stride + col * 8..];
                             match kind {
                                 BlockKind::DcOnly => idct_dc_only(coef[0], q[0], out, stride),
-                                BlockKind::Narrow => idct_narrow(&coef, q, out, stride),
+                                BlockKind::Narrow => idct_checked(avx2, &coef, q, out, stride),
                                 BlockKind::Wide => idct_islow(&coef, q, out, stride),
                             }
                         }
@@ -1005,84 +1075,83 @@ fn decode_scan<'a, R: EntropyReader<'a>>(
     Ok(bits.consumed())
 }
 
-/// Upsample one component plane to the image size as libjpeg-turbo's default (fancy) upsampler.
-fn upsample(c: &Component, width: usize, height: usize, hmax: usize, vmax: usize) -> Vec<u8> {
+/// Upsample one component plane to the image size as libjpeg-turbo's default (fancy) upsampler,
+/// a row at a time (a full-size plane without subsampling is handed over as it is).
+fn upsample(c: Component, width: usize, height: usize, hmax: usize, vmax: usize) -> Vec<u8> {
     let stride = c.bw * 8;
     let dw = (width * c.h).div_ceil(hmax);
     let dh = (height * c.v).div_ceil(vmax);
-    let at = |x: usize, y: usize| c.plane[y.min(dh - 1) * stride + x.min(dw - 1)] as i32;
     let (fx, fy) = (hmax / c.h, vmax / c.v);
     let exact = hmax.is_multiple_of(c.h) && vmax.is_multiple_of(c.v);
+    let row = |y: usize| &c.plane[y.min(dh - 1) * stride..][..dw];
+    if (fx, fy, exact) == (1, 1, true) && stride == width {
+        let mut plane = c.plane;
+        plane.truncate(width * height);
+        return plane;
+    }
     let mut out = vec![0u8; width * height];
+    let lines = out.chunks_exact_mut(width);
     match (fx, fy, exact) {
-        (1, 1, true) => {
-            for y in 0..height {
-                out[y * width..(y + 1) * width].copy_from_slice(&c.plane[y * stride..y * stride + width]);
-            }
-        }
+        (1, 1, true) => lines.enumerate().for_each(|(y, o)| o.copy_from_slice(&row(y)[..width])),
         (2, 1, true) if dw > 2 => {
-            for y in 0..height {
-                for x in 0..width {
-                    let i = x / 2;
-                    let v = at(i, y) * 3;
-                    let o = if x % 2 == 0 {
-                        if i == 0 {
-                            at(0, y) * 4
-                        } else {
-                            v + at(i - 1, y) + 1
-                        }
-                    } else if i + 1 >= dw {
-                        at(i, y) * 4 + 1
-                    } else {
-                        v + at(i + 1, y) + 2
-                    };
-                    out[y * width + x] = (o >> 2) as u8;
-                }
+            let mut sums = vec![0i32; dw];
+            for (y, o) in lines.enumerate() {
+                sums.iter_mut().zip(row(y)).for_each(|(s, &v)| *s = v as i32);
+                fancy_h2_row(&sums, o, (1, 2, 2));
             }
         }
         (2, 2, true) if dw > 2 => {
-            for y in 0..height {
+            let mut sums = vec![0i32; dw];
+            for (y, o) in lines.enumerate() {
                 let r = y / 2;
                 let other = if y % 2 == 0 { r.saturating_sub(1) } else { (r + 1).min(dh - 1) };
-                let colsum = |i: usize| at(i, r) * 3 + at(i, other);
-                for x in 0..width {
-                    let i = x / 2;
-                    let this = colsum(i);
-                    let o = if x % 2 == 0 {
-                        if i == 0 {
-                            this * 4 + 8
-                        } else {
-                            this * 3 + colsum(i - 1) + 8
-                        }
-                    } else if i + 1 >= dw {
-                        this * 4 + 7
-                    } else {
-                        this * 3 + colsum(i + 1) + 7
-                    };
-                    out[y * width + x] = (o >> 4) as u8;
+                for ((s, &a), &b) in sums.iter_mut().zip(row(r)).zip(row(other)) {
+                    *s = a as i32 * 3 + b as i32;
                 }
+                fancy_h2_row(&sums, o, (8, 7, 4));
             }
         }
         (1, 2, true) => {
-            for y in 0..height {
+            for (y, o) in lines.enumerate() {
                 let r = y / 2;
                 let (other, bias) = if y % 2 == 0 { (r.saturating_sub(1), 1) } else { ((r + 1).min(dh - 1), 2) };
-                for x in 0..width {
-                    out[y * width + x] = ((at(x, r) * 3 + at(x, other) + bias) >> 2) as u8;
+                for ((o, &a), &b) in o.iter_mut().zip(row(r)).zip(row(other)) {
+                    *o = ((a as i32 * 3 + b as i32 + bias) >> 2) as u8;
                 }
             }
         }
         _ => {
             // plain replication (libjpeg's int_upsample / h2v1 / h2v2 for narrow planes)
             let (fx, fy) = (hmax.div_ceil(c.h).max(1), vmax.div_ceil(c.v).max(1));
-            for y in 0..height {
-                for x in 0..width {
-                    out[y * width + x] = at(x / fx, y / fy) as u8;
-                }
+            for (y, o) in lines.enumerate() {
+                let src = row(y / fy);
+                o.iter_mut().enumerate().for_each(|(x, o)| *o = src[(x / fx).min(dw - 1)]);
             }
         }
     }
     out
+}
+
+/// One output row of libjpeg's fancy 2x horizontal upsampling from `v` (the row's samples, or
+/// for 2h2v its vertical sums `3 * near + far`): sample `2i` is `(3 v[i] + v[i-1] + even) >>
+/// shift`, sample `2i+1` is `(3 v[i] + v[i+1] + odd) >> shift`, neighbours clamped to the row
+/// (which gives libjpeg's edge formulas); `out` holds `2 v.len()` or one fewer samples.
+fn fancy_h2_row(v: &[i32], out: &mut [u8], (even, odd, shift): (i32, i32, u32)) {
+    let n = v.len();
+    for (o, w) in out[2..].chunks_exact_mut(2).zip(v.windows(3)).take(n.saturating_sub(2)) {
+        let t = w[1] * 3;
+        o[0] = ((t + w[0] + even) >> shift) as u8;
+        o[1] = ((t + w[2] + odd) >> shift) as u8;
+    }
+    for i in [0, n - 1] {
+        let t = v[i] * 3;
+        let pair = [(2 * i, v[i.saturating_sub(1)] + even), (2 * i + 1, v[(i + 1).min(n - 1)] + odd)];
+        for (k, add) in pair {
+            if let Some(o) = out.get_mut(k) {
+                *o = ((t + add) >> shift) as u8;
+            }
+        }
+    }
 }
 
 /// libjpeg's `ycc_rgb_convert` for one pixel: 16-bit fixed-point factors (1.40200, 0.34414,
@@ -1097,10 +1166,47 @@ fn ycc_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
     [r.clamp(0, 255) as u8, g.clamp(0, 255) as u8, b.clamp(0, 255) as u8]
 }
 
+/// YCbCr planes to interleaved RGB (`BGR`: B, G, R order), [`ycc_to_rgb`] per pixel.
+fn ycc_interleave_scalar<const BGR: bool>(y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
+    for (o, ((&y, &cb), &cr)) in out.chunks_exact_mut(3).zip(y.iter().zip(cb).zip(cr)) {
+        let [r, g, b] = ycc_to_rgb(y, cb, cr);
+        o.copy_from_slice(&if BGR { [b, g, r] } else { [r, g, b] });
+    }
+}
+
+/// [`ycc_interleave_scalar`], 16 pixels at a time by the AVX2 kernel when the CPU has it.
+fn ycc_interleave<const BGR: bool>(y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::available() {
+        let n = y.len().min(cb.len()).min(cr.len()).min(out.len() / 3) / 16 * 16;
+        let (yc, cbc, crc) = (y[..n].chunks_exact(16), cb[..n].chunks_exact(16), cr[..n].chunks_exact(16));
+        for (((y, cb), cr), o) in yc.zip(cbc).zip(crc).zip(out[..3 * n].chunks_exact_mut(48)) {
+            let (Ok(y), Ok(cb), Ok(cr), Ok(o)) = (y.try_into(), cb.try_into(), cr.try_into(), o.try_into()) else {
+                continue;
+            };
+            // SAFETY: the CPU supports AVX2 (checked just above).
+            unsafe { super::avx2::ycc_interleave16::<BGR>(y, cb, cr, o) };
+        }
+        return ycc_interleave_scalar::<BGR>(&y[n..], &cb[n..], &cr[n..], &mut out[3 * n..]);
+    }
+    ycc_interleave_scalar::<BGR>(y, cb, cr, out)
+}
+
 impl DecodedJpeg {
     /// Interleaved RGB samples (`width * height * 3`); gray is replicated, YCbCr converted with
     /// libjpeg's `ycc_rgb_convert` tables.
     pub fn to_rgb(&self) -> Vec<u8> {
+        self.interleaved::<false>()
+    }
+
+    /// Interleaved BGR samples (what `cv2.imread` gives): [`DecodedJpeg::to_rgb`] with the
+    /// first and last channel swapped.
+    pub fn to_bgr(&self) -> Vec<u8> {
+        self.interleaved::<true>()
+    }
+
+    /// Interleaved samples in RGB order, or BGR when `BGR`.
+    fn interleaved<const BGR: bool>(&self) -> Vec<u8> {
         let n = self.width * self.height;
         let mut out = vec![0u8; n * 3];
         match self.color {
@@ -1111,20 +1217,18 @@ impl DecodedJpeg {
             }
             JpegColor::Rgb => {
                 let (r, g, b) = (&self.planes[0][..n], &self.planes[1][..n], &self.planes[2][..n]);
-                for (o, ((&r, &g), &b)) in out.chunks_exact_mut(3).zip(r.iter().zip(g).zip(b)) {
-                    o.copy_from_slice(&[r, g, b]);
+                let (first, last) = if BGR { (b, r) } else { (r, b) };
+                for (o, ((&f, &g), &l)) in out.chunks_exact_mut(3).zip(first.iter().zip(g).zip(last)) {
+                    o.copy_from_slice(&[f, g, l]);
                 }
             }
             JpegColor::YCbCr => {
                 let (y, cb, cr) = (&self.planes[0][..n], &self.planes[1][..n], &self.planes[2][..n]);
-                for (o, ((&y, &cb), &cr)) in out.chunks_exact_mut(3).zip(y.iter().zip(cb).zip(cr)) {
-                    o.copy_from_slice(&ycc_to_rgb(y, cb, cr));
-                }
+                ycc_interleave::<BGR>(y, cb, cr, &mut out);
             }
         }
         out
     }
-
     /// The luma plane as libjpeg delivers it for a grayscale output (`JCS_GRAYSCALE`): the Y
     /// plane itself for YCbCr and gray files; `None` for RGB files (caller converts).
     pub fn luma(&self) -> Option<&[u8]> {
@@ -1250,6 +1354,237 @@ mod tests {
                 idct_dc_only(flat[0], q[0], &mut b, 8);
                 assert_eq!(a, b, "dc round {round}");
             }
+        }
+    }
+    /// A small deterministic generator (64-bit LCG).
+    fn lcg(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state >> 33
+        }
+    }
+
+    /// The lookahead tables against the walk of every window, for random tables: complete,
+    /// incomplete and over-subscribed code counts, symbol lists shorter than the counts allow.
+    #[test]
+    fn lookahead_tables_equal_the_walk() {
+        let mut next = lcg(2024);
+        for round in 0..3000 {
+            let mut counts = [0u8; 16];
+            for c in counts.iter_mut() {
+                *c = match next() % 4 {
+                    0 => 0,
+                    1 => (next() % 4) as u8,
+                    2 => (next() % 20) as u8,
+                    _ => (next() % 256) as u8,
+                };
+            }
+            let total: usize = counts.iter().map(|&c| c as usize).sum();
+            let values: Vec<u8> = (0..total).map(|_| next() as u8).collect();
+            let Ok(h) = Huffman::new(&counts, values) else { continue };
+            for w in 0..LOOKAHEAD_SIZE as u32 {
+                let (mut lookup, mut fast) = (0u16, 0i32);
+                if let Some((len, sym)) = h.walk(w) {
+                    lookup = (len as u16) << 8 | sym as u16;
+                    let (run, s) = ((sym >> 4) as i32, (sym & 15) as u32);
+                    if s != 0 && len + s <= LOOKAHEAD {
+                        let v = ((w >> (LOOKAHEAD - len - s)) & ((1 << s) - 1)) as i32;
+                        fast = extend(v, s) << 16 | run << 8 | (len + s) as i32;
+                    } else if sym == 0 {
+                        fast = EOB_RUN << 8 | len as i32;
+                    }
+                }
+                assert_eq!((h.lookup[w as usize], h.fast_ac[w as usize]), (lookup, fast), "round {round}, window {w}");
+            }
+        }
+    }
+
+    /// The AVX2 IDCT against the scalar 32-bit one on random in-range blocks (the extremes of
+    /// `narrow_idct_equals_islow` included), written with a stride wider than a block.
+    #[test]
+    fn avx2_idct_equals_narrow() {
+        if !super::super::avx2::available() {
+            return;
+        }
+        let mut next = lcg(4242);
+        let lim = NARROW_LIMIT as i32;
+        for round in 0..200_000 {
+            let mut coef = [0i32; 64];
+            let mut q = [1u16; 64];
+            for i in 0..64 {
+                match round % 5 {
+                    0 => {
+                        q[i] = NARROW_LIMIT as u16;
+                        coef[i] = if next().is_multiple_of(2) { 1 } else { -1 };
+                    }
+                    1 => {
+                        q[i] = 1 + (next() % 60) as u16;
+                        coef[i] = (next() % (2 * (lim / q[i] as i32) as u64 + 1)) as i32 - lim / q[i] as i32;
+                    }
+                    2 if next().is_multiple_of(8) => coef[i] = (next() % (2 * lim as u64 + 1)) as i32 - lim,
+                    3 if i.is_multiple_of(8) || i < 8 => coef[i] = (next() % 201) as i32 - 100,
+                    _ if next().is_multiple_of(16) => coef[i] = (next() % 41) as i32 - 20,
+                    _ => {}
+                }
+            }
+            let (mut a, mut b) = ([7u8; 8 * 13], [7u8; 8 * 13]);
+            idct_narrow(&coef, &q, &mut a[3..], 13);
+            // SAFETY: AVX2 is available (checked above).
+            assert!(unsafe { super::super::avx2::idct_narrow_avx2(&coef, &q, &mut b[3..], 13) });
+            assert_eq!(a, b, "round {round}");
+        }
+    }
+
+    /// The checked IDCT (AVX2 or scalar) against the 64-bit one around and beyond the narrow
+    /// limit: AC terms up to 2^15 - 1, DC terms within the limit (what the fast reader sends).
+    #[test]
+    fn checked_idct_equals_islow() {
+        let mut next = lcg(31337);
+        let lim = NARROW_LIMIT as i32;
+        for round in 0..100_000 {
+            let mut coef = [0i32; 64];
+            let mut q = [1u16; 64];
+            for i in 1..64 {
+                q[i] = 1 + (next() % if round % 3 == 0 { 65535 } else { 40 }) as u16;
+                coef[i] = match next() % 4 {
+                    0 => (next() % 65535) as i32 - 32767,
+                    1 => (next() % (2 * lim as u64 + 3)) as i32 - lim - 1,
+                    _ => 0,
+                };
+            }
+            q[0] = 1 + (next() % 30) as u16;
+            coef[0] = (next() % (2 * (lim / q[0] as i32) as u64 + 1)) as i32 - lim / q[0] as i32;
+            let (mut a, mut b, mut c) = ([9u8; 8 * 11], [9u8; 8 * 11], [9u8; 8 * 11]);
+            idct_islow(&coef, &q, &mut a[2..], 11);
+            idct_checked(super::super::avx2::available(), &coef, &q, &mut b[2..], 11);
+            idct_checked(false, &coef, &q, &mut c[2..], 11);
+            assert_eq!(a, b, "round {round}");
+            assert_eq!(a, c, "round {round} (scalar)");
+        }
+    }
+
+    /// The AVX2 colour conversion against the scalar one for every (Y, Cb, Cr) triple, in both
+    /// orders, and on plane lengths that leave remainders.
+    #[test]
+    fn avx2_ycc_equals_scalar_for_every_pixel() {
+        let n = 1 << 24;
+        let y: Vec<u8> = (0..n).map(|i| (i >> 16) as u8).collect();
+        let cb: Vec<u8> = (0..n).map(|i| (i >> 8) as u8).collect();
+        let cr: Vec<u8> = (0..n).map(|i| i as u8).collect();
+        let (mut a, mut b) = (vec![0u8; 3 * n], vec![1u8; 3 * n]);
+        ycc_interleave_scalar::<true>(&y, &cb, &cr, &mut a);
+        ycc_interleave::<true>(&y, &cb, &cr, &mut b);
+        assert!(a == b, "bgr");
+        ycc_interleave_scalar::<false>(&y, &cb, &cr, &mut a);
+        ycc_interleave::<false>(&y, &cb, &cr, &mut b);
+        assert!(a == b, "rgb");
+        let mut next = lcg(5);
+        for len in 0..70 {
+            let start = next() as usize % (n - len);
+            let (y, cb, cr) = (&y[start..start + len], &cb[start + 7..start + 7 + len], &cr[start..start + len]);
+            let (mut a, mut b) = (vec![0u8; 3 * len], vec![1u8; 3 * len]);
+            ycc_interleave_scalar::<true>(y, cb, cr, &mut a);
+            ycc_interleave::<true>(y, cb, cr, &mut b);
+            assert_eq!(a, b, "length {len}");
+        }
+    }
+
+    /// The upsampler as it was before the row-wise version (the reference of the test below).
+    fn upsample_reference(c: &Component, width: usize, height: usize, hmax: usize, vmax: usize) -> Vec<u8> {
+        let stride = c.bw * 8;
+        let dw = (width * c.h).div_ceil(hmax);
+        let dh = (height * c.v).div_ceil(vmax);
+        let at = |x: usize, y: usize| c.plane[y.min(dh - 1) * stride + x.min(dw - 1)] as i32;
+        let (fx, fy) = (hmax / c.h, vmax / c.v);
+        let exact = hmax.is_multiple_of(c.h) && vmax.is_multiple_of(c.v);
+        let mut out = vec![0u8; width * height];
+        match (fx, fy, exact) {
+            (1, 1, true) => {
+                for y in 0..height {
+                    out[y * width..(y + 1) * width].copy_from_slice(&c.plane[y * stride..y * stride + width]);
+                }
+            }
+            (2, 1, true) if dw > 2 => {
+                for y in 0..height {
+                    for x in 0..width {
+                        let i = x / 2;
+                        let v = at(i, y) * 3;
+                        let o = if x % 2 == 0 {
+                            if i == 0 {
+                                at(0, y) * 4
+                            } else {
+                                v + at(i - 1, y) + 1
+                            }
+                        } else if i + 1 >= dw {
+                            at(i, y) * 4 + 1
+                        } else {
+                            v + at(i + 1, y) + 2
+                        };
+                        out[y * width + x] = (o >> 2) as u8;
+                    }
+                }
+            }
+            (2, 2, true) if dw > 2 => {
+                for y in 0..height {
+                    let r = y / 2;
+                    let other = if y % 2 == 0 { r.saturating_sub(1) } else { (r + 1).min(dh - 1) };
+                    let colsum = |i: usize| at(i, r) * 3 + at(i, other);
+                    for x in 0..width {
+                        let i = x / 2;
+                        let this = colsum(i);
+                        let o = if x % 2 == 0 {
+                            if i == 0 {
+                                this * 4 + 8
+                            } else {
+                                this * 3 + colsum(i - 1) + 8
+                            }
+                        } else if i + 1 >= dw {
+                            this * 4 + 7
+                        } else {
+                            this * 3 + colsum(i + 1) + 7
+                        };
+                        out[y * width + x] = (o >> 4) as u8;
+                    }
+                }
+            }
+            (1, 2, true) => {
+                for y in 0..height {
+                    let r = y / 2;
+                    let (other, bias) = if y % 2 == 0 { (r.saturating_sub(1), 1) } else { ((r + 1).min(dh - 1), 2) };
+                    for x in 0..width {
+                        out[y * width + x] = ((at(x, r) * 3 + at(x, other) + bias) >> 2) as u8;
+                    }
+                }
+            }
+            _ => {
+                // plain replication (libjpeg's int_upsample / h2v1 / h2v2 for narrow planes)
+                let (fx, fy) = (hmax.div_ceil(c.h).max(1), vmax.div_ceil(c.v).max(1));
+                for y in 0..height {
+                    for x in 0..width {
+                        out[y * width + x] = at(x / fx, y / fy) as u8;
+                    }
+                }
+            }
+        }
+        out
+    }
+    /// The row-wise upsampler against the previous per-pixel one on random planes of random
+    /// sizes, for every pair of sampling factors.
+    #[test]
+    fn upsample_equals_reference() {
+        let mut next = lcg(99);
+        for round in 0..3000 {
+            let (hmax, vmax) = (1 + (next() % 4) as usize, 1 + (next() % 4) as usize);
+            let (h, v) = (1 + (next() % hmax as u64) as usize, 1 + (next() % vmax as u64) as usize);
+            let (width, height) = (1 + (next() % 70) as usize, 1 + (next() % 40) as usize);
+            let (mx, my) = (width.div_ceil(8 * hmax), height.div_ceil(8 * vmax));
+            let (bw, bh) = (mx * h, my * v);
+            let plane: Vec<u8> = (0..bw * 8 * bh * 8).map(|_| next() as u8).collect();
+            let c = Component { id: 1, h, v, tq: 0, bw, bh, plane };
+            let want = upsample_reference(&c, width, height, hmax, vmax);
+            let got = upsample(c, width, height, hmax, vmax);
+            assert_eq!(got, want, "round {round}: {width}x{height}, {h}x{v} of {hmax}x{vmax}");
         }
     }
 }

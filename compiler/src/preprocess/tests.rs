@@ -180,3 +180,99 @@ fn stretch_nhwc_bgr_with_mean() {
     // bottom-right: (B 100, G 110, R 120)
     assert_eq!(x[[0, 3, 3, 0]], (120.0 - 1.0) * 0.5);
 }
+
+/// The bundled photos (`assets/images/COCO2017` and `misc`, jpg), sorted.
+fn bundled_photos() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["images/COCO2017", "images/misc"] {
+        let Ok(rd) = std::fs::read_dir(asset(dir)) else { continue };
+        let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        files.extend(paths.into_iter().filter(|p| p.extension().is_some_and(|e| e == "jpg")));
+    }
+    files
+}
+
+/// FNV-1a over the bits of a tensor's shape and values, folded into `h`.
+fn tensor_digest(mut h: u64, x: &ArrayD<f32>) -> u64 {
+    let shape = x.shape().iter().flat_map(|&d| (d as u64).to_le_bytes());
+    let values = x.iter().flat_map(|v| v.to_bits().to_le_bytes());
+    for b in shape.chain(values) {
+        h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// Preprocessing variants covering every branch: letterbox centred / top-left, stretch, crop
+/// after a larger resize, rgb / bgr / gray, nchw / nhwc, batch 2, means and scales.
+fn digest_configs() -> Vec<(&'static str, PreprocessConfig, Vec<usize>)> {
+    let stretch = PreprocessConfig {
+        mean: vec![103.94, 116.78, 123.68],
+        scale: vec![0.017, 0.017, 0.017],
+        pixel_format: PixelFormat::Bgr,
+        channel_format: ChannelFormat::Nhwc,
+        keep_aspect_ratio: false,
+        pad_value: 0,
+        pad_type: PadType::Center,
+        resize_dims: vec![256, 240],
+    };
+    let gray = PreprocessConfig {
+        mean: vec![127.5],
+        scale: vec![1.0 / 127.5],
+        pixel_format: PixelFormat::Gray,
+        keep_aspect_ratio: true,
+        resize_dims: vec![],
+        ..stretch.clone()
+    };
+    let big_rgb = PreprocessConfig { pixel_format: PixelFormat::Rgb, resize_dims: vec![700, 900], ..stretch.clone() };
+    vec![
+        ("tiny-yolov3", tiny_yolov3_cfg(), vec![1, 3, 416, 416]),
+        ("yolox", yolox_cfg(), vec![1, 3, 416, 416]),
+        ("stretch-crop-nhwc-batch2", stretch, vec![2, 224, 200, 3]),
+        ("gray-letterbox-nhwc", gray, vec![1, 300, 200, 1]),
+        ("upscale-rgb-nhwc", big_rgb, vec![1, 640, 800, 3]),
+    ]
+}
+
+/// Digests of every bundled photo preprocessed by each of [`digest_configs`], recorded with the
+/// preprocessing of commit bfdc1f4 (before the fast paths of decoding, resize and tensor fill):
+/// the outputs stay bit-identical.
+#[test]
+fn preprocessed_photos_are_bit_identical_to_before() {
+    let files = bundled_photos();
+    assert!(files.len() >= 100);
+    let mut got = Vec::new();
+    for (name, cfg, shape) in digest_configs() {
+        let mut h = 0xcbf29ce484222325u64;
+        for f in &files {
+            h = tensor_digest(h, &load_input(f, Some(&cfg), &shape).unwrap());
+        }
+        got.push(format!("{name} {h:016x}"));
+    }
+    let want = [
+        "tiny-yolov3 112207db75d4c9f2",
+        "yolox 02b78a965f0bb208",
+        "stretch-crop-nhwc-batch2 4213a009badb84b1",
+        "gray-letterbox-nhwc e3b9c7f6750cac2d",
+        "upscale-rgb-nhwc 6bb22c9556e6d7dc",
+    ];
+    assert_eq!(got, want);
+}
+
+/// The channel split (AVX2 where available) against a per-sample split on random lengths.
+#[test]
+fn split_channels_equals_scalar() {
+    let mut state = 3u64;
+    for c in 1..=4 {
+        for n in 0..200 {
+            let data: Vec<u8> = (0..n * c)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    (state >> 40) as u8
+                })
+                .collect();
+            let want: Vec<Vec<u8>> = (0..c).map(|k| (0..n).map(|i| data[i * c + k]).collect()).collect();
+            assert_eq!(split_channels(&data, c), want, "{c} channels, {n} pixels");
+        }
+    }
+}
