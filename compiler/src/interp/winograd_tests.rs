@@ -330,6 +330,36 @@ fn bt_reference(d: [f32; 6]) -> [f32; 6] {
     [4.0 * d[0] - 5.0 * d[2] + d[4], m4 + m3, m4 - m3, n4 + n3, n4 - n3, 4.0 * d[1] - 5.0 * d[3] + d[5]]
 }
 
+/// `Bᵀ d B` of the zero-padded 6x6 input patch of tile (`ty`, `tx`) of channel `ch` of image
+/// `b` (`x` [n, c, h, w] as `xs`, `pads` top and left first): `Bᵀ` down the 6 columns, then
+/// along the rows; element `yi·6 + xi` is point (yi, xi).
+fn input_tile_reference(x: &[f32], xs: [usize; 4], pads: [usize; 4], at: (usize, usize, usize, usize)) -> [f32; 36] {
+    let [_, c, h, wd] = xs;
+    let (b, ch, ty, tx) = at;
+    let value = |i: usize, j: usize| {
+        let iy = (ty * 4 + i) as isize - pads[0] as isize;
+        let ix = (tx * 4 + j) as isize - pads[1] as isize;
+        if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+            0.0
+        } else {
+            x[((b * c + ch) * h + iy as usize) * wd + ix as usize]
+        }
+    };
+    // vert[ξy][j]: Bᵀ down column j
+    let mut vert = [[0f32; 6]; 6];
+    for j in 0..6 {
+        let col = bt_reference([0, 1, 2, 3, 4, 5].map(|i| value(i, j)));
+        for (row, val) in vert.iter_mut().zip(col) {
+            row[j] = val;
+        }
+    }
+    let mut out = [0f32; 36];
+    for (yi, &vrow) in vert.iter().enumerate() {
+        out[yi * 6..yi * 6 + 6].copy_from_slice(&bt_reference(vrow));
+    }
+    out
+}
+
 /// Phase 1 tile by tile in plain scalar code: `Bᵀ` down the 6 columns of each zero-padded 6x6
 /// patch, then along its rows, each value stored at its place in the packed layout (per block
 /// of `tb` tiles, per point ξ a [c, tb] matrix cut into depth blocks of `KC` rows, each cut into
@@ -345,32 +375,12 @@ fn transformed_input_reference(x: &[f32], xs: [usize; 4], pads: [usize; 4], tb: 
         let (b, ty, tx) = (tt / (th * tw), tt / tw % th, tt % tw);
         let (blk, tl) = (tt / tb, tt % tb);
         for ch in 0..c {
-            let at = |i: usize, j: usize| {
-                let iy = (ty * 4 + i) as isize - pads[0] as isize;
-                let ix = (tx * 4 + j) as isize - pads[1] as isize;
-                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                    0.0
-                } else {
-                    x[((b * c + ch) * h + iy as usize) * wd + ix as usize]
-                }
-            };
-            // vert[ξy][j]: Bᵀ down column j
-            let mut vert = [[0f32; 6]; 6];
-            for j in 0..6 {
-                let col = bt_reference([0, 1, 2, 3, 4, 5].map(|i| at(i, j)));
-                for (row, val) in vert.iter_mut().zip(col) {
-                    row[j] = val;
-                }
-            }
+            let tile = input_tile_reference(x, xs, pads, (b, ch, ty, tx));
             let k0 = ch / sgemm::KC * sgemm::KC;
             let kc = sgemm::KC.min(c - k0);
-            for (yi, &vrow) in vert.iter().enumerate() {
-                let row = bt_reference(vrow);
-                for (xi, &val) in row.iter().enumerate() {
-                    let point = blk * block_len + (yi * 6 + xi) * c * tb;
-                    v[point + k0 * tb + (tl / sgemm::NR) * kc * sgemm::NR + (ch - k0) * sgemm::NR + tl % sgemm::NR] =
-                        val;
-                }
+            for (p, &val) in tile.iter().enumerate() {
+                let point = blk * block_len + p * c * tb;
+                v[point + k0 * tb + (tl / sgemm::NR) * kc * sgemm::NR + (ch - k0) * sgemm::NR + tl % sgemm::NR] = val;
             }
         }
     }
@@ -749,25 +759,7 @@ fn winograd_reference(x: &[f32], xs: [usize; 4], f: &WinogradFilter, bias: &[f32
     for tt in 0..n * th * tw {
         let (b, ty, tx) = (tt / (th * tw), tt / tw % th, tt % tw);
         for (ch, vc) in v.iter_mut().enumerate() {
-            let at = |i: usize, j: usize| {
-                let iy = (ty * 4 + i) as isize - pads[0] as isize;
-                let ix = (tx * 4 + j) as isize - pads[1] as isize;
-                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                    0.0
-                } else {
-                    x[((b * c + ch) * h + iy as usize) * wd + ix as usize]
-                }
-            };
-            let mut vert = [[0f32; 6]; 6];
-            for j in 0..6 {
-                let col = bt_reference([0, 1, 2, 3, 4, 5].map(|i| at(i, j)));
-                for (row, val) in vert.iter_mut().zip(col) {
-                    row[j] = val;
-                }
-            }
-            for (yi, &vrow) in vert.iter().enumerate() {
-                vc[yi * 6..yi * 6 + 6].copy_from_slice(&bt_reference(vrow));
-            }
+            *vc = input_tile_reference(x, xs, pads, (b, ch, ty, tx));
         }
         for o in 0..oc {
             let mut m = [0f32; 36];

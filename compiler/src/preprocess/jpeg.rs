@@ -1317,11 +1317,7 @@ mod tests {
     /// random blocks); overflow would panic in this (overflow-checked) test build.
     #[test]
     fn narrow_idct_equals_islow() {
-        let mut state = 777u64;
-        let mut next = move || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            state >> 33
-        };
+        let mut next = lcg(777);
         let lim = NARROW_LIMIT as i32;
         for round in 0..200_000 {
             let mut coef = [0i32; 64];

@@ -5,11 +5,8 @@
 
 use anyhow::{anyhow, Result};
 use clap::Parser;
-use compiler::preprocess::{
-    load_input, preprocess_image, read_image, resize_for_net, ChannelFormat, PadType, PixelFormat, PreprocessConfig,
-    ReadMode,
-};
-use host_tools::bench::assets;
+use compiler::preprocess::{load_input, preprocess_image, read_image, resize_for_net, ReadMode};
+use host_tools::bench::{assets, walkthrough_import_options};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -23,20 +20,6 @@ struct Args {
     /// Also time the steps separately (decode, resize, tensor)
     #[arg(long)]
     steps: bool,
-}
-
-/// The walkthrough's tiny-yolov3 preprocessing (scale 1/255, rgb, letterbox padded with 128).
-fn tiny_yolov3_cfg() -> PreprocessConfig {
-    PreprocessConfig {
-        mean: vec![0.0; 3],
-        scale: vec![0.0039216; 3],
-        pixel_format: PixelFormat::Rgb,
-        channel_format: ChannelFormat::Nchw,
-        keep_aspect_ratio: true,
-        pad_value: 128,
-        pad_type: PadType::Center,
-        resize_dims: vec![416, 416],
-    }
 }
 
 /// FNV-1a of the bits of `v`, folded into `h`.
@@ -75,7 +58,9 @@ fn main() -> Result<()> {
         .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
         .collect();
     files.sort();
-    let cfg = tiny_yolov3_cfg();
+    let cfg = walkthrough_import_options()
+        .preprocess
+        .ok_or_else(|| anyhow!("the walkthrough's import options carry no preprocessing"))?;
     let shape = [1, 3, 416, 416];
     let n = files.len() as f64;
     let mut digest = 0xcbf29ce484222325u64;
