@@ -10,7 +10,7 @@
 use super::direct3x3;
 use super::elementwise::{unary, Unary};
 use super::gemm_util::{matmul, matmul_raw, MatRef};
-use super::sgemm::{self, Act, BSource, PackedA};
+use super::sgemm::{self, Act, BSource, PackedA, SendPtr};
 use super::Tensor;
 use ndarray::IxDyn;
 use rayon::prelude::*;
@@ -42,12 +42,6 @@ pub(super) fn contiguous(t: &Tensor) -> Cow<'_, [f32]> {
         None => Cow::Owned(t.iter().copied().collect()),
     }
 }
-
-/// A raw pointer that may cross threads; users write disjoint parts only.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// Output extent of a strided, dilated window over `len + pad` cells.
 fn out_len(len: usize, pad: usize, k: usize, s: usize, d: usize) -> Result<usize, String> {

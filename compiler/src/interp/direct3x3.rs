@@ -7,7 +7,7 @@
 //! bias (or 0), `acc = fma(w[oc][kk], x, acc)` for `kk = ci·9 + ky·3 + kx` increasing (padding
 //! taps multiply a stored 0.0), then the fused activation; results are equal bit for bit.
 
-use super::sgemm::{self, Act};
+use super::sgemm::{self, Act, SendPtr};
 use rayon::prelude::*;
 
 /// Output channels of one register tile.
@@ -89,14 +89,6 @@ fn pack_filter(w: &[f32], oc: usize, k: usize) -> Vec<f32> {
     }
     out
 }
-
-/// A raw pointer that may cross threads; tasks write disjoint output rows only.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the pointer is only dereferenced for rows owned by one task (see `conv`).
-unsafe impl Send for SendPtr {}
-// SAFETY: as above, no two tasks touch the same element.
-unsafe impl Sync for SendPtr {}
 
 /// Convolution of `x` [n, c, h, w] with `w` [oc, c, 3, 3] plus `bias`, then `act`: returns the
 /// output [n, oc, oh, ow] row-major. The caller checked [`applies`], the filter and bias sizes
@@ -296,31 +288,7 @@ unsafe fn kernel<const R: usize, const V: usize>(t: &Tile, src: &Src, x: *const 
     }
     for (r, accr) in acc.iter().enumerate() {
         for (v, &a) in accr.iter().enumerate() {
-            _mm256_storeu_ps(c.add(r * ldc + 8 * v), activate(a, t.act));
-        }
-    }
-}
-
-/// The fused activation of one vector, with the same instructions as the packed GEMM's
-/// epilogue (so results stay equal bit for bit, NaN and signed zeros included). Takes and
-/// returns the vector by value so that the accumulators never go through memory.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn activate(v: std::arch::x86_64::__m256, act: Option<Act>) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::*;
-    match act {
-        None => v,
-        Some(Act::Leaky(alpha)) => {
-            let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());
-            _mm256_blendv_ps(_mm256_mul_ps(v, _mm256_set1_ps(alpha)), v, keep)
-        }
-        Some(Act::Relu(limit)) => {
-            let v = _mm256_max_ps(v, _mm256_setzero_ps());
-            match limit {
-                Some(l) => _mm256_min_ps(v, _mm256_set1_ps(l)),
-                None => v,
-            }
+            _mm256_storeu_ps(c.add(r * ldc + 8 * v), sgemm::activate(a, t.act));
         }
     }
 }

@@ -88,10 +88,15 @@ pub(super) trait BSource: Sync {
     fn row(&self, kk: usize, c0: usize, row: &mut [f32]);
 }
 
-/// A raw pointer that may cross threads; tasks write disjoint tiles only.
+/// A raw pointer to an output that parallel tasks of the interpreter's kernels share (GEMM
+/// tiles, Winograd blocks, direct-convolution bands): each task writes its own disjoint
+/// elements only.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
+// SAFETY: the pointer is only dereferenced by tasks that write disjoint elements, while the
+// buffer it points into outlives the parallel loop (each user's SAFETY comment says how).
 unsafe impl Send for SendPtr {}
+// SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 
 /// `c` [a.m, n] (row stride `n`) = A · B + bias[row]; every element of `c[..a.m * n]` is
@@ -476,28 +481,36 @@ unsafe fn kernel<const R: usize, const PF: bool, const V: usize>(
         ap = ap.add(MR);
         bp = bp.add(ldb);
     }
-    match act {
-        None => {}
-        Some(Act::Leaky(alpha)) => {
-            let (zero, al) = (_mm256_setzero_ps(), _mm256_set1_ps(alpha));
-            for v in acc.iter_mut().flatten() {
-                let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(*v, zero);
-                *v = _mm256_blendv_ps(_mm256_mul_ps(*v, al), *v, keep);
-            }
-        }
-        Some(Act::Relu(limit)) => {
-            let zero = _mm256_setzero_ps();
-            for v in acc.iter_mut().flatten() {
-                *v = _mm256_max_ps(*v, zero);
-                if let Some(l) = limit {
-                    *v = _mm256_min_ps(*v, _mm256_set1_ps(l));
-                }
-            }
+    if act.is_some() {
+        for v in acc.iter_mut().flatten() {
+            *v = activate(*v, act);
         }
     }
     for (r, accr) in acc.iter().enumerate() {
         for (q, v) in accr.iter().enumerate() {
             _mm256_storeu_ps(c.add(r * ldc + 8 * q), *v);
+        }
+    }
+}
+
+/// The fused activation of one vector of outputs, the one epilogue of every convolution
+/// kernel of the interpreter (GEMM tiles, Winograd output transform, direct 3x3), so that the
+/// paths stay equal bit for bit (NaN and signed zeros included): LeakyRelu keeps `v >= 0` and
+/// takes `v·alpha` otherwise; Relu is `max(v, 0)`, then `min` with the limit when given.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) fn activate(v: std::arch::x86_64::__m256, act: Option<Act>) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    match act {
+        None => v,
+        Some(Act::Leaky(alpha)) => {
+            let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(v, _mm256_setzero_ps());
+            _mm256_blendv_ps(_mm256_mul_ps(v, _mm256_set1_ps(alpha)), v, keep)
+        }
+        Some(Act::Relu(limit)) => {
+            let r = _mm256_max_ps(v, _mm256_setzero_ps());
+            limit.map_or(r, |l| _mm256_min_ps(r, _mm256_set1_ps(l)))
         }
     }
 }

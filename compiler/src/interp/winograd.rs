@@ -10,7 +10,7 @@
 //! by float rounding (the transforms reorder and scale the sums): measured up to ~2e-6 of the sum
 //! of |terms| per output, about 6x the direct sum's error.
 
-use super::sgemm::{self, Act, PackedA, MR, NR};
+use super::sgemm::{self, Act, PackedA, SendPtr, MR, NR};
 use super::Tensor;
 use ndarray::IxDyn;
 use rayon::prelude::*;
@@ -148,12 +148,6 @@ thread_local! {
     /// The GEMM products of the last phase-2 task this thread ran, kept likewise.
     static PRODUCT_SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
-
-/// A raw pointer that may cross threads; tasks write disjoint elements only.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// How the tiles of one convolution are laid out and cut into blocks.
 #[derive(Clone, Copy)]
@@ -989,20 +983,8 @@ unsafe fn output_transform(
     for (i, yi) in y.iter_mut().enumerate() {
         *yi = at([cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i], cols[5][i]]);
     }
-    let zero = _mm256_setzero_ps();
     for v in y.iter_mut().flatten() {
-        let x = _mm256_add_ps(*v, bias);
-        *v = match act {
-            None => x,
-            Some(Act::Leaky(alpha)) => {
-                let keep = _mm256_cmp_ps::<_CMP_GE_OQ>(x, zero);
-                _mm256_blendv_ps(_mm256_mul_ps(x, _mm256_set1_ps(alpha)), x, keep)
-            }
-            Some(Act::Relu(limit)) => {
-                let r = _mm256_max_ps(x, zero);
-                limit.map_or(r, |l| _mm256_min_ps(r, _mm256_set1_ps(l)))
-            }
-        };
+        *v = sgemm::activate(_mm256_add_ps(*v, bias), act);
     }
     y
 }

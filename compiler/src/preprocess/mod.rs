@@ -198,7 +198,7 @@ fn split3_fast(data: &[u8], planes: &mut [Vec<u8>; 3]) -> usize {
 /// multiply-add: the values of the per-sample formula), vectorised with AVX2 when the CPU has it.
 fn append_normalised(src: &[u8], mean: f32, scale: f32, out: &mut Vec<f32>) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if avx2::available() {
         // SAFETY: the CPU supports AVX2 (checked just above).
         return unsafe { append_normalised_avx2(src, mean, scale, out) };
     }
